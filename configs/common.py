@@ -1,0 +1,108 @@
+"""Shared config defaults, model-size presets and the ":key=value,..." config-argument parser."""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+# Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
+# is the CPU model: 32 px, patch 8 made of a 3-conv stem (16 tokens). On two CPU
+# cores it trains 2.5x faster than patch 4 (64 tokens), and the stem still sees shapes.
+IMAGE_SIZES = {
+    "tiny": dict(width=128, depth=4, heads=4, patch_size=8, conv_stem_depth=3, image_size=32),
+    "small": dict(width=384, depth=12, heads=6, patch_size=16, conv_stem_depth=0, image_size=224),
+    "B/32": dict(width=768, depth=12, heads=12, patch_size=32, conv_stem_depth=0, image_size=224),
+    "B/16": dict(width=768, depth=12, heads=12, patch_size=16, conv_stem_depth=0, image_size=224),
+    "L/14": dict(width=1024, depth=24, heads=16, patch_size=14, conv_stem_depth=0, image_size=224),
+}
+# Text tower presets, paired with the image presets above (CLIP's pairings).
+TEXT_SIZES = {
+    "tiny": dict(width=128, depth=2, heads=4, max_len=24),
+    "small": dict(width=384, depth=12, heads=6, max_len=77),
+    "B/32": dict(width=512, depth=12, heads=8, max_len=77),
+    "B/16": dict(width=512, depth=12, heads=8, max_len=77),
+    "L/14": dict(width=768, depth=12, heads=12, max_len=77),
+}
+EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
+DATASETS = ("shapes",)
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses "k1=v1,k2" against `defaults` (types taken from them; a bare key means True)."""
+    parsed = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {key!r}; valid arguments are {sorted(defaults)}.")
+        kind = type(defaults[key])
+        if kind is bool:
+            if value not in ("", "True", "true", "1", "False", "false", "0"):
+                raise ValueError(f"Config argument {key!r} takes true or false, not {value!r}.")
+            parsed[key] = value in ("", "True", "true", "1")
+        else:
+            try:
+                parsed[key] = kind(value)
+            except ValueError:
+                raise ValueError(f"Config argument {key!r} takes a {kind.__name__}, not {value!r}.") from None
+    return parsed
+
+
+def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
+    """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (shapes)."""
+    arg = parse_arg(arg, size="tiny", data="shapes")
+    if arg.size not in IMAGE_SIZES:
+        raise ValueError(f"Unknown model size {arg.size!r}; use one of {sorted(IMAGE_SIZES)}.")
+    if arg.data not in DATASETS:
+        raise ValueError(f"Unknown dataset {arg.data!r}; use one of {list(DATASETS)}.")
+    tiny = arg.size == "tiny"
+    image = dict(IMAGE_SIZES[arg.size])
+    image_size = image.pop("image_size")
+    text = dict(TEXT_SIZES[arg.size])
+
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.objective = "clip"
+    c.total_steps = 1500 if tiny else 100_000
+    c.batch_size = 256 if tiny else 32_768
+    c.log_every_steps = 50 if tiny else 100
+    c.eval_every_steps = 500 if tiny else 5_000
+    c.checkpoint_every_steps = 500 if tiny else 2_000
+    c.keep_checkpoints = 2
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = arg.data
+    c.data.train_size = 50_000
+    c.data.image_size = image_size
+    c.data.cache_dir = "~/.cache/contrastive_shapes"  # '' renders in memory only
+    c.data.text_augmentation = "none"  # or "laclip"
+    c.data.crop_scale = (0.8, 1.0)  # random resized crop area range; (1.0, 1.0) disables
+    c.data.worker_count = 0  # grain worker processes; 0 = in the main process
+
+    c.text = ml_collections.ConfigDict()
+    c.text.tokenizer_path = ""  # '' trains a SentencePiece model on the captions, cached in the workdir
+    c.text.vocab_size = 1000
+
+    c.model = ml_collections.ConfigDict()
+    c.model.image = ml_collections.ConfigDict(image)
+    c.model.text = ml_collections.ConfigDict(text)
+    c.model.embed_dim = EMBED_DIMS[arg.size]
+    c.model.logit_scale_init = math.log(1 / 0.07)
+    c.model.logit_bias_init = 0.0
+    c.model.dtype = "float32"
+    c.model.remat = False
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 2e-3 if tiny else 1e-3
+    c.optimizer.warmup_steps = 100 if tiny else 2_000
+    c.optimizer.end_learning_rate_factor = 0.01
+    c.optimizer.weight_decay = 0.1 if tiny else 0.2
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.98
+    c.optimizer.eps = 1e-6
+    c.optimizer.grad_clip_norm = 1.0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
+    c.eval.batch_size = 500
+    return c

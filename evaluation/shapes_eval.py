@@ -1,0 +1,63 @@
+"""The shapes evaluation: zero-shot shape / colour / shape+colour and retrieval on held-out test images."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from evaluation import prompts, retrieval, zero_shot
+from input_pipeline import shapes, transforms
+from input_pipeline.tokenizer import Tokenizer
+
+
+def batched(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Applies `fn` to row chunks of `inputs` ([N, ...]) and concatenates the results."""
+    return np.concatenate([np.asarray(fn(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
+
+
+class ShapesEvaluator:
+    """`evaluate(params) -> {metric: value}` over the first `num_examples` test images.
+
+    Metrics: `zero_shot/{shape,colour,shape_colour}` top-1 accuracy with the held-out
+    templates of evaluation/prompts.py; `retrieval/*` R@1/5/10 both ways against the
+    original captions; `retrieval_rewrites/*` the same against the first paraphrase
+    (robustness to rephrasing, which LaCLIP's augmentation targets).
+    """
+
+    def __init__(
+        self, model, tokenizer: Tokenizer, *, num_examples: int, batch_size: int, image_size: int, max_len: int
+    ):
+        source = shapes.ShapesSource("test", num_examples, seed=0, image_size=image_size)
+        records = [source[i] for i in range(num_examples)]
+        self.images = transforms.normalize_image(np.stack([r["image"] for r in records]))
+        self.labels = {k: np.array([r[k] for r in records]) for k in ("shape", "colour", "shape_colour")}
+        self.captions = tokenizer.encode([r["caption"] for r in records], max_len)
+        paraphrases = [r["rewrites"][0] if len(r["rewrites"][0].split()) >= 2 else r["caption"] for r in records]
+        self.rewrites = tokenizer.encode(paraphrases, max_len)
+        self.prompts = {
+            name: tokenizer.encode([p for per_class in classes for p in per_class], max_len).reshape(
+                len(classes), len(classes[0]), max_len
+            )
+            for name, classes in prompts.class_prompts().items()
+        }
+        self.batch_size = batch_size
+        self._encode_image = jax.jit(
+            lambda p, x: model.apply({"params": p}, x, method=model.encode_image)["image_embedding"]
+        )
+        self._encode_text = jax.jit(
+            lambda p, t: model.apply({"params": p}, t, method=model.encode_text)["text_embedding"]
+        )
+
+    def evaluate(self, params) -> dict[str, float]:
+        image_emb = batched(lambda x: self._encode_image(params, x), self.images, self.batch_size)
+        text = lambda t: batched(lambda x: self._encode_text(params, x), t, self.batch_size)  # noqa: E731
+        metrics = {}
+        for name, tokens in self.prompts.items():
+            classes, templates, length = tokens.shape
+            prompt_emb = text(tokens.reshape(-1, length)).reshape(classes, templates, -1)
+            metrics[f"zero_shot/{name}"] = zero_shot.zero_shot_accuracy(
+                image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name]
+            )
+        metrics.update(retrieval.retrieval_metrics(image_emb, text(self.captions), prefix="retrieval/"))
+        metrics.update(retrieval.retrieval_metrics(image_emb, text(self.rewrites), prefix="retrieval_rewrites/"))
+        return metrics

@@ -1,0 +1,71 @@
+"""The grain training pipeline: shuffle, caption sampling, augmentation, tokenization, batching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from input_pipeline import transforms
+from input_pipeline.tokenizer import Tokenizer
+
+TEXT_AUGMENTATIONS = ("none", "laclip")
+
+
+@dataclasses.dataclass
+class TrainTransform(grain.transforms.RandomMap):
+    """Record -> {"image": float32 [S, S, 3], "text": int32 [max_len]}, a fresh draw per example per epoch."""
+
+    tokenizer: Tokenizer
+    max_len: int
+    text_augmentation: str = "none"
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        if self.text_augmentation == "laclip":
+            text = transforms.sample_caption(record["caption"], record["rewrites"], rng)
+        else:
+            text = record["caption"]
+        image = record["image"]
+        if self.crop_scale[0] < 1.0:
+            image = transforms.random_resized_crop(image, rng, self.crop_scale)
+        return {
+            "image": transforms.normalize_image(image),
+            "text": self.tokenizer.encode([text], self.max_len)[0],
+        }
+
+
+def make_train_iterator(
+    source,
+    transform: grain.transforms.RandomMap,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    worker_count: int = 0,
+) -> grain.DatasetIterator:
+    """Infinite iterator of this process's share of each global batch; its state checkpoints exactly.
+
+    Each process reads a disjoint slice of the source (`process_index::process_count`)
+    and yields `global_batch_size // process_count` examples per step.
+    """
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"Global batch size {global_batch_size} is not divisible by the {process_count} processes; "
+            "choose a multiple of the process count."
+        )
+    ds = (
+        grain.MapDataset.source(source)[process_index::process_count]
+        .seed(seed * 1_000_003 + process_index)
+        .shuffle()  # reshuffled every epoch
+        .repeat()
+        .random_map(transform)
+        .batch(global_batch_size // process_count, drop_remainder=True)
+    )
+    # Few reader threads: on a small host they would compete with XLA's compute threads.
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2 * global_batch_size))
+    if worker_count > 0:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return iter(ds)

@@ -1,0 +1,373 @@
+"""The embedded "shapes" dataset: procedural captioned images, no download.
+
+Every example is a pure function of (seed, split, index): 1-3 objects, each with a
+shape, a colour (jittered), a size and a cell of a 3x3 grid, on a textured
+background, plus every text field the methods of METHODS.md need:
+
+- `caption`: alt-text style caption (one template family);
+- `rewrites`: K paraphrases from other template families and synonyms (LaCLIP);
+  about 4% of them are degenerate one-word outputs, as LLM rewrites sometimes are;
+- `long_caption`: one sentence per object plus a scene sentence (DreamLIP);
+- `raw_caption`: the caption with controlled noise, `raw_noise` in [0, 1] (ALIP);
+- `hard_negatives`: one perturbed caption per `HARD_NEGATIVE_TYPES` entry (DeGLA,
+  compositionality evaluation);
+- `boxes` [3, 4] (x0, y0, x1, y1 in [0, 1], zero rows for absent objects) and
+  `region_captions` (CLOC);
+- `labels`: shape, colour and shape_colour of the primary (first, largest) object.
+
+The `test` split renders one object per image so that its class labels are
+unambiguous for zero-shot classification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "bar")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+COLOUR_RGB = np.array(
+    [
+        (220, 40, 40),
+        (40, 170, 60),
+        (40, 80, 225),
+        (235, 215, 40),
+        (140, 60, 190),
+        (245, 140, 30),
+        (40, 205, 215),
+        (245, 125, 185),
+    ],
+    dtype=np.float32,
+)
+SIZES = ("small", "large")
+POSITIONS = (
+    "top left", "top", "top right",
+    "left", "center", "right",
+    "bottom left", "bottom", "bottom right",
+)  # fmt: skip
+SPLITS = ("train", "validation", "test")
+HARD_NEGATIVE_TYPES = ("colour", "shape", "size", "position", "swap", "add")
+NUM_REWRITES = 4
+MAX_OBJECTS = 3
+VERSION = 1  # bump when rendering or texts change: it names the cache files
+
+# Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
+# text tower must map these to the canonical words.
+_SYNONYMS = {
+    "circle": ("disc", "round dot", "circle"),
+    "square": ("box", "block", "square"),
+    "triangle": ("wedge", "three-sided shape", "triangle"),
+    "diamond": ("rhombus", "lozenge", "diamond"),
+    "cross": ("plus sign", "plus", "cross"),
+    "ring": ("hoop", "donut", "ring"),
+    "star": ("five-pointed star", "starlet", "star"),
+    "bar": ("stripe", "strip", "bar"),
+    "red": ("crimson", "scarlet", "red"),
+    "green": ("emerald", "leafy green", "green"),
+    "blue": ("navy", "azure", "blue"),
+    "yellow": ("golden", "lemon", "yellow"),
+    "purple": ("violet", "plum", "purple"),
+    "orange": ("tangerine", "amber", "orange"),
+    "cyan": ("turquoise", "aqua", "cyan"),
+    "pink": ("rose", "salmon", "pink"),
+    "small": ("tiny", "little", "small"),
+    "large": ("big", "huge", "large"),
+}
+_POSITION_PHRASES = {
+    "top left": ("in the upper left corner", "up on the left"),
+    "top": ("at the top", "up in the middle"),
+    "top right": ("in the upper right corner", "up on the right"),
+    "left": ("on the left side", "at the middle left"),
+    "center": ("in the middle", "right in the centre"),
+    "right": ("on the right side", "at the middle right"),
+    "bottom left": ("in the lower left corner", "down on the left"),
+    "bottom": ("at the bottom", "down in the middle"),
+    "bottom right": ("in the lower right corner", "down on the right"),
+}
+_NOISE_WORDS = (
+    "free", "shipping", "click", "here", "stock", "photo", "img", "jpg", "best",
+    "deal", "sale", "new", "hd", "wallpaper", "download", "2021",
+)  # fmt: skip
+_DEGENERATE_REWRITES = ("shapes", "image", "objects", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeObject:
+    shape: int
+    colour: int
+    size: int
+    position: int
+
+    def words(self) -> tuple[str, str, str, str]:
+        return SIZES[self.size], COLOURS[self.colour], SHAPES[self.shape], POSITIONS[self.position]
+
+
+def _pick(rng: np.random.Generator, options: tuple):
+    """`rng.choice` for a tuple, without its slow array conversion."""
+    return options[int(rng.integers(len(options)))]
+
+
+def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """A generator that depends only on (seed, split, index)."""
+    digest = hashlib.blake2b(f"{seed}/{split}/{index}".encode(), digest_size=16).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+
+
+def _sample_objects(rng: np.random.Generator, split: str) -> list[ShapeObject]:
+    count = 1 if split == "test" else int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
+    cells = rng.choice(len(POSITIONS), size=count, replace=False)
+    sizes = sorted(rng.integers(0, 2, size=count), reverse=True)  # primary object is largest
+    return [
+        ShapeObject(int(rng.integers(len(SHAPES))), int(rng.integers(len(COLOURS))), int(s), int(c))
+        for s, c in zip(sizes, cells, strict=True)
+    ]
+
+
+def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
+    """Boolean mask of `SHAPES[shape]` centred at 0 in pixel offsets `dx`, `dy`."""
+    x, y = dx / radius, dy / radius
+    r = np.hypot(x, y)
+    name = SHAPES[shape]
+    if name == "circle":
+        return r <= 1.0
+    if name == "square":
+        return np.maximum(abs(x), abs(y)) <= 0.8
+    if name == "triangle":
+        return (y <= 0.75) & (y >= -0.95 + 1.9 * abs(x) / 1.1)
+    if name == "diamond":
+        return abs(x) + abs(y) <= 1.05
+    if name == "cross":
+        return (np.minimum(abs(x), abs(y)) <= 0.3) & (np.maximum(abs(x), abs(y)) <= 1.0)
+    if name == "ring":
+        return (r <= 1.0) & (r >= 0.55)
+    if name == "star":
+        theta = np.arctan2(y, x) + np.pi / 2
+        return r <= 0.5 + 0.5 * np.cos(2.5 * ((theta % (2 * np.pi / 5)) - np.pi / 5)) ** 6
+    return (abs(x) <= 1.0) & (abs(y) <= 0.4)  # bar
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(supersampled: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:supersampled, 0:supersampled].astype(np.float32) + 0.5
+    return yy, xx
+
+
+def object_radius(size: int) -> float:
+    """Radius of a small (0) or large (1) object, as a fraction of a grid cell."""
+    return 0.46 if size else 0.32
+
+
+def render_image(objects: list[ShapeObject], rng: np.random.Generator, size: int) -> np.ndarray:
+    """Renders [size, size, 3] uint8: textured background, then the objects (2x supersampled)."""
+    ss = 2 * size
+    yy, xx = _pixel_grid(ss)
+    base = rng.uniform(90, 150)
+    tilt = rng.uniform(-30, 30, size=2)
+    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / ss) * (xx + yy))
+    grey = base + tilt[0] * (xx / ss - 0.5) + tilt[1] * (yy / ss - 0.5) + stripes
+    image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
+    cell = ss / 3
+    for obj in objects:
+        row, col = divmod(obj.position, 3)
+        radius = cell * object_radius(obj.size)
+        slack = cell / 2 - radius
+        cx = (col + 0.5) * cell + rng.uniform(-slack, slack)
+        cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
+        mask = _shape_mask(obj.shape, xx - cx, yy - cy, radius)
+        image[mask] = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255)
+    image = image.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
+    image += rng.normal(0, 4, size=image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _alt_text(objects: list[ShapeObject]) -> str:
+    parts = [f"{s} {c} {sh} {p}" for s, c, sh, p in (o.words() for o in objects)]
+    return ", ".join(parts)
+
+
+def _rewrite(objects: list[ShapeObject], family: int, rng: np.random.Generator) -> str:
+    def syn(word: str) -> str:
+        return _pick(rng, _SYNONYMS[word])
+
+    phrases = []
+    for o in objects:
+        size, colour, shape, pos = o.words()
+        where = _pick(rng, _POSITION_PHRASES[pos])
+        if family == 0:
+            phrases.append(f"a {syn(size)} {syn(colour)} {syn(shape)} {where}")
+        elif family == 1:
+            phrases.append(f"{where} sits a {syn(colour)} {syn(shape)} that is {syn(size)}")
+        elif family == 2:
+            phrases.append(f"one {syn(shape)}, {syn(size)} and {syn(colour)}, {where}")
+        else:
+            phrases.append(f"the {syn(colour)} {syn(shape)} {where} looks {syn(size)}")
+    if family == 1:
+        return "; ".join(phrases)
+    if family == 3:
+        return " and ".join(phrases)
+    return "there is " + ", and ".join(phrases) if family == 0 else " plus ".join(phrases)
+
+
+def _long_caption(objects: list[ShapeObject]) -> str:
+    n = len(objects)
+    scene = f"The picture contains {n} object{'s' if n > 1 else ''} on a grey textured background."
+    sentences = [scene] + [
+        f"There is a {s} {c} {sh} at the {p}." if p != "center" else f"There is a {s} {c} {sh} in the center."
+        for s, c, sh, p in (o.words() for o in objects)
+    ]
+    return " ".join(sentences)
+
+
+def _raw_caption(caption: str, noise: float, rng: np.random.Generator) -> str:
+    """Alt-text with noise: each word replaced (wrong or irrelevant) w.p. `noise`, junk appended."""
+    vocabulary = SHAPES + COLOURS + SIZES + _NOISE_WORDS
+    words = [_pick(rng, vocabulary) if rng.random() < noise else w for w in caption.split(" ")]
+    junk = rng.choice(_NOISE_WORDS, size=int(rng.integers(0, 1 + round(6 * noise)))).tolist()
+    return " ".join(words + junk)
+
+
+def _hard_negatives(objects: list[ShapeObject], rng: np.random.Generator) -> tuple[str, ...]:
+    """One caption per `HARD_NEGATIVE_TYPES`, each false for the image."""
+    first = objects[0]
+
+    def other(value: int, n: int) -> int:
+        return int((value + rng.integers(1, n)) % n)
+
+    def with_first(**change) -> list[ShapeObject]:
+        return [dataclasses.replace(first, **change)] + objects[1:]
+
+    free_cells = [c for c in range(len(POSITIONS)) if c not in {o.position for o in objects}]
+    if len(objects) > 1:
+        second = objects[1]
+        swapped = [
+            dataclasses.replace(first, colour=second.colour),
+            dataclasses.replace(second, colour=first.colour),
+        ] + objects[2:]
+        if first.colour == second.colour:  # a colour swap would be true: swap shapes instead
+            swapped = [
+                dataclasses.replace(first, shape=second.shape),
+                dataclasses.replace(second, shape=first.shape),
+            ] + objects[2:]
+        if first.colour == second.colour and first.shape == second.shape:
+            swapped = with_first(colour=other(first.colour, len(COLOURS)))
+    else:  # one object: swap colour and shape words of a fresh wrong pair
+        swapped = with_first(colour=other(first.colour, len(COLOURS)), shape=other(first.shape, len(SHAPES)))
+    absent = ShapeObject(
+        int(rng.integers(len(SHAPES))),
+        int(rng.integers(len(COLOURS))),
+        int(rng.integers(2)),
+        int(_pick(rng, tuple(free_cells))),
+    )
+    variants = (
+        with_first(colour=other(first.colour, len(COLOURS))),
+        with_first(shape=other(first.shape, len(SHAPES))),
+        with_first(size=1 - first.size),
+        with_first(position=int(_pick(rng, tuple(free_cells)))),
+        swapped,
+        objects + [absent],
+    )
+    return tuple(_alt_text(v) for v in variants)
+
+
+def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dict:
+    """The example `index` of `split` as a dict of NumPy arrays and Python strings."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown shapes split {split!r}; use one of {SPLITS}.")
+    rng = example_rng(seed, split, index)
+    objects = _sample_objects(rng, split)
+    image = render_image(objects, rng, image_size)
+    caption = _alt_text(objects)
+    rewrites = []
+    for family in range(NUM_REWRITES):
+        if rng.random() < 0.04:
+            rewrites.append(_pick(rng, _DEGENERATE_REWRITES))
+        else:
+            rewrites.append(_rewrite(objects, family, rng))
+    noise = _pick(rng, (0.0, 0.0, 0.15, 0.4))
+    boxes = np.zeros((MAX_OBJECTS, 4), np.float32)
+    for k, o in enumerate(objects):
+        row, col = divmod(o.position, 3)
+        half = object_radius(o.size) / 3
+        cx, cy = (col + 0.5) / 3, (row + 0.5) / 3
+        boxes[k] = (cx - half, cy - half, cx + half, cy + half)
+    first = objects[0]
+    return {
+        "image": image,
+        "caption": caption,
+        "rewrites": tuple(rewrites),
+        "long_caption": _long_caption(objects),
+        "raw_caption": _raw_caption(caption, noise, rng),
+        "raw_noise": np.float32(noise),
+        "hard_negatives": _hard_negatives(objects, rng),
+        "boxes": boxes,
+        "region_captions": tuple(" ".join(o.words()[:3]) for o in objects),
+        "num_objects": np.int32(len(objects)),
+        "shape": np.int32(first.shape),
+        "colour": np.int32(first.colour),
+        "shape_colour": np.int32(first.shape * len(COLOURS) + first.colour),
+    }
+
+
+TEXT_FIELDS = ("caption", "rewrites", "long_caption", "raw_caption", "hard_negatives", "region_captions")
+ARRAY_FIELDS = ("image", "raw_noise", "boxes", "num_objects", "shape", "colour", "shape_colour")
+
+
+def render_split(split: str, size: int, seed: int, image_size: int) -> dict:
+    """All `size` examples of a split, columnar: NumPy arrays and lists of texts."""
+    examples = [make_example(seed, split, i, image_size) for i in range(size)]
+    columns = {k: np.stack([e[k] for e in examples]) for k in ARRAY_FIELDS}
+    columns.update({k: [e[k] for e in examples] for k in TEXT_FIELDS})
+    return columns
+
+
+def _load_or_render(split: str, size: int, seed: int, image_size: int, cache_dir: str | None) -> dict:
+    if not cache_dir:
+        return render_split(split, size, seed, image_size)
+    stem = os.path.join(os.path.expanduser(cache_dir), f"shapes_v{VERSION}_{split}_{size}_{seed}_{image_size}")
+    try:
+        with np.load(stem + ".npz") as arrays, open(stem + ".json", encoding="utf-8") as f:
+            columns = {k: arrays[k] for k in ARRAY_FIELDS}
+            columns.update({k: [tuple(t) if isinstance(t, list) else t for t in v] for k, v in json.load(f).items()})
+        return columns
+    except (OSError, ValueError, KeyError):
+        pass  # absent or partly written: render again
+    columns = render_split(split, size, seed, image_size)
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    tmp = f"{stem}.{os.getpid()}.tmp"
+    np.savez(tmp + ".npz", **{k: columns[k] for k in ARRAY_FIELDS})
+    with open(tmp + ".json", "w", encoding="utf-8") as f:
+        json.dump({k: columns[k] for k in TEXT_FIELDS}, f)
+    os.replace(tmp + ".json", stem + ".json")  # npz last: its presence means both are complete
+    os.replace(tmp + ".npz", stem + ".npz")
+    return columns
+
+
+class ShapesSource:
+    """grain random-access source over one split of the shapes data.
+
+    The split is rendered once (about 1 ms per example) and kept in memory, and
+    in `cache_dir` when given, since training revisits every example many times.
+    Records are exactly `make_example(seed, split, index, image_size)`.
+    """
+
+    def __init__(self, split: str, size: int, seed: int = 0, image_size: int = 32, cache_dir: str | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"Unknown shapes split {split!r}; use one of {SPLITS}.")
+        self.split, self.size, self.seed, self.image_size = split, size, seed, image_size
+        self._columns = _load_or_render(split, size, seed, image_size, cache_dir)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.size:
+            raise IndexError(f"index {index} out of range for {self.size} examples")
+        return {k: v[index] for k, v in self._columns.items()}
+
+    def __repr__(self) -> str:
+        return f"ShapesSource(split={self.split!r}, size={self.size}, seed={self.seed}, image_size={self.image_size})"

@@ -1,0 +1,48 @@
+"""Train or evaluate a contrastive model described by a config file.
+
+python main.py --config=configs/laclip.py --workdir=runs/laclip
+python main.py --config=configs/clip.py:size=B/16 --workdir=runs/b16 --config.batch_size=4096
+"""
+
+from __future__ import annotations
+
+import logging as pylogging
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from training.validation import ConfigError, validate_config, validate_workdir
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, logs and the tokenizer go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _QuietLibraries(pylogging.Filter):
+    """Keeps orbax's per-save INFO chatter out of the training log; its warnings still show."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv):
+    del argv
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    try:
+        validate_config(config)
+        validate_workdir(workdir)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    logging.get_absl_handler().use_absl_log_file("train", workdir)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    logging.set_stderrthreshold(logging.INFO)
+    from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config
+
+    train_and_evaluate(config, workdir)
+    logging.info("Logs in %s", os.path.abspath(workdir))
+
+
+if __name__ == "__main__":
+    app.run(main)

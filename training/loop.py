@@ -1,0 +1,198 @@
+"""The training loop: build everything from the config, train, evaluate, checkpoint, summarise."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from evaluation.shapes_eval import ShapesEvaluator
+from input_pipeline import shapes
+from input_pipeline.pipeline import TrainTransform, make_train_iterator
+from input_pipeline.tokenizer import get_tokenizer
+from losses.objectives import get_objective
+from models.two_tower import build_model
+from training import mesh as mesh_lib
+from training.checkpointing import Checkpointer
+from training.metric_writers import MetricWriter
+from training.optimizer import learning_rate_schedule, make_optimizer
+from training.summary import format_summary
+from training.train_state import TrainState
+from training.train_step import train_step
+
+
+def _train_texts(source: shapes.ShapesSource, limit: int = 20_000):
+    """Every caption field of the first `limit` training examples (the tokenizer's corpus)."""
+    for i in range(min(limit, len(source))):
+        record = source[i]
+        yield record["caption"]
+        yield record["long_caption"]
+        yield record["raw_caption"]
+        yield from record["rewrites"]
+        yield from record["hard_negatives"]
+
+
+def _write_run_info(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
+    info = {
+        "config": config.to_dict(),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "devices": [str(d) for d in jax.devices()],
+        "process_count": jax.process_count(),
+        "mesh": dict(mesh.shape),
+    }
+    with open(os.path.join(workdir, "run_info.json"), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, default=str)
+
+
+def create_train_state(config, model, optimizer, objective, mesh) -> TrainState:
+    """Initialises params, optimizer state and objective state, placed replicated on the mesh."""
+    image_size, max_len = config.data.image_size, config.model.text.max_len
+
+    def init(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+        tokens = jnp.zeros((1, max_len), jnp.int32)
+        params = model.init(init_rng, images, tokens)["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=optimizer.init(params),
+            extra=objective.init_extra(params, config),
+            rng=state_rng,
+        )
+
+    return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(config.seed))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final summary."""
+    os.makedirs(workdir, exist_ok=True)
+    start_time = time.time()
+    is_chief = jax.process_index() == 0
+    mesh = mesh_lib.make_mesh()
+    if is_chief:
+        _write_run_info(config, workdir, mesh)
+
+    source = shapes.ShapesSource(
+        "train", config.data.train_size, seed=0, image_size=config.data.image_size, cache_dir=config.data.cache_dir
+    )
+    tokenizer = get_tokenizer(config.text.tokenizer_path, workdir, _train_texts(source), config.text.vocab_size)
+    model = build_model(config, tokenizer.vocab_size)
+    objective = get_objective(config.objective)
+    optimizer = make_optimizer(config)
+    schedule = learning_rate_schedule(config)
+
+    state = create_train_state(config, model, optimizer, objective, mesh)
+    checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+    data_iter = make_train_iterator(
+        source,
+        TrainTransform(
+            tokenizer, config.model.text.max_len, config.data.text_augmentation, tuple(config.data.crop_scale)
+        ),
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        worker_count=config.data.worker_count,
+    )
+    if checkpointer.latest_step() is not None:
+        state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
+        data_iter.set_state(data_state)
+        logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+
+    step_fn = jax.jit(
+        functools.partial(
+            train_step, model=model, objective=objective, optimizer=optimizer, schedule=schedule, config=config
+        ),
+        in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
+        out_shardings=(mesh_lib.replicated(mesh), mesh_lib.replicated(mesh)),
+        donate_argnums=(0,),
+    )
+    evaluator = ShapesEvaluator(
+        model,
+        tokenizer,
+        num_examples=config.eval.num_examples,
+        batch_size=config.eval.batch_size,
+        image_size=config.data.image_size,
+        max_len=config.model.text.max_len,
+    )
+    writer = MetricWriter(workdir, enabled=is_chief)
+
+    first_step = int(state.step)
+    pending: list[dict] = []
+    train_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    interval_start, interval_step = time.time(), first_step
+    for step in range(first_step + 1, config.total_steps + 1):
+        batch = mesh_lib.global_batch(next(data_iter), mesh)
+        state, metrics = step_fn(state, batch)
+        pending.append(metrics)
+        last = step == config.total_steps
+        if step % config.log_every_steps == 0 or last:
+            train_metrics = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
+            pending = []
+            elapsed = time.time() - interval_start
+            steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
+            interval_start, interval_step = time.time(), step
+            train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+            writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
+            eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
+            logging.info(
+                "step %d/%d | loss %.4f | %.2f steps/s | %.0f examples/s | ETA %s",
+                step, config.total_steps, train_metrics["loss"], steps_per_s,
+                steps_per_s * config.batch_size, _duration(eta),
+            )  # fmt: skip
+        if step % config.eval_every_steps == 0 or last:
+            eval_metrics = evaluator.evaluate(state.params)
+            writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+            logging.info("eval at step %d: %s", step, _short(eval_metrics))
+        if step % config.checkpoint_every_steps == 0 or last:
+            checkpointer.save(state, data_iter.get_state())
+    checkpointer.wait()
+    if first_step >= config.total_steps:  # nothing left to train: evaluate what was restored
+        eval_metrics = evaluator.evaluate(state.params)
+    checkpointer.close()
+    writer.close()
+
+    summary = {
+        "step": int(state.step),
+        "final_loss": train_metrics.get("loss"),
+        "eval": eval_metrics,
+        "wall_time_s": time.time() - start_time,
+        "checkpoints": checkpointer.directory,
+        "metrics": writer.jsonl_path,
+        "tensorboard": writer.tensorboard_dir,
+        "workdir": os.path.abspath(workdir),
+    }
+    if is_chief:
+        with open(os.path.join(workdir, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        print(format_summary(config, summary), flush=True)
+    return summary
+
+
+def _abstract(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+
+
+def _stack(metrics: list[dict]) -> dict:
+    return {k: jnp.stack([m[k] for m in metrics]) for k in metrics[0]}
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def _short(metrics: dict[str, float]) -> str:
+    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1")
+    return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

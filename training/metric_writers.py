@@ -1,0 +1,36 @@
+"""Metrics to metrics.jsonl and TensorBoard event files (process 0 only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+    """`write(step, {name: scalar})` appends a JSON line and a TensorBoard scalar per metric."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+        self.tensorboard_dir = os.path.join(workdir, "tensorboard")
+        if enabled:
+            self._tensorboard = SummaryWriter(self.tensorboard_dir, flush_secs=30)
+            self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        scalars = {k: float(np.asarray(v)) for k, v in metrics.items()}
+        self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+        self._jsonl.flush()
+        for name, value in scalars.items():
+            self._tensorboard.add_scalar(name, value, global_step=int(step))
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tensorboard.close()
+            self._jsonl.close()

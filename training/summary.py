@@ -1,0 +1,32 @@
+"""The end-of-run summary table."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
+    e = summary["eval"]
+    rows = [("objective", config.objective), ("text augmentation", config.data.text_augmentation)]
+    rows.append(("steps", f"{summary['step']} (batch {config.batch_size}, {summary['wall_time_s'] / 60:.1f} min)"))
+    if summary["final_loss"] is not None:
+        rows.append(("final train loss", f"{summary['final_loss']:.4f}"))
+    for name, chance in (("shape_colour", 64), ("shape", 8), ("colour", 8)):
+        if f"zero_shot/{name}" in e:
+            value = 100 * e[f"zero_shot/{name}"]
+            rows.append((f"zero-shot {name.replace('_', '+')}", f"{value:5.1f}%  (chance {100 / chance:.1f}%)"))
+    for prefix, label in (("retrieval/", "captions"), ("retrieval_rewrites/", "paraphrases")):
+        for direction, arrow in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
+            keys = [f"{prefix}{direction}_R@{k}" for k in (1, 5, 10)]
+            if all(k in e for k in keys):
+                values = " / ".join(f"{100 * e[k]:.1f}" for k in keys)
+                rows.append((f"{arrow} R@1/5/10 ({label})", values))
+    rows += [
+        ("checkpoints", summary["checkpoints"]),
+        ("metrics", summary["metrics"]),
+        ("tensorboard", summary["tensorboard"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    rule = "-" * (width + 50)
+    lines = [rule, "Summary", rule] + [f"{k:<{width}}  {v}" for k, v in rows] + [rule]
+    return "\n".join(lines)
