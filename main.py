@@ -44,5 +44,23 @@ def main(argv):
     logging.info("Logs in %s", os.path.abspath(workdir))
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with a mistyped `--config.key=value` reported as one sentence."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        key = str(e).strip("\"'")
+        override = next((a for a in argv[1:] if a.startswith("--config.") and key in a), f"--config...{key}")
+        sys.exit(
+            f"error: {override.split('=')[0]} names the config key {key!r}, which does not exist; "
+            "check the spelling against the config reference in README.md."
+        )
+    except flags.Error as e:
+        # A config file's own error arrives wrapped in its traceback: keep its last line.
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        reason = lines[-1].split(": ", 1)[-1] if "Traceback" in str(e) else str(e)
+        sys.exit(f"error: {reason}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -105,4 +105,10 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
     c.eval.batch_size = 500
+
+    # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
+    # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled.
+    c.loss = ml_collections.ConfigDict()
+    c.loss.implementation = "dense"
+    c.loss.tile_size = 512
     return c

@@ -4,8 +4,12 @@ Every example is a pure function of (seed, split, index): 1-3 objects, each with
 shape, a colour (jittered), a size and a cell of a 3x3 grid, on a textured
 background, plus every text field the methods of METHODS.md need:
 
-- `caption`: alt-text style caption (one template family);
-- `rewrites`: K paraphrases from other template families and synonyms (LaCLIP);
+- `caption`: alt-text style caption (one template family) that always states each
+  object's colour and shape and, like real alt-text, only sometimes its size and
+  position: then shape, not position, must tell apart same-coloured objects, which
+  gives the contrastive loss far more shape-only negatives per batch;
+- `rewrites`: K paraphrases stating exactly what the caption states, from other
+  template families and synonyms (LaCLIP);
   about 4% of them are degenerate one-word outputs, as LLM rewrites sometimes are;
 - `long_caption`: one sentence per object plus a scene sentence (DreamLIP);
 - `raw_caption`: the caption with controlled noise, `raw_noise` in [0, 1] (ALIP);
@@ -54,7 +58,8 @@ SPLITS = ("train", "validation", "test")
 HARD_NEGATIVE_TYPES = ("colour", "shape", "size", "position", "swap", "add")
 NUM_REWRITES = 4
 MAX_OBJECTS = 3
-VERSION = 1  # bump when rendering or texts change: it names the cache files
+MENTION_PROBABILITY = 0.5  # chance that a training caption states an object's size (and, separately, position)
+VERSION = 2  # bump when rendering or texts change: it names the cache files
 
 # Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
 # text tower must map these to the canonical words.
@@ -185,32 +190,51 @@ def render_image(objects: list[ShapeObject], rng: np.random.Generator, size: int
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def _alt_text(objects: list[ShapeObject]) -> str:
-    parts = [f"{s} {c} {sh} {p}" for s, c, sh, p in (o.words() for o in objects)]
+@dataclasses.dataclass(frozen=True)
+class Mentions:
+    """Which optional attributes a caption states (alt-text is often incomplete)."""
+
+    size: bool = True
+    position: bool = True
+
+
+def _alt_text(objects: list[ShapeObject], mentions: Mentions) -> str:
+    parts = []
+    for size, colour, shape, pos in (o.words() for o in objects):
+        words = [size] * mentions.size + [colour, shape] + [pos] * mentions.position
+        parts.append(" ".join(words))
     return ", ".join(parts)
 
 
-def _rewrite(objects: list[ShapeObject], family: int, rng: np.random.Generator) -> str:
+def _a(word: str) -> str:
+    """The word with its indefinite article."""
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def _rewrite(objects: list[ShapeObject], mentions: Mentions, family: int, rng: np.random.Generator) -> str:
+    """A paraphrase stating exactly what the caption states, in template family `family`."""
+
     def syn(word: str) -> str:
         return _pick(rng, _SYNONYMS[word])
 
     phrases = []
     for o in objects:
         size, colour, shape, pos = o.words()
-        where = _pick(rng, _POSITION_PHRASES[pos])
+        where = " " + _pick(rng, _POSITION_PHRASES[pos]) if mentions.position else ""
         if family == 0:
-            phrases.append(f"a {syn(size)} {syn(colour)} {syn(shape)} {where}")
+            big = syn(size) + " " if mentions.size else ""
+            phrases.append(_a(f"{big}{syn(colour)} {syn(shape)}{where}"))
         elif family == 1:
-            phrases.append(f"{where} sits a {syn(colour)} {syn(shape)} that is {syn(size)}")
+            big = f" that is {syn(size)}" if mentions.size else ""
+            phrases.append(_a(f"{syn(colour)} {syn(shape)}{big}{where}"))
         elif family == 2:
-            phrases.append(f"one {syn(shape)}, {syn(size)} and {syn(colour)}, {where}")
+            looks = f"{syn(size)} and {syn(colour)}" if mentions.size else syn(colour)
+            phrases.append(f"one {syn(shape)}, {looks},{where}".rstrip(","))
         else:
-            phrases.append(f"the {syn(colour)} {syn(shape)} {where} looks {syn(size)}")
-    if family == 1:
-        return "; ".join(phrases)
-    if family == 3:
-        return " and ".join(phrases)
-    return "there is " + ", and ".join(phrases) if family == 0 else " plus ".join(phrases)
+            big = f" looking {syn(size)}" if mentions.size else ""
+            phrases.append(f"the {syn(colour)} {syn(shape)}{where}{big}")
+    joiner, opening = (("; ", "we see "), (" plus ", ""), (" and ", ""), (", and ", "there is "))[(family + 3) % 4]
+    return opening + joiner.join(phrases)
 
 
 def _long_caption(objects: list[ShapeObject]) -> str:
@@ -231,8 +255,12 @@ def _raw_caption(caption: str, noise: float, rng: np.random.Generator) -> str:
     return " ".join(words + junk)
 
 
-def _hard_negatives(objects: list[ShapeObject], rng: np.random.Generator) -> tuple[str, ...]:
-    """One caption per `HARD_NEGATIVE_TYPES`, each false for the image."""
+def _hard_negatives(objects: list[ShapeObject], mentions: Mentions, rng: np.random.Generator) -> tuple[str, ...]:
+    """One caption per `HARD_NEGATIVE_TYPES`, each false for the image.
+
+    Each is the caption with one change; a size or position change makes that
+    attribute stated even where the caption leaves it out, so the text stays false.
+    """
     first = objects[0]
 
     def other(value: int, n: int) -> int:
@@ -271,7 +299,10 @@ def _hard_negatives(objects: list[ShapeObject], rng: np.random.Generator) -> tup
         swapped,
         objects + [absent],
     )
-    return tuple(_alt_text(v) for v in variants)
+    stated = [mentions] * len(variants)
+    stated[2] = dataclasses.replace(mentions, size=True)
+    stated[3] = dataclasses.replace(mentions, position=True)
+    return tuple(_alt_text(v, m) for v, m in zip(variants, stated, strict=True))
 
 
 def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dict:
@@ -281,13 +312,20 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
     rng = example_rng(seed, split, index)
     objects = _sample_objects(rng, split)
     image = render_image(objects, rng, image_size)
-    caption = _alt_text(objects)
+    # Training alt-text states size and position half the time each; test captions state everything.
+    if split == "test":
+        mentions = Mentions()
+    else:
+        mentions = Mentions(
+            size=bool(rng.random() < MENTION_PROBABILITY), position=bool(rng.random() < MENTION_PROBABILITY)
+        )
+    caption = _alt_text(objects, mentions)
     rewrites = []
     for family in range(NUM_REWRITES):
         if rng.random() < 0.04:
             rewrites.append(_pick(rng, _DEGENERATE_REWRITES))
         else:
-            rewrites.append(_rewrite(objects, family, rng))
+            rewrites.append(_rewrite(objects, mentions, family, rng))
     noise = _pick(rng, (0.0, 0.0, 0.15, 0.4))
     boxes = np.zeros((MAX_OBJECTS, 4), np.float32)
     for k, o in enumerate(objects):
@@ -303,7 +341,7 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
         "long_caption": _long_caption(objects),
         "raw_caption": _raw_caption(caption, noise, rng),
         "raw_noise": np.float32(noise),
-        "hard_negatives": _hard_negatives(objects, rng),
+        "hard_negatives": _hard_negatives(objects, mentions, rng),
         "boxes": boxes,
         "region_captions": tuple(" ".join(o.words()[:3]) for o in objects),
         "num_objects": np.int32(len(objects)),

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses.softmax import softmax_contrastive_loss
+from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 
 MAX_LOGIT_SCALE = float(jnp.log(100.0))
 
@@ -27,18 +27,49 @@ class Objective(NamedTuple):
     update_extra: Callable[[Any, Any, Any], Any] = lambda extra, params, aux: extra
 
 
+def _loss_implementation(config) -> dict[str, Any]:
+    """config.loss -> contrastive_loss keywords. Distributed implementations find the trainer's mesh
+    themselves (losses/contrastive.py: jax.set_mesh context, else training.mesh.make_mesh())."""
+    options = config.get("loss", {})
+    return {
+        "implementation": options.get("implementation", "dense"),
+        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
+    }
+
+
 def clip_loss(params, batch, extra, rng, *, model, config):
     """Plain CLIP: symmetric InfoNCE between each image and its (possibly rewritten) caption."""
-    del extra, rng, config
+    del extra, rng
     out = model.apply({"params": params}, batch["image"], batch["text"])
     logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
-    loss, metrics = softmax_contrastive_loss(out["image_embedding"], out["text_embedding"], logit_scale)
+    loss, metrics = contrastive_loss(
+        out["image_embedding"], out["text_embedding"], logit_scale, kind="softmax", **_loss_implementation(config)
+    )
     metrics["temperature"] = 1.0 / jnp.exp(logit_scale)
+    return loss, metrics
+
+
+def siglip_loss(params, batch, extra, rng, *, model, config):
+    """SigLIP: pairwise sigmoid loss with a learnable temperature and bias (METHODS.md 15a)."""
+    del extra, rng
+    out = model.apply({"params": params}, batch["image"], batch["text"])
+    # The same clamp as CLIP (open_clip clamps every model's scale at 100; big_vision does not).
+    logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    loss, metrics = contrastive_loss(
+        out["image_embedding"],
+        out["text_embedding"],
+        logit_scale,
+        out["logit_bias"],
+        kind="sigmoid",
+        **_loss_implementation(config),
+    )
+    metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=out["logit_bias"])
     return loss, metrics
 
 
 OBJECTIVES: dict[str, Objective] = {
     "clip": Objective(loss=clip_loss),
+    "siglip": Objective(loss=siglip_loss),
 }
 
 

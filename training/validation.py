@@ -45,6 +45,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.batch_size ({config.batch_size}) exceeds config.data.train_size ({config.data.train_size}); "
             "lower the batch size or raise the dataset size."
         )
+    if config.text.tokenizer_path and not os.path.isfile(config.text.tokenizer_path):
+        raise ConfigError(
+            f"Tokenizer file {config.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
+            "or set it to '' to train a tokenizer on the training captions."
+        )
     low, high = config.data.crop_scale
     if not 0 < low <= high <= 1:
         raise ConfigError(f"config.data.crop_scale must satisfy 0 < low <= high <= 1, not {(low, high)}.")

@@ -1,0 +1,101 @@
+"""The main job as a user runs it: `python main.py --config=... --workdir=...` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--config.batch_size=64",
+    "--config.data.train_size=2000",
+    "--config.data.cache_dir=",
+    "--config.eval.num_examples=256",
+    "--config.eval.batch_size=256",
+    "--config.log_every_steps=20",
+    "--config.eval_every_steps=1000",
+    "--config.checkpoint_every_steps=80",
+    "--config.optimizer.warmup_steps=20",
+    "--config.model.image.depth=2",
+]
+
+
+def run_main(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def laclip_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("laclip")
+    result = run_main("--config=configs/laclip.py", f"--workdir={workdir}", "--config.total_steps=160", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+def test_main_job_trains_and_beats_chance(laclip_run):
+    workdir, result = laclip_run
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["step"] == 160
+    zero_shot = {k.split("/")[1]: v for k, v in summary["eval"].items() if k.startswith("zero_shot/")}
+    assert zero_shot["colour"] > 0.4, zero_shot  # chance 1/8
+    assert zero_shot["shape_colour"] > 3 / 64, zero_shot  # chance 1/64
+    assert summary["final_loss"] < 3.5  # log(64) = 4.16 at chance
+    assert "zero-shot shape+colour" in result.stdout and "checkpoints" in result.stdout
+    assert (workdir / "tokenizer.model").is_file() and (workdir / "run_info.json").is_file()
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "train/loss" in r] == [20, 40, 60, 80, 100, 120, 140, 160]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
+
+
+def test_tensorboard_reads_the_event_files(laclip_run):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    workdir, _ = laclip_run
+    events = accumulator.EventAccumulator(str(workdir / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [20, 40, 60, 80, 100, 120, 140, 160]
+    jsonl = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    expected = [r["train/loss"] for r in jsonl if "train/loss" in r]
+    assert [e.value for e in losses] == pytest.approx(expected, rel=1e-6)
+
+
+def test_rerun_resumes_from_the_last_checkpoint(laclip_run, tmp_path):
+    workdir, _ = laclip_run
+    result = run_main("--config=configs/laclip.py", f"--workdir={workdir}", "--config.total_steps=180", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from step 160" in result.stderr
+    assert json.loads((workdir / "summary.json").read_text())["step"] == 180
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.bogus=1"], "config key 'bogus', which does not exist"),
+        (["--config.objective=clap"], "Unknown objective 'clap'; set config.objective to one of"),
+        (["--config.optimizer.learning_rate=-1.0"], "config.optimizer.learning_rate must be positive"),
+        (["--config.text.tokenizer_path=/no/such.model"], "Tokenizer file '/no/such.model' does not exist"),
+        (["--config.data.text_augmentation=llama"], "set config.data.text_augmentation to one of"),
+    ],
+)
+def test_bad_config_is_one_clear_sentence_before_compiling(tmp_path, args, message):
+    result = run_main("--config=configs/clip.py", f"--workdir={tmp_path}", *args, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_main("--config=configs/clip.py", f"--workdir={blocker}/run", timeout=120)
+    assert result.returncode != 0 and "pass a writable --workdir" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_config_argument_is_a_clear_error(tmp_path):
+    result = run_main("--config=configs/clip.py:size=huge", f"--workdir={tmp_path}", timeout=120)
+    assert result.returncode != 0 and "Unknown model size 'huge'; use one of" in result.stderr

@@ -1,0 +1,65 @@
+import numpy as np
+
+from input_pipeline import shapes
+from input_pipeline.pipeline import TrainTransform, make_train_iterator
+from input_pipeline.tokenizer import train_tokenizer
+from input_pipeline.transforms import normalize_image
+
+SOURCE = shapes.ShapesSource("train", 64, seed=0, image_size=32)
+TOKENIZER = train_tokenizer((SOURCE[i]["caption"] for i in range(64)), vocab_size=400)
+
+
+def _batches(seed, n=4, process_index=0, process_count=1, augmentation="laclip"):
+    transform = TrainTransform(TOKENIZER, 24, augmentation, (0.8, 1.0))
+    it = make_train_iterator(
+        SOURCE, transform, global_batch_size=16, seed=seed, process_index=process_index, process_count=process_count
+    )
+    return [next(it) for _ in range(n)]
+
+
+def test_batches_have_the_documented_shapes():
+    batch = _batches(0, n=1)[0]
+    assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.float32
+    assert batch["text"].shape == (16, 24) and batch["text"].dtype == np.int32
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    a, b, c = _batches(0), _batches(0), _batches(1)
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["text"], y["text"])
+    assert not np.array_equal(a[0]["image"], c[0]["image"])
+
+
+def test_epochs_reshuffle_and_resample_captions():
+    # 64 examples, batch 16: batches 0-3 are epoch 0 and 4-7 epoch 1, each a permutation.
+    batches = _batches(0, n=8, augmentation="none")
+    first = {t.tobytes() for b in batches[:4] for t in b["text"]}
+    second = {t.tobytes() for b in batches[4:] for t in b["text"]}
+    assert first == second  # same captions, every example once per epoch
+    assert not np.array_equal(batches[0]["text"], batches[4]["text"])  # in another order
+
+
+def test_processes_read_disjoint_halves():
+    transform = TrainTransform(TOKENIZER, 24, "none", (1.0, 1.0))  # no crop: images identify examples
+    seen = []
+    for process in (0, 1):
+        it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, process_index=process, process_count=2)
+        batches = [next(it) for _ in range(4)]  # 4 x 8 = each process's 32 examples, once
+        assert batches[0]["image"].shape[0] == 8
+        seen.append({image.tobytes() for b in batches for image in b["image"]})
+    expected = {normalize_image(SOURCE[i]["image"]).tobytes() for i in range(64)}
+    assert len(seen[0]) == len(seen[1]) == 32
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == expected
+
+
+def test_iterator_state_resumes_exactly():
+    transform = TrainTransform(TOKENIZER, 24, "laclip", (0.8, 1.0))
+    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=5)
+    next(it)
+    state = it.get_state()
+    expected = [next(it) for _ in range(3)]
+    resumed = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=5)
+    resumed.set_state(state)
+    for want in expected:
+        got = next(resumed)
+        assert np.array_equal(got["image"], want["image"]) and np.array_equal(got["text"], want["text"])
