@@ -68,10 +68,11 @@ def ring_sweep(
 ):
     """`tile_sweep` of this device's rows against the columns of every device on `axis_name`.
 
-    Call inside shard_map, with accumulators freshly created (not yet device-varying). `cols` and `col_acc` move one device along the ring (ppermute) per
-    round; after `axis_size` rounds each column block is back home with its accumulators summed
-    over the rows of all devices. The last round sends only `col_acc`, since the columns
-    themselves are no longer needed. axis_name None: one device, no communication.
+    Call inside shard_map, with freshly created accumulators (not yet device-varying). `cols` and
+    `col_acc` move one device along the ring (ppermute) per round; after `axis_size` rounds each
+    column block is back home with its accumulators summed over the rows of all devices. The last
+    round sends only `col_acc`, since the columns themselves are no longer needed. axis_name None:
+    one device, no communication.
     """
     if axis_name is None:
         return tile_sweep(body, rows, cols, row_acc, col_acc, acc, tile)

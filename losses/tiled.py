@@ -22,6 +22,7 @@ from jax import lax
 
 from losses.blockwise import ring_sweep
 
+
 def _masked_logits(rows, cols, scale):
     """[tile, tile] logits and validity mask of one block."""
     logits = scale * (rows["x"] @ cols["x"].T)
