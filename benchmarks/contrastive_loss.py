@@ -1,0 +1,216 @@
+"""Memory and speed of the contrastive-loss implementations: forward + backward, fp32, d = 512.
+
+    python benchmarks/contrastive_loss.py                           # (a) compiled temporaries, B = 4096 .. 1048576
+    python benchmarks/contrastive_loss.py --execute=4096,16384      # (b) + time and peak RSS, one subprocess each
+    python benchmarks/contrastive_loss.py --budget_gib=16           # (c) + largest batch within 16 GiB
+
+(a) and (c) only compile (XLA's memory analysis of the jitted value-and-grad); nothing runs.
+`dense` and `tiled` compile for one CPU device; `gathered`, `ring` and `ring_tiled` for --devices
+fake CPU devices with the batch sharded over them, and their numbers are per device.
+(b) runs each (implementation, batch) in a fresh subprocess so that its peak RSS is its own; runs
+whose compiled footprint exceeds --execute_limit_gib are skipped rather than risking the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+DISTRIBUTED = ("gathered", "ring", "ring_tiled")
+GIB = 2**30
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", default="softmax", choices=("softmax", "sigmoid"))
+    parser.add_argument("--implementations", default="dense,gathered,ring,tiled,ring_tiled")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--tile_size", type=int, default=512)
+    parser.add_argument("--devices", type=int, default=8, help="fake CPU devices for the distributed implementations")
+    parser.add_argument("--min_batch", type=int, default=4096)
+    parser.add_argument("--max_batch", type=int, default=1_048_576)
+    parser.add_argument("--skip_memory_table", action="store_true", help="skip (a)")
+    parser.add_argument("--execute", default="", help="comma-separated batch sizes to run, e.g. 4096,16384")
+    parser.add_argument("--execute_limit_gib", type=float, default=12.0, help="skip runs whose footprint exceeds it")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per execution; the minimum is reported")
+    parser.add_argument("--budget_gib", type=float, default=0.0, help="report the largest batch within this budget")
+    parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "BATCH"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# jax reads XLA_FLAGS once, at import: the fake devices must be set before it.
+ARGS = _parse_args()
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={ARGS.devices}"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from losses.contrastive import contrastive_loss  # noqa: E402
+
+
+def _setup(implementation: str, args):
+    """(value-and-grad function, in_shardings or None, mesh or None) for one implementation."""
+    mesh = Mesh(np.asarray(jax.devices()[: args.devices]), ("data",)) if implementation in DISTRIBUTED else None
+
+    def loss(image, text, logit_scale, logit_bias):
+        bias = logit_bias if args.kind == "sigmoid" else None
+        options = dict(kind=args.kind, implementation=implementation, tile_size=args.tile_size, mesh=mesh)
+        return contrastive_loss(image, text, logit_scale, bias, **options)[0]
+
+    step = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))
+    if mesh is None:
+        return step, None, mesh
+    batch, scalar = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    return step, (batch, batch, scalar, scalar), mesh
+
+
+def _compile(implementation: str, batch: int, args):
+    step, shardings, _ = _setup(implementation, args)
+    embedding = jax.ShapeDtypeStruct((batch, args.dim), jnp.float32)
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    jitted = jax.jit(step) if shardings is None else jax.jit(step, in_shardings=shardings)
+    return jitted.lower(embedding, embedding, scalar, scalar).compile()
+
+
+def _footprint(compiled) -> tuple[int, int]:
+    """(temporary bytes, temporaries + arguments + outputs bytes), per device."""
+    m = compiled.memory_analysis()
+    total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+    return m.temp_size_in_bytes, total
+
+
+def _batches(args) -> list[int]:
+    out, batch = [], args.min_batch
+    while batch <= args.max_batch:
+        out.append(batch)
+        batch *= 2
+    return out
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.3f}" if n < GIB else f"{n / GIB:.2f}"
+
+
+def memory_table(implementations: list[str], args) -> None:
+    """(a) Compiled temporaries per implementation and batch, with their ratio to one B x d matrix."""
+    print(f"\n(a) {args.kind} fwd+bwd temporaries from XLA memory analysis, GiB (x one B*d fp32 matrix); d={args.dim}")
+    print(f"    distributed implementations: per device of {args.devices}; tile_size={args.tile_size}")
+    print("| B | B*d matrix | " + " | ".join(implementations) + " |")
+    print("|---:|---:|" + "---:|" * len(implementations))
+    for batch in _batches(args):
+        matrix = batch * args.dim * 4
+        cells = []
+        for implementation in implementations:
+            temp, _ = _footprint(_compile(implementation, batch, args))
+            cells.append(f"{_gib(temp)} ({temp / matrix:.2f}x)")
+        print(f"| {batch:,} | {_gib(matrix)} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _child(implementation: str, batch: int, args) -> None:
+    """Runs one (implementation, batch) and prints a JSON line: compile and run seconds, peak RSS."""
+    step, shardings, mesh = _setup(implementation, args)
+    start = time.perf_counter()
+    compiled = _compile(implementation, batch, args)
+    compile_s = time.perf_counter() - start
+    _, total = _footprint(compiled)
+    if total * (args.devices if mesh else 1) > args.execute_limit_gib * GIB:
+        print(json.dumps({"skipped": f"needs {_gib(total)} GiB per device"}))
+        return
+
+    def inputs(key):
+        image_key, noise_key = jax.random.split(key)
+        image = jax.random.normal(image_key, (batch, args.dim), jnp.float32)
+        text = image + jax.random.normal(noise_key, image.shape, jnp.float32)
+        unit = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+        return unit(image), unit(text), jnp.float32(np.log(10.0)), jnp.float32(-10.0)
+
+    make = jax.jit(inputs, out_shardings=shardings) if shardings else jax.jit(inputs)
+    operands = jax.block_until_ready(make(jax.random.PRNGKey(0)))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*operands))
+        times.append(time.perf_counter() - start)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result = {"compile_s": compile_s, "run_s": min(times), "peak_rss": peak_rss, "rss_before": rss_before}
+    print(json.dumps(dict(result, footprint=total)))
+
+
+def execution_table(implementations: list[str], batches: list[int], args) -> None:
+    """(b) Wall time and peak RSS, one subprocess per run."""
+    print(f"\n(b) {args.kind} fwd+bwd executed on this machine: seconds, and peak RSS of the whole process")
+    print("    (RSS before run: after jax, compile and inputs; compiled footprint: XLA's estimate, all devices)")
+    print("| implementation | B | run s | compile s | peak RSS GiB | RSS before run GiB | compiled footprint GiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for batch in batches:
+        for implementation in implementations:
+            command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", implementation, str(batch)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            if result.returncode or not lines:
+                print(f"| {implementation} | {batch:,} | failed (exit {result.returncode}) | | | | |", flush=True)
+                continue
+            r = json.loads(lines[-1])
+            if "skipped" in r:
+                print(f"| {implementation} | {batch:,} | skipped: {r['skipped']} | | | | |", flush=True)
+                continue
+            devices = args.devices if implementation in DISTRIBUTED else 1
+            row = f"{r['run_s']:.2f} | {r['compile_s']:.1f} | {_gib(r['peak_rss'])} | {_gib(r['rss_before'])}"
+            row += f" | {_gib(r['footprint'] * devices)}"
+            print(f"| {implementation} | {batch:,} | {row} |", flush=True)
+
+
+def largest_batch(implementation: str, budget: float, args) -> int:
+    """Largest batch (a multiple of 1024) whose compiled footprint per device fits `budget` bytes."""
+
+    def fits(batch):
+        return _footprint(_compile(implementation, batch, args))[1] <= budget
+
+    granule = 1024
+    low, high = 0, granule
+    while fits(high):
+        low, high = high, high * 2
+        if high > 2**26:  # 64M examples: far beyond any batch in this field
+            return low
+    while high - low > granule:
+        middle = (low + high) // 2 // granule * granule
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def budget_table(implementations: list[str], args) -> None:
+    """(c) The largest batch each implementation compiles within --budget_gib (per device)."""
+    print(f"\n(c) {args.kind}: largest batch whose temporaries + inputs + gradients fit {args.budget_gib:g} GiB")
+    print("| implementation | largest B | per-device footprint GiB |")
+    print("|---|---:|---:|")
+    for implementation in implementations:
+        batch = largest_batch(implementation, args.budget_gib * GIB, args)
+        footprint = _footprint(_compile(implementation, batch, args))[1] if batch else 0
+        print(f"| {implementation} | {batch:,} | {_gib(footprint)} |", flush=True)
+
+
+def main(args) -> None:
+    implementations = args.implementations.split(",")
+    if args.child:
+        _child(args.child[0], int(args.child[1]), args)
+        return
+    if not args.skip_memory_table:
+        memory_table(implementations, args)
+    if args.execute:
+        execution_table(implementations, [int(b) for b in args.execute.split(",")], args)
+    if args.budget_gib > 0:
+        budget_table(implementations, args)
+
+
+if __name__ == "__main__":
+    main(ARGS)
