@@ -28,8 +28,11 @@ class Objective(NamedTuple):
 
 
 def _loss_implementation(config) -> dict[str, Any]:
-    """config.loss -> contrastive_loss keywords. Distributed implementations find the trainer's mesh
-    themselves (losses/contrastive.py: jax.set_mesh context, else training.mesh.make_mesh())."""
+    """contrastive_loss keywords from config.loss (dense when absent).
+
+    The objective gets no mesh: distributed implementations take the jax.set_mesh context, else
+    training.mesh.make_mesh(), the trainer's mesh (losses/contrastive.py).
+    """
     options = config.get("loss", {})
     return {
         "implementation": options.get("implementation", "dense"),
