@@ -58,6 +58,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     tiny = arg.size == "tiny"
     image = dict(IMAGE_SIZES[arg.size])
     image_size = image.pop("image_size")
+    image["pool"] = "cls"  # or "gap"
     text = dict(TEXT_SIZES[arg.size])
 
     c = ml_collections.ConfigDict()

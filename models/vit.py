@@ -33,7 +33,7 @@ class VisionTransformer(nn.Module):
         x = images.astype(self.dtype)
         patch = self.patch_size
         for i in range(self.conv_stem_depth):
-            channels = self.width // 2 ** (self.conv_stem_depth - i)
+            channels = self.width // 2 ** (self.conv_stem_depth - 1 - i)  # the last conv is `width` wide
             x = nn.Conv(channels, (3, 3), strides=2, padding=1, dtype=self.dtype, name=f"stem_conv{i}")(x)
             x = nn.gelu(nn.LayerNorm(name=f"stem_ln{i}")(x))
             patch //= 2

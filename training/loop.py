@@ -134,7 +134,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     interval_start, interval_step = time.time(), first_step
     for step in range(first_step + 1, config.total_steps + 1):
         batch = mesh_lib.global_batch(next(data_iter), mesh)
-        state, metrics = step_fn(state, batch)
+        with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
+            state, metrics = step_fn(state, batch)
         pending.append(metrics)
         last = step == config.total_steps
         if step % config.log_every_steps == 0 or last:

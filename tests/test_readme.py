@@ -1,0 +1,21 @@
+"""README.md stays true: its config reference and test command match the code and CI."""
+
+import os
+
+from configs.reference import reference_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(name: str) -> str:
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_config_reference_is_generated_from_the_code():
+    assert reference_table() in _read("README.md"), "run `python -m configs.reference` and paste it into README.md"
+
+
+def test_ci_runs_the_readme_test_command():
+    command = "pip install -e '.[test]' && pytest"
+    assert command in _read("README.md") and command in _read(".ci/run")
