@@ -127,6 +127,21 @@ def test_float32_tiled_loss_is_close_to_float64_reference(kind):
     _assert_close(grads[2], ref.d_logit_scale, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_tiled_temporaries_stay_linear_in_the_batch(kind):
+    # The point of `tiled`: no [B, B] buffer (1 GiB here). Its forward + backward must stay within
+    # three B x d embedding matrices plus a few tiles, by XLA's own memory analysis (compile only).
+    batch, dim, tile = 16384, 64, 256
+
+    def loss(image, text, logit_scale, logit_bias):
+        bias = logit_bias if kind == "sigmoid" else None
+        return contrastive_loss(image, text, logit_scale, bias, kind=kind, implementation="tiled", tile_size=tile)[0]
+
+    embedding, scalar = jax.ShapeDtypeStruct((batch, dim), jnp.float32), jax.ShapeDtypeStruct((), jnp.float32)
+    compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(embedding, embedding, scalar, scalar).compile()
+    assert compiled.memory_analysis().temp_size_in_bytes <= 3 * batch * dim * 4 + 8 * tile * tile * 4
+
+
 def test_mesh_comes_from_the_set_mesh_context():
     image, text, logit_scale, _, _ = _case("random")
     ref = reference("softmax", image, text, logit_scale)
