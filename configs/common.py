@@ -112,4 +112,12 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.implementation = "dense"
     c.loss.tile_size = 512
+
+    # Keeping runs alive (training/guards.py, training/checkpointing.py): steps with a non-finite loss
+    # or gradient are skipped, and this many in a row stop the run; init_from copies the parameters
+    # under the given path prefixes from another run's latest checkpoint into a fresh run.
+    c.max_consecutive_skipped_steps = 10
+    c.init_from = ml_collections.ConfigDict()
+    c.init_from.workdir = ""  # '' = random initialisation
+    c.init_from.param_prefixes = ("image_tower",)
     return c

@@ -54,6 +54,9 @@ DESCRIPTIONS = {
     "optimizer.grad_clip_norm": "Global gradient-norm clip.",
     "eval.num_examples": "Held-out test images for zero-shot and retrieval.",
     "eval.batch_size": "Batch size of evaluation encoding.",
+    "max_consecutive_skipped_steps": "Non-finite steps in a row (each skipped, params unchanged) that stop the run.",
+    "init_from.workdir": "Another run's workdir whose latest checkpoint seeds a fresh run; `''` = random init.",
+    "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
 }
 
 

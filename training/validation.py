@@ -1,13 +1,21 @@
-"""Config and workdir checks that run before anything compiles: one clear sentence per problem."""
+"""Config and workdir checks that run before anything compiles: one clear sentence per problem.
+
+Table-driven: every key's type is checked against the base config's default (configs/common.py),
+named choices against the dicts the code looks them up in, value ranges against RANGES, then a few
+rules that tie keys together. Divisibility by the device and process counts needs jax's backend, so
+the loop checks it right after making the mesh (`validate_batch_division`).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 
 import ml_collections
 
-from configs.common import DATASETS
+from configs.common import DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
 
 
@@ -15,44 +23,157 @@ class ConfigError(ValueError):
     """A mistake in the config or command line that the user can fix."""
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    if config.objective not in OBJECTIVES:
+# key -> (what the value names, valid choices).
+CHOICES: dict[str, tuple[str, list[str]]] = {
+    "objective": ("objective", sorted(OBJECTIVES)),
+    "data.name": ("dataset", list(DATASETS)),
+    "data.text_augmentation": ("text augmentation", list(TEXT_AUGMENTATIONS)),
+    "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
+    "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
+    "model.image.pool": ("image pooling", ["cls", "gap"]),
+}
+
+_POSITIVE = (lambda v: v > 0, "must be positive")
+_NON_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+_BETA = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+_FRACTION = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+_CROP = (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "must be (low, high) with 0 < low <= high <= 1")
+# key -> (predicate, what it requires). Keys absent here take any value of the right type.
+RANGES = {
+    **dict.fromkeys(
+        (
+            "total_steps", "batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+            "keep_checkpoints", "max_consecutive_skipped_steps", "data.train_size", "data.image_size",
+            "text.vocab_size", "model.image.width", "model.image.depth", "model.image.heads",
+            "model.image.patch_size", "model.text.width", "model.text.depth", "model.text.heads",
+            "model.text.max_len", "model.embed_dim", "loss.tile_size", "optimizer.learning_rate",
+            "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
+        ),
+        _POSITIVE,
+    ),
+    **dict.fromkeys(
+        ("data.worker_count", "model.image.conv_stem_depth", "optimizer.warmup_steps", "optimizer.weight_decay"),
+        _NON_NEGATIVE,
+    ),
+    "optimizer.b1": _BETA,
+    "optimizer.b2": _BETA,
+    "optimizer.end_learning_rate_factor": _FRACTION,
+    "data.crop_scale": _CROP,
+}  # fmt: skip
+
+
+def flat_items(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """{"a.b.c": value} for every leaf of a nested ConfigDict."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(flat_items(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _type_name(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (tuple, list)):
+        inner = {type(x).__name__ for x in default}
+        return f"a tuple of {inner.pop()}" if len(inner) == 1 else "a tuple"
+    return {int: "an int", float: "a number", str: "a string"}.get(type(default), type(default).__name__)
+
+
+def _has_type(value, default) -> bool:
+    """`value` has the type of the base config's `default` (ints pass for floats, bools never for numbers)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and (not default or all(_has_type(v, default[0]) for v in value))
+    return isinstance(value, type(default))
+
+
+def _check_types(flat: dict, base: dict) -> None:
+    for key, value in flat.items():
+        if key not in base:
+            raise ConfigError(
+                f"config.{key} is not a known config key; fix its spelling, or add it with a default to "
+                "configs/common.py and a description to configs/reference.py."
+            )
+        if not _has_type(value, base[key]):
+            raise ConfigError(f"config.{key} must be {_type_name(base[key])}, not {value!r}.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config.{key} must be a finite number, not {value!r}.")
+
+
+def _check_choices(flat: dict) -> None:
+    for key, (what, choices) in CHOICES.items():
+        if key in flat and flat[key] not in choices:
+            raise ConfigError(f"Unknown {what} {flat[key]!r}; set config.{key} to one of {choices}.")
+
+
+def _check_ranges(flat: dict) -> None:
+    for key, (holds, requirement) in RANGES.items():
+        if key in flat and not holds(flat[key]):
+            raise ConfigError(f"config.{key} {requirement}, not {flat[key]!r}.")
+
+
+def _check_relations(c: ml_collections.ConfigDict) -> None:
+    if c.batch_size > c.data.train_size:
         raise ConfigError(
-            f"Unknown objective {config.objective!r}; set config.objective to one of {sorted(OBJECTIVES)}."
-        )
-    if config.data.name not in DATASETS:
-        raise ConfigError(f"Unknown dataset {config.data.name!r}; set config.data.name to one of {list(DATASETS)}.")
-    if config.data.text_augmentation not in TEXT_AUGMENTATIONS:
-        raise ConfigError(
-            f"Unknown text augmentation {config.data.text_augmentation!r}; "
-            f"set config.data.text_augmentation to one of {list(TEXT_AUGMENTATIONS)}."
-        )
-    positive = {
-        "total_steps": config.total_steps,
-        "batch_size": config.batch_size,
-        "log_every_steps": config.log_every_steps,
-        "eval_every_steps": config.eval_every_steps,
-        "checkpoint_every_steps": config.checkpoint_every_steps,
-        "optimizer.learning_rate": config.optimizer.learning_rate,
-        "data.train_size": config.data.train_size,
-        "eval.num_examples": config.eval.num_examples,
-    }
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"config.{key} must be positive, not {value!r}.")
-    if config.batch_size > config.data.train_size:
-        raise ConfigError(
-            f"config.batch_size ({config.batch_size}) exceeds config.data.train_size ({config.data.train_size}); "
+            f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
         )
-    if config.text.tokenizer_path and not os.path.isfile(config.text.tokenizer_path):
+    for tower in ("image", "text"):
+        width, heads = c.model[tower].width, c.model[tower].heads
+        if width % heads:
+            raise ConfigError(
+                f"config.model.{tower}.width ({width}) is not divisible by config.model.{tower}.heads ({heads}); "
+                "choose a head count that divides the width."
+            )
+    image, patch, stem = c.data.image_size, c.model.image.patch_size, c.model.image.conv_stem_depth
+    if image % patch or patch % 2**stem:
         raise ConfigError(
-            f"Tokenizer file {config.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
+            f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}), "
+            f"itself a multiple of 2**config.model.image.conv_stem_depth ({2**stem}); change one of them."
+        )
+    if c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
+        raise ConfigError(
+            f"Tokenizer file {c.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
             "or set it to '' to train a tokenizer on the training captions."
         )
-    low, high = config.data.crop_scale
-    if not 0 < low <= high <= 1:
-        raise ConfigError(f"config.data.crop_scale must satisfy 0 < low <= high <= 1, not {(low, high)}.")
+    source = c.init_from.workdir
+    if source and not os.path.isdir(os.path.join(source, "checkpoints")):
+        raise ConfigError(
+            f"config.init_from.workdir {source!r} holds no checkpoints folder; pass the --workdir of a trained "
+            "run, or '' to start from random initialisation."
+        )
+    if source and not (c.init_from.param_prefixes and all(c.init_from.param_prefixes)):
+        raise ConfigError(
+            "config.init_from.param_prefixes must name at least one parameter path prefix to copy, "
+            "e.g. ('image_tower',)."
+        )
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError, naming the key and the fix, for the first problem found; needs no jax backend."""
+    flat = flat_items(config)
+    _check_types(flat, flat_items(get_base_config(None)))
+    _check_choices(flat)
+    _check_ranges(flat)
+    _check_relations(config)
+
+
+def validate_batch_division(batch_size: int, device_count: int, process_count: int) -> None:
+    """The global batch splits evenly over the processes and over the devices of the mesh."""
+    for count, what in ((process_count, "processes"), (device_count, "devices")):
+        if batch_size % count:
+            raise ConfigError(
+                f"config.batch_size ({batch_size}) is not divisible by the {count} {what}; "
+                f"choose a multiple of {math.lcm(device_count, process_count)}."
+            )
 
 
 def validate_workdir(workdir: str) -> None:
