@@ -368,7 +368,7 @@ def _load_or_render(split: str, size: int, seed: int, image_size: int, cache_dir
         return render_split(split, size, seed, image_size)
     stem = os.path.join(os.path.expanduser(cache_dir), f"shapes_v{VERSION}_{split}_{size}_{seed}_{image_size}")
     try:
-        with np.load(stem + ".npz") as arrays, open(stem + ".json", encoding="utf-8") as f:
+        with np.load(stem + ".npz", allow_pickle=False) as arrays, open(stem + ".json", encoding="utf-8") as f:
             columns = {k: arrays[k] for k in ARRAY_FIELDS}
             columns.update({k: [tuple(t) if isinstance(t, list) else t for t in v] for k, v in json.load(f).items()})
         return columns

@@ -1,14 +1,21 @@
-"""orbax checkpoints of the train state and the data iterator, in <workdir>/checkpoints."""
+"""orbax checkpoints of the train state and the data iterator, in <workdir>/checkpoints.
+
+No pickle anywhere: arrays go through orbax's array storage, the data-iterator state through JSON.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 
 import jax
 import orbax.checkpoint as ocp
 
 from training.train_state import TrainState
+from training.validation import ConfigError
+
+_MAX_LISTED = 6  # mismatched parameters named in one error message
 
 
 class Checkpointer:
@@ -20,8 +27,10 @@ class Checkpointer:
 
     def __init__(self, workdir: str, keep: int):
         self._manager = ocp.CheckpointManager(
-            os.path.join(os.path.abspath(workdir), "checkpoints"),
+            checkpoints_dir(workdir),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # Named handlers let a fresh process read a checkpoint's metadata before restoring it.
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()},
         )
 
     @property
@@ -45,8 +54,13 @@ class Checkpointer:
         )
 
     def restore(self, abstract_state: TrainState, step: int | None = None) -> tuple[TrainState, dict]:
-        """Restores into the shapes, dtypes and shardings of `abstract_state` (ShapeDtypeStructs)."""
+        """Restores into the shapes, dtypes and shardings of `abstract_state` (ShapeDtypeStructs).
+
+        Raises ConfigError naming every parameter whose shape differs from the checkpoint's.
+        """
         step = self._manager.latest_step() if step is None else step
+        saved = self._manager.item_metadata(step)["state"]["params"]
+        check_param_shapes(param_shapes(saved), param_shapes(abstract_state.params), f"{self.directory}/{step}")
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
@@ -58,6 +72,103 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def checkpoints_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def param_shapes(params) -> dict[str, tuple[int, ...]]:
+    """{"image_tower/patchify/kernel": shape} for a params pytree of arrays, ShapeDtypeStructs or orbax metadata."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: hasattr(x, "shape"))
+    return {_path_name(path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def check_param_shapes(saved: dict, expected: dict, where: str) -> None:
+    """Raises ConfigError listing parameters (path: shapes) that differ between a checkpoint and the model."""
+    problems = [
+        f"{p} is {saved[p]} there but {expected[p]} in the config"
+        for p in sorted(saved.keys() & expected.keys())
+        if saved[p] != expected[p]
+    ]
+    problems += [f"{p} {expected[p]} is missing there" for p in sorted(expected.keys() - saved.keys())]
+    problems += [f"{p} {saved[p]} is there but not in the config" for p in sorted(saved.keys() - expected.keys())]
+    if problems:
+        listed = "; ".join(problems[:_MAX_LISTED])
+        more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise ConfigError(
+            f"The checkpoint {where} does not match the model of this config ({listed}{more}); pass the config "
+            "and overrides that run was trained with (see its run_info.json), or use a new --workdir."
+        )
+
+
+def init_params_from(workdir: str, params, prefixes: Sequence[str]) -> tuple[dict, list[str], int]:
+    """`params` with every leaf whose path starts with one of `prefixes` replaced by the one in the latest
+    checkpoint of another run's `workdir`; only those leaves are read. Returns (params, copied paths, step).
+
+    A prefix matches whole path components: "image_tower" matches "image_tower/..." but not
+    "image_tower_2/...". Raises ConfigError for a prefix that matches nothing or a shape that differs.
+    """
+    manager = ocp.CheckpointManager(
+        checkpoints_dir(workdir),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    )
+    step = manager.latest_step()
+    if step is None:
+        raise ConfigError(
+            f"config.init_from.workdir {workdir!r} holds no complete checkpoint; train that run first or fix the path."
+        )
+    wanted = [p.strip("/") for p in prefixes]
+    expected = param_shapes(params)
+    chosen = {path for path in expected if any(_under(path, prefix) for prefix in wanted)}
+    for prefix in wanted:
+        if not any(_under(path, prefix) for path in chosen):
+            top = sorted({path.split("/")[0] for path in expected})
+            raise ConfigError(
+                f"config.init_from.param_prefixes names {prefix!r}, which matches no parameter; use a path prefix "
+                f"such as one of {top}."
+            )
+    saved = param_shapes(manager.item_metadata(step)["state"]["params"])
+    where = f"{checkpoints_dir(workdir)}/{step} (config.init_from)"
+    check_param_shapes({p: saved[p] for p in chosen if p in saved}, {p: expected[p] for p in chosen}, where)
+
+    abstract = _select(jax.tree.map(_abstract, params), chosen)
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item={"params": abstract},
+                restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract}),
+                partial_restore=True,
+            )
+        ),
+    ).state["params"]
+    manager.close()
+    loaded = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
+    loaded = {_path_name(path): leaf for path, leaf in loaded.items()}
+    merged = jax.tree_util.tree_map_with_path(lambda path, x: loaded.get(_path_name(path), x), params)
+    return merged, sorted(chosen), step
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _select(tree, chosen: set[str], prefix: str = ""):
+    """The nested-dict subtree of `tree` holding only the leaves whose paths are in `chosen`."""
+    if not isinstance(tree, Mapping):
+        return tree if prefix in chosen else None
+    picked = {k: _select(v, chosen, f"{prefix}/{k}" if prefix else str(k)) for k, v in tree.items()}
+    return {k: v for k, v in picked.items() if v is not None and not (isinstance(v, Mapping) and not v)}
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def _abstract(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
 
 
 def _jsonable(value):
