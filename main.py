@@ -40,7 +40,10 @@ def main(argv):
     logging.set_stderrthreshold(logging.INFO)
     from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config
 
-    train_and_evaluate(config, workdir)
+    try:  # problems found once jax is up: mesh divisibility, checkpoint shapes, runs of non-finite steps
+        train_and_evaluate(config, workdir)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     logging.info("Logs in %s", os.path.abspath(workdir))
 
 

@@ -21,12 +21,14 @@ from input_pipeline.tokenizer import get_tokenizer
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
-from training.checkpointing import Checkpointer
+from training.checkpointing import Checkpointer, init_params_from
+from training.guards import NonFiniteGuard, PreemptionNotice
 from training.metric_writers import MetricWriter
 from training.optimizer import learning_rate_schedule, make_optimizer
 from training.summary import format_summary
 from training.train_state import TrainState
 from training.train_step import train_step
+from training.validation import validate_batch_division
 
 
 def _train_texts(source: shapes.ShapesSource, limit: int = 20_000):
@@ -76,9 +78,11 @@ def create_train_state(config, model, optimizer, objective, mesh) -> TrainState:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final summary."""
     os.makedirs(workdir, exist_ok=True)
+    preemption = PreemptionNotice()  # from here on SIGTERM means: finish this step, checkpoint, return
     start_time = time.time()
     is_chief = jax.process_index() == 0
     mesh = mesh_lib.make_mesh()
+    validate_batch_division(config.batch_size, mesh.size, jax.process_count())
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
@@ -108,6 +112,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+    elif config.init_from.workdir:
+        state = _init_from_other_run(config, state, objective, mesh)
 
     step_fn = jax.jit(
         functools.partial(
@@ -132,11 +138,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     interval_start, interval_step = time.time(), first_step
+    guard = NonFiniteGuard(config.max_consecutive_skipped_steps)
     for step in range(first_step + 1, config.total_steps + 1):
         batch = mesh_lib.global_batch(next(data_iter), mesh)
         with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
             state, metrics = step_fn(state, batch)
         pending.append(metrics)
+        guard.record(metrics["skipped"])
         last = step == config.total_steps
         if step % config.log_every_steps == 0 or last:
             train_metrics = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
@@ -152,12 +160,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 step, config.total_steps, train_metrics["loss"], steps_per_s,
                 steps_per_s * config.batch_size, _duration(eta),
             )  # fmt: skip
+            guard.check(step, checkpointer)
         if step % config.eval_every_steps == 0 or last:
             eval_metrics = evaluator.evaluate(state.params)
             writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
             logging.info("eval at step %d: %s", step, _short(eval_metrics))
-        if step % config.checkpoint_every_steps == 0 or last:
+        if (step % config.checkpoint_every_steps == 0 or last) and guard.check(step, checkpointer):
             checkpointer.save(state, data_iter.get_state())
+        if preemption.requested and not last:
+            return _stop_for_preemption(state, data_iter.get_state(), checkpointer, writer, preemption)
+    preemption.close()
     checkpointer.wait()
     if first_step >= config.total_steps:  # nothing left to train: evaluate what was restored
         eval_metrics = evaluator.evaluate(state.params)
@@ -179,6 +191,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             json.dump(summary, f, indent=2)
         print(format_summary(config, summary), flush=True)
     return summary
+
+
+def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, mesh) -> TrainState:
+    """A fresh state whose params under config.init_from.param_prefixes come from another run's checkpoint."""
+    source = config.init_from.workdir
+    params, copied, step = init_params_from(source, state.params, config.init_from.param_prefixes)
+    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=mesh_lib.replicated(mesh))
+    logging.info("Initialised %d parameters under %s from step %d of %s", len(copied),
+                 list(config.init_from.param_prefixes), step, source)  # fmt: skip
+    return state.replace(params=params, extra=init_extra(params))
+
+
+def _stop_for_preemption(state, data_state, checkpointer, writer, preemption) -> dict:
+    """After SIGTERM: checkpoint this step, wait for every write, and return without evaluating."""
+    checkpointer.save(state, data_state)
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+    preemption.close()
+    step = int(state.step)
+    logging.info("Preempted (signal %d) at step %d: checkpoint saved in %s %.1f s after the notice; "
+                 "rerun the same command to resume.", preemption.signal, step, checkpointer.directory,
+                 time.monotonic() - preemption.received_at)  # fmt: skip
+    return {"step": step, "preempted": True, "checkpoints": checkpointer.directory}
 
 
 def _abstract(x):

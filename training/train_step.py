@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -9,6 +11,17 @@ import optax
 
 from losses.objectives import Objective
 from training.train_state import TrainState
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """bool scalar: True when every element of every leaf of `tree` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def keep_unless(ok: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where the bool scalar `ok` holds, else `old`, leaf by leaf (same structure, shapes, dtypes)."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
 
 def train_step(
@@ -21,6 +34,8 @@ def train_step(
     schedule: optax.Schedule,
     config: ml_collections.ConfigDict,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """A step whose loss or any gradient is non-finite is skipped: params, opt_state and extra stay as
+    they were (step and rng still advance, so the next batch and key are fresh) and `skipped` is 1."""
     rng, step_rng = jax.random.split(state.rng)
 
     def loss_fn(params):
@@ -31,6 +46,16 @@ def train_step(
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     extra = objective.update_extra(state.extra, params, aux)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), learning_rate=schedule(state.step))
+    finite = all_finite((loss, grads))
+    params, opt_state, extra = keep_unless(
+        finite, (params, opt_state, extra), (state.params, state.opt_state, state.extra)
+    )
+    metrics = dict(
+        metrics,
+        loss=loss,
+        grad_norm=optax.global_norm(grads),
+        learning_rate=schedule(state.step),
+        skipped=jnp.logical_not(finite).astype(jnp.int32),
+    )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, extra=extra, rng=rng)
     return new_state, jax.tree.map(jnp.asarray, metrics)
