@@ -149,8 +149,8 @@ def _child(implementation: str, batch: int, args) -> None:
 def execution_table(implementations: list[str], batches: list[int], args) -> None:
     """(b) Wall time and peak RSS, one subprocess per run."""
     print(f"\n(b) {args.kind} fwd+bwd executed on this machine: seconds, and peak RSS of the whole process")
-    print("    (RSS before run: after jax, compile and inputs; compiled footprint: XLA's estimate, all devices)")
-    print("| implementation | B | run s | compile s | peak RSS GiB | RSS before run GiB | compiled footprint GiB |")
+    print("    (peak before run: over start-up, compiling and inputs; compiled footprint: XLA, all devices)")
+    print("| implementation | B | run s | compile s | peak RSS GiB | peak before run GiB | compiled footprint GiB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for batch in batches:
         for implementation in implementations:
