@@ -2,6 +2,7 @@
 
 python main.py --config=configs/laclip.py --workdir=runs/laclip
 python main.py --config=configs/clip.py:size=B/16 --workdir=runs/b16 --config.batch_size=4096
+python main.py --config=configs/laclip.py --workdir=runs/laclip --mode=eval   # evaluate the latest checkpoint
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from training.validation import ConfigError, validate_config, validate_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, logs and the tokenizer go.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval"], "train: train (resuming) and evaluate; eval: evaluate the latest checkpoint."
+)
+_EVAL_DATA = flags.DEFINE_list(
+    "eval_data", [], "With --mode=eval: extra labelled images to evaluate on, .npz files or class folders."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -32,9 +39,15 @@ def main(argv):
     config, workdir = _CONFIG.value, _WORKDIR.value
     try:
         validate_config(config)
+        if _EVAL_DATA.value and _MODE.value != "eval":
+            raise ConfigError("--eval_data is read only by --mode=eval; add --mode=eval or drop --eval_data.")
+        if _MODE.value == "eval" and not os.path.isdir(workdir):
+            raise ConfigError(f"Workdir {workdir!r} does not exist; pass the --workdir of a trained run.")
         validate_workdir(workdir)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    if _MODE.value == "eval":
+        return evaluate(config, workdir)
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
@@ -45,6 +58,22 @@ def main(argv):
     except ConfigError as e:
         sys.exit(f"error: {e}")
     logging.info("Logs in %s", os.path.abspath(workdir))
+
+
+def evaluate(config, workdir: str) -> None:
+    """--mode=eval: the evaluation suite on the latest checkpoint, no training."""
+    logging.get_absl_handler().use_absl_log_file("eval", workdir)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    logging.set_stderrthreshold(logging.INFO)
+    from evaluation.run import evaluate_checkpoint  # imported late: jax starts only for a valid config
+
+    try:
+        outcome = evaluate_checkpoint(config, workdir, _EVAL_DATA.value)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    print(outcome["table"], flush=True)
+    print(f"Results in {os.path.abspath(outcome['output_dir'])}", flush=True)
+    print(f"Report: {os.path.abspath(outcome['report'])}", flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
