@@ -58,17 +58,21 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     tiny = arg.size == "tiny"
     image = dict(IMAGE_SIZES[arg.size])
     image_size = image.pop("image_size")
-    image["pool"] = "cls"  # or "gap"
+    # Mean pooling for the tiny tower: at init its class token sees near-identical images and the
+    # loss sat at log(batch) for the first ~100 steps of short CPU runs; CLIP's class token otherwise.
+    image["pool"] = "gap" if tiny else "cls"
     text = dict(TEXT_SIZES[arg.size])
 
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.objective = "clip"
-    c.total_steps = 1500 if tiny else 100_000
-    c.batch_size = 256 if tiny else 32_768
+    # Measured on the shapes data (README): at the same number of examples, batch 128 beat batch 256
+    # (zero-shot shape+colour 28.0% vs 20.1% after 77k examples), and it runs faster per example on a CPU.
+    c.total_steps = 1200 if tiny else 100_000
+    c.batch_size = 128 if tiny else 32_768
     c.log_every_steps = 50 if tiny else 100
-    c.eval_every_steps = 500 if tiny else 5_000
-    c.checkpoint_every_steps = 500 if tiny else 2_000
+    c.eval_every_steps = 400 if tiny else 5_000
+    c.checkpoint_every_steps = 400 if tiny else 2_000
     c.keep_checkpoints = 2
 
     c.data = ml_collections.ConfigDict()
@@ -77,7 +81,9 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.data.image_size = image_size
     c.data.cache_dir = "~/.cache/contrastive_shapes"  # '' renders in memory only
     c.data.text_augmentation = "none"  # or "laclip"
-    c.data.crop_scale = (0.8, 1.0)  # random resized crop area range; (1.0, 1.0) disables
+    # Random resized crop area range; (1.0, 1.0) disables it. Off for tiny runs: in 300-step runs it
+    # cost 4 points of zero-shot shape+colour (16.4% vs 20.1%); LaCLIP's full-size recipe uses 0.5-1.
+    c.data.crop_scale = (1.0, 1.0) if tiny else (0.5, 1.0)
     c.data.worker_count = 0  # grain worker processes; 0 = in the main process
 
     c.text = ml_collections.ConfigDict()

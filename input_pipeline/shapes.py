@@ -59,7 +59,8 @@ HARD_NEGATIVE_TYPES = ("colour", "shape", "size", "position", "swap", "add")
 NUM_REWRITES = 4
 MAX_OBJECTS = 3
 MENTION_PROBABILITY = 0.5  # chance that a training caption states an object's size (and, separately, position)
-VERSION = 2  # bump when rendering or texts change: it names the cache files
+KEEP_WORD_PROBABILITY = 0.6  # a rewrite keeps each content word w.p. 0.6, else uses a synonym
+VERSION = 3  # bump when rendering or texts change: it names the cache files
 
 # Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
 # text tower must map these to the canonical words.
@@ -215,12 +216,17 @@ def _rewrite(objects: list[ShapeObject], mentions: Mentions, family: int, rng: n
     """A paraphrase stating exactly what the caption states, in template family `family`."""
 
     def syn(word: str) -> str:
-        return _pick(rng, _SYNONYMS[word])
+        # Like LLM rewrites, keep most content words and swap some for a synonym.
+        return word if rng.random() < KEEP_WORD_PROBABILITY else _pick(rng, _SYNONYMS[word][:2])
 
     phrases = []
     for o in objects:
         size, colour, shape, pos = o.words()
-        where = " " + _pick(rng, _POSITION_PHRASES[pos]) if mentions.position else ""
+        if rng.random() < KEEP_WORD_PROBABILITY:
+            phrase = f"in the {pos}" if pos == "center" else f"at the {pos}"
+        else:
+            phrase = _pick(rng, _POSITION_PHRASES[pos])
+        where = " " + phrase if mentions.position else ""
         if family == 0:
             big = syn(size) + " " if mentions.size else ""
             phrases.append(_a(f"{big}{syn(colour)} {syn(shape)}{where}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -28,7 +29,8 @@ class MetricWriter:
         self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
         self._jsonl.flush()
         for name, value in scalars.items():
-            self._tensorboard.add_scalar(name, value, global_step=int(step))
+            # TensorBoard tags allow [A-Za-z0-9_./-]: "R@1" becomes "R_1" (metrics.jsonl keeps "R@1").
+            self._tensorboard.add_scalar(re.sub(r"[^\w./-]", "_", name), value, global_step=int(step))
 
     def close(self) -> None:
         if self.enabled:
