@@ -103,6 +103,23 @@ def test_init_from_with_other_shapes_under_the_prefix_names_them(saved_run):
     init_params_from(saved_run, params, ["image_tower"])
 
 
+def test_a_write_killed_midway_is_ignored_then_cleaned_up(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path), keep=3)
+    checkpointer.save(_state(_params(seed=1), step=3), {"next_index": 1})
+    checkpointer.wait()
+    checkpointer.close()
+    # SIGKILL during the write of step 6 leaves orbax's temporary folder, never the step's own name.
+    (tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp-1764000000" / "state").mkdir(parents=True)
+    checkpointer = Checkpointer(str(tmp_path), keep=3)
+    assert checkpointer.latest_step() == 3
+    restored, data_state = checkpointer.restore(_abstract(_state(_params(seed=0))))
+    assert int(restored.step) == 3 and data_state == {"next_index": 1}
+    checkpointer.save(_state(_params(seed=2), step=6), {"next_index": 2})  # the rerun reaches step 6 again
+    checkpointer.wait()
+    checkpointer.close()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3", "6"]
+
+
 def test_no_pickle_in_any_loading_path():
     """Loading goes through orbax array storage, JSON, sentencepiece protos and npz without object arrays."""
     offenders = []

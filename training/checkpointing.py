@@ -28,7 +28,8 @@ class Checkpointer:
     def __init__(self, workdir: str, keep: int):
         self._manager = ocp.CheckpointManager(
             checkpoints_dir(workdir),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # cleanup_tmp_directories: a run killed mid-write leaves a temporary folder; the next one removes it.
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True),
             # Named handlers let a fresh process read a checkpoint's metadata before restoring it.
             item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()},
         )
