@@ -22,7 +22,9 @@ class PreemptionNotice:
     """Turns SIGTERM (a preemption notice) into a flag that the loop polls after each step.
 
     The handler only records the signal; the loop then saves a checkpoint and returns. A second
-    SIGTERM restores the previous handler and re-sends itself, so an impatient sender still wins.
+    SIGTERM restores the previous handler and re-sends itself, so an impatient sender still wins
+    (also where an exception left this handler installed in a long-lived process). Single-process:
+    with several processes each polls its own flag, so all of them must get the signal.
     """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
