@@ -23,8 +23,9 @@ class PreemptionNotice:
 
     The handler only records the signal; the loop then saves a checkpoint and returns. A second
     SIGTERM restores the previous handler and re-sends itself, so an impatient sender still wins
-    (also where an exception left this handler installed in a long-lived process). Single-process:
-    with several processes each polls its own flag, so all of them must get the signal.
+    (also where an exception left this handler installed in a long-lived process). Single-process
+    only: with several processes each would poll its own flag and could stop at a different step;
+    agreeing on the step first (e.g. orbax's `reached_preemption`) is not done here.
     """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
