@@ -1,6 +1,6 @@
 """The config reference table of README.md, generated from the base config.
 
-    python -m configs.reference    # prints the markdown table README.md holds
+python -m configs.reference    # prints the markdown table README.md holds
 """
 
 from __future__ import annotations

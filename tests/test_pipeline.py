@@ -43,7 +43,9 @@ def test_processes_read_disjoint_halves():
     transform = TrainTransform(TOKENIZER, 24, "none", (1.0, 1.0))  # no crop: images identify examples
     seen = []
     for process in (0, 1):
-        it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, process_index=process, process_count=2)
+        it = make_train_iterator(
+            SOURCE, transform, global_batch_size=16, seed=0, process_index=process, process_count=2
+        )
         batches = [next(it) for _ in range(4)]  # 4 x 8 = each process's 32 examples, once
         assert batches[0]["image"].shape[0] == 8
         seen.append({image.tobytes() for b in batches for image in b["image"]})
