@@ -61,12 +61,17 @@ def check_config_matches_run(config: ml_collections.ConfigDict, workdir: str) ->
             )
 
 
+def _latest_step(workdir: str, keep: int) -> int | None:
+    if not os.path.isdir(checkpoints_dir(workdir)):  # checked first: Checkpointer would create the folder
+        return None
+    checkpointer = Checkpointer(workdir, keep)
+    step = checkpointer.latest_step()
+    checkpointer.close()
+    return step
+
+
 def restore_params(config: ml_collections.ConfigDict, workdir: str, model: TwoTower) -> tuple[dict, int]:
     """The params of the latest checkpoint in `workdir`, as host arrays, and its step."""
-    if not os.path.isdir(checkpoints_dir(workdir)) or Checkpointer(workdir, 1).latest_step() is None:
-        raise ConfigError(
-            f"{workdir} holds no checkpoint to evaluate; train first with the same command without --mode=eval."
-        )
     mesh = mesh_lib.make_mesh()
     shapes = jax.eval_shape(
         lambda: create_train_state(config, model, make_optimizer(config), get_objective(config.objective), mesh)
@@ -129,17 +134,22 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
     """
     start = time.time()
     check_eval_dependencies()
+    if _latest_step(workdir, config.keep_checkpoints) is None:
+        raise ConfigError(
+            f"{workdir} holds no checkpoint to evaluate; train first with the same command without --mode=eval."
+        )
     check_config_matches_run(config, workdir)
     tokenizer_path = config.text.tokenizer_path or os.path.join(workdir, "tokenizer.model")
     if not os.path.isfile(tokenizer_path):
         raise ConfigError(f"{workdir} has no tokenizer.model; train first with the same command without --mode=eval.")
+    image_size = config.data.image_size  # datasets first: a wrong --eval_data path fails before any compile
+    user_datasets = [user_dataset(path, image_size) for path in data_paths]
+    datasets = [shapes_dataset(config.eval.num_examples, image_size, config.data.cache_dir), digits_dataset(image_size)]
+    datasets += user_datasets
     tokenizer = load_tokenizer(tokenizer_path)
     model = build_model(config, tokenizer.vocab_size)
     params, step = restore_params(config, workdir, model)
     logging.info("Evaluating step %d of %s", step, workdir)
-    image_size = config.data.image_size
-    datasets = [shapes_dataset(config.eval.num_examples, image_size, config.data.cache_dir), digits_dataset(image_size)]
-    datasets += [user_dataset(path, image_size) for path in data_paths]
     encoders = ModelEncoders(model, params, tokenizer, config.model.text.max_len, config.eval.batch_size)
     suite = run_suite(datasets, encoders.images, encoders.texts)
 
