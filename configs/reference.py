@@ -5,9 +5,8 @@ python -m configs.reference    # prints the markdown table README.md holds
 
 from __future__ import annotations
 
-import ml_collections
-
 from configs import common
+from training.validation import flat_items
 
 DESCRIPTIONS = {
     "seed": "Seed of parameter init, data order and augmentation.",
@@ -60,19 +59,9 @@ DESCRIPTIONS = {
 }
 
 
-def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def reference_table() -> str:
     rows = ["| key | default (`size=tiny`) | meaning |", "|---|---|---|"]
-    for key, value in sorted(flatten(common.get_base_config(None)).items()):
+    for key, value in sorted(flat_items(common.get_base_config(None)).items()):
         shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
         rows.append(f"| `{key}` | `{shown}` | {DESCRIPTIONS[key]} |")
     return "\n".join(rows)
