@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from evaluation import prompts, retrieval, zero_shot
+from evaluation import compositionality, modality_gap, prompts, retrieval, zero_shot
 from input_pipeline import shapes, transforms
 from input_pipeline.tokenizer import Tokenizer
 
@@ -21,7 +21,10 @@ class ShapesEvaluator:
     Metrics: `zero_shot/{shape,colour,shape_colour}` top-1 accuracy with the held-out
     templates of evaluation/prompts.py; `retrieval/*` R@1/5/10 both ways against the
     original captions; `retrieval_rewrites/*` the same against the first paraphrase
-    (robustness to rephrasing, which LaCLIP's augmentation targets).
+    (robustness to rephrasing, which LaCLIP's augmentation targets); `compositional/*` how often an
+    image prefers its caption to each kind of minimally changed false caption (shapes.HARD_NEGATIVE_TYPES)
+    and their `mean`; `geometry/*` the modality gap, alignment and uniformity of image and caption
+    embeddings (CLIP-Refine's diagnostics).
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class ShapesEvaluator:
         self.captions = tokenizer.encode([r["caption"] for r in records], max_len)
         paraphrases = [r["rewrites"][0] if len(r["rewrites"][0].split()) >= 2 else r["caption"] for r in records]
         self.rewrites = tokenizer.encode(paraphrases, max_len)
+        self.hard_negatives = tokenizer.encode([n for r in records for n in r["hard_negatives"]], max_len)
         self.prompts = {
             name: tokenizer.encode([p for per_class in classes for p in per_class], max_len).reshape(
                 len(classes), len(classes[0]), max_len
@@ -58,6 +62,14 @@ class ShapesEvaluator:
             metrics[f"zero_shot/{name}"] = zero_shot.zero_shot_accuracy(
                 image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name]
             )
-        metrics.update(retrieval.retrieval_metrics(image_emb, text(self.captions), prefix="retrieval/"))
+        caption_emb = text(self.captions)
+        metrics.update(retrieval.retrieval_metrics(image_emb, caption_emb, prefix="retrieval/"))
         metrics.update(retrieval.retrieval_metrics(image_emb, text(self.rewrites), prefix="retrieval_rewrites/"))
+        negatives = text(self.hard_negatives).reshape(len(image_emb), len(shapes.HARD_NEGATIVE_TYPES), -1)
+        selection = compositionality.caption_selection_accuracy(
+            image_emb, caption_emb, negatives, shapes.HARD_NEGATIVE_TYPES
+        )
+        metrics.update({f"compositional/{k}": v for k, v in selection.items()})
+        geometry = modality_gap.embedding_geometry(image_emb, caption_emb)
+        metrics.update({f"geometry/{k}": v for k, v in geometry.items()})
         return metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -15,12 +16,14 @@ TEXT_AUGMENTATIONS = ("none", "laclip")
 
 @dataclasses.dataclass
 class TrainTransform(grain.transforms.RandomMap):
-    """Record -> {"image": float32 [S, S, 3], "text": int32 [max_len]}, a fresh draw per example per epoch."""
+    """Record -> {"image": float32 [S, S, 3], "text": int32 [max_len], **batch_fields}, drawn afresh per
+    example per epoch. `batch_fields(record, rng, encode)` adds an objective's own inputs (Objective)."""
 
     tokenizer: Tokenizer
     max_len: int
     text_augmentation: str = "none"
     crop_scale: tuple[float, float] = (0.8, 1.0)
+    batch_fields: Callable[..., dict] | None = None
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         if self.text_augmentation == "laclip":
@@ -30,10 +33,13 @@ class TrainTransform(grain.transforms.RandomMap):
         image = record["image"]
         if self.crop_scale[0] < 1.0:
             image = transforms.random_resized_crop(image, rng, self.crop_scale)
-        return {
+        example = {
             "image": transforms.normalize_image(image),
             "text": self.tokenizer.encode([text], self.max_len)[0],
         }
+        if self.batch_fields is not None:
+            example.update(self.batch_fields(record, rng, lambda texts: self.tokenizer.encode(texts, self.max_len)))
+        return example
 
 
 def make_train_iterator(

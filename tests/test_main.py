@@ -45,6 +45,9 @@ def test_main_job_trains_and_beats_chance(laclip_run):
     assert zero_shot["colour"] > 0.4, zero_shot  # chance 1/8
     assert zero_shot["shape_colour"] > 3 / 64, zero_shot  # chance 1/64
     assert summary["final_loss"] < 3.5  # log(64) = 4.16 at chance
+    # A trained model prefers the true caption to most minimally changed false ones (chance 0.5).
+    assert summary["eval"]["compositional/colour"] > 0.6, summary["eval"]
+    assert 0.0 < summary["eval"]["geometry/modality_gap"] < 2.0
     assert "zero-shot shape+colour" in result.stdout and "checkpoints" in result.stdout
     assert (workdir / "tokenizer.model").is_file() and (workdir / "run_info.json").is_file()
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -65,3 +65,22 @@ def test_iterator_state_resumes_exactly():
     for want in expected:
         got = next(resumed)
         assert np.array_equal(got["image"], want["image"]) and np.array_equal(got["text"], want["text"])
+
+
+def test_objective_batch_fields_join_each_example():
+    def hard_negative_tokens(record, rng, encode):
+        return {"hard_negatives": encode(list(record["hard_negatives"])), "draw": rng.integers(1 << 30)}
+
+    transform = TrainTransform(TOKENIZER, 24, "none", (1.0, 1.0), hard_negative_tokens)
+    batch = next(make_train_iterator(SOURCE, transform, global_batch_size=4, seed=0))
+    assert batch["hard_negatives"].shape == (4, 6, 24)
+    images = np.round(batch["image"] * 1e3)
+    for row in range(4):  # the row's hard negatives are those of the record whose image it holds
+        index = next(i for i in range(len(SOURCE)) if np.array_equal(images[row], _rounded_image(i)))
+        expected = TOKENIZER.encode(list(SOURCE[index]["hard_negatives"]), 24)
+        np.testing.assert_array_equal(batch["hard_negatives"][row], expected)
+    assert len(set(batch["draw"].tolist())) == 4  # each example gets its own generator
+
+
+def _rounded_image(index):
+    return np.round(normalize_image(SOURCE[index]["image"]) * 1e3)

@@ -100,7 +100,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     data_iter = make_train_iterator(
         source,
         TrainTransform(
-            tokenizer, config.model.text.max_len, config.data.text_augmentation, tuple(config.data.crop_scale)
+            tokenizer,
+            config.model.text.max_len,
+            config.data.text_augmentation,
+            tuple(config.data.crop_scale),
+            objective.batch_fields,
         ),
         global_batch_size=config.batch_size,
         seed=config.seed,
