@@ -7,10 +7,12 @@ import math
 import ml_collections
 
 # Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
-# is the CPU model: 32 px, patch 8 made of a 3-conv stem (16 tokens). On two CPU
-# cores it trains 2.5x faster than patch 4 (64 tokens), and the stem still sees shapes.
+# is the CPU model: 48 px, patch 16 made of a 4-conv stem, so its 3x3 tokens are the
+# 3x3 grid cells of the shapes data. Measured in 600-step LaCLIP runs (README): zero-shot
+# shape+colour 25.6% vs 22.0% at 32 px / patch 8 (16 tokens) and 19.1% at 64 px / patch 16,
+# and the fewest tokens are the fastest steps.
 IMAGE_SIZES = {
-    "tiny": dict(width=128, depth=4, heads=4, patch_size=8, conv_stem_depth=3, image_size=32),
+    "tiny": dict(width=128, depth=4, heads=4, patch_size=16, conv_stem_depth=4, image_size=48),
     "small": dict(width=384, depth=12, heads=6, patch_size=16, conv_stem_depth=0, image_size=224),
     "B/32": dict(width=768, depth=12, heads=12, patch_size=32, conv_stem_depth=0, image_size=224),
     "B/16": dict(width=768, depth=12, heads=12, patch_size=16, conv_stem_depth=0, image_size=224),
@@ -18,7 +20,7 @@ IMAGE_SIZES = {
 }
 # Text tower presets, paired with the image presets above (CLIP's pairings).
 TEXT_SIZES = {
-    "tiny": dict(width=128, depth=2, heads=4, max_len=24),
+    "tiny": dict(width=128, depth=2, heads=4, max_len=32),  # 24 truncated a quarter of the rewrites
     "small": dict(width=384, depth=12, heads=6, max_len=77),
     "B/32": dict(width=512, depth=12, heads=8, max_len=77),
     "B/16": dict(width=512, depth=12, heads=8, max_len=77),

@@ -60,7 +60,7 @@ NUM_REWRITES = 4
 MAX_OBJECTS = 3
 MENTION_PROBABILITY = 0.5  # chance that a training caption states an object's size (and, separately, position)
 KEEP_WORD_PROBABILITY = 0.6  # a rewrite keeps each content word w.p. 0.6, else uses a synonym
-VERSION = 3  # bump when rendering or texts change: it names the cache files
+VERSION = 4  # bump when rendering or texts change: it names the cache files
 
 # Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
 # text tower must map these to the canonical words.
@@ -157,36 +157,49 @@ def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, radius: float) -> np
     return (abs(x) <= 1.0) & (abs(y) <= 0.4)  # bar
 
 
-@functools.lru_cache(maxsize=8)
-def _pixel_grid(supersampled: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:supersampled, 0:supersampled].astype(np.float32) + 0.5
-    return yy, xx
-
-
 def object_radius(size: int) -> float:
     """Radius of a small (0) or large (1) object, as a fraction of a grid cell."""
     return 0.46 if size else 0.32
 
 
+SUPERSAMPLING = 4  # object edges are antialiased from a 4x4 subpixel grid
+
+
+def _coverage(shape: int, cx: float, cy: float, radius: float, size: int) -> tuple[slice, slice, np.ndarray]:
+    """Fraction of each pixel inside the shape, over the pixel window around it: (rows, cols, [h, w])."""
+    rows = slice(max(int(cy - radius) - 1, 0), min(int(cy + radius) + 2, size))
+    cols = slice(max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, size))
+    offsets = (np.arange(SUPERSAMPLING, dtype=np.float32) + 0.5) / SUPERSAMPLING
+    ys = (np.arange(rows.start, rows.stop, dtype=np.float32)[:, None] + offsets).reshape(-1)
+    xs = (np.arange(cols.start, cols.stop, dtype=np.float32)[:, None] + offsets).reshape(-1)
+    inside = _shape_mask(shape, xs[None, :] - cx, ys[:, None] - cy, radius)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    return rows, cols, inside.reshape(h, SUPERSAMPLING, w, SUPERSAMPLING).mean(axis=(1, 3), dtype=np.float32)
+
+
 def render_image(objects: list[ShapeObject], rng: np.random.Generator, size: int) -> np.ndarray:
-    """Renders [size, size, 3] uint8: textured background, then the objects (2x supersampled)."""
-    ss = 2 * size
-    yy, xx = _pixel_grid(ss)
+    """Renders [size, size, 3] uint8: a smooth textured background, then the antialiased objects.
+
+    Only the pixels around each object are supersampled, so rendering costs about the same at 64 px
+    as at 32 px (the background is smooth and drawn at full resolution directly).
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     base = rng.uniform(90, 150)
     tilt = rng.uniform(-30, 30, size=2)
-    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / ss) * (xx + yy))
-    grey = base + tilt[0] * (xx / ss - 0.5) + tilt[1] * (yy / ss - 0.5) + stripes
+    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / size) * (xx + yy))
+    grey = base + tilt[0] * (xx / size - 0.5) + tilt[1] * (yy / size - 0.5) + stripes
     image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
-    cell = ss / 3
+    cell = size / 3
     for obj in objects:
         row, col = divmod(obj.position, 3)
         radius = cell * object_radius(obj.size)
         slack = cell / 2 - radius
         cx = (col + 0.5) * cell + rng.uniform(-slack, slack)
         cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
-        mask = _shape_mask(obj.shape, xx - cx, yy - cy, radius)
-        image[mask] = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255)
-    image = image.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
+        colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
+        rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
+        alpha = alpha[..., None]
+        image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
     image += rng.normal(0, 4, size=image.shape)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
