@@ -3,6 +3,7 @@
 The loss is unchanged; only the text augmentation differs from configs/clip.py.
 
     python main.py --config=configs/laclip.py --workdir=runs/laclip
+    python -m launch.local --config=configs/laclip.py --workdir=runs/laclip_sweep  # CLIP vs LaCLIP, 3 seeds
 """
 
 from configs import common
@@ -12,3 +13,13 @@ def get_config(arg: str | None = None):
     config = common.get_base_config(arg)
     config.data.text_augmentation = "laclip"
     return config
+
+
+def get_hyper(hyper):
+    """The ablation of the rewrites: without (CLIP) and with them, seeds 0-2 (folded in the summary table)."""
+    return hyper.product(
+        [
+            hyper.sweep("config.data.text_augmentation", ["none", "laclip"]),
+            hyper.sweep("config.seed", [0, 1, 2]),
+        ]
+    )
