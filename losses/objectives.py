@@ -19,7 +19,6 @@ An objective is a bundle of pure functions:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,8 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
-
-MAX_LOGIT_SCALE = math.log(100.0)  # not jnp.log: an op at import would start jax's backend
+from losses.logit_scale import MAX_LOGIT_SCALE
 
 
 class Objective(NamedTuple):
