@@ -121,6 +121,30 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.loss.implementation = "dense"
     c.loss.tile_size = 512
 
+    # Scaling out (README "Scaling out"). The device mesh (training/mesh.py): devices per axis, one
+    # -1 fills; the batch is split over data x fsdp, fsdp also splits large parameters and their
+    # optimizer state, model splits attention heads and MLP units. Parameters with fewer elements
+    # than min_shard_size stay replicated (training/sharding.py).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.model = 1
+    c.mesh.min_shard_size = 2**16
+    # GradCache gradient accumulation (training/grad_cache.py): micro-batches per step, 1 = off.
+    c.microbatches = 1
+    # Multi-host (training/distributed.py): jax.distributed.initialize() when `on`, or when `auto` and
+    # the environment shows several processes (SLURM, multi-host Cloud TPU, JAX_COORDINATOR_ADDRESS).
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = "auto"
+    c.distributed.coordinator_address = ""  # host:port of process 0; '' = from the environment
+    c.distributed.num_processes = 0  # 0 = from the environment
+    c.distributed.process_id = -1  # -1 = from the environment
+    # main.py --dry_run (training/dry_run.py): compile the train step for this many (fake) devices and
+    # fail if one device would need more than device_memory_gib.
+    c.dry_run = ml_collections.ConfigDict()
+    c.dry_run.devices = 256
+    c.dry_run.device_memory_gib = 32.0
+
     # Keeping runs alive (training/guards.py, training/checkpointing.py): steps with a non-finite loss
     # or gradient are skipped, and this many in a row stop the run; init_from copies the parameters
     # under the given path prefixes from another run's latest checkpoint into a fresh run.

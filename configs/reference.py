@@ -55,6 +55,18 @@ DESCRIPTIONS = {
     "eval.batch_size": "Batch size of evaluation encoding.",
     "max_consecutive_skipped_steps": "Non-finite steps in a row (each skipped, params unchanged) that stop the run.",
     "init_from.workdir": "Another run's workdir whose latest checkpoint seeds a fresh run; `''` = random init.",
+    "mesh.data": "Devices on the `data` mesh axis (batch split, parameters replicated); -1 fills.",
+    "mesh.fsdp": "Devices on the `fsdp` axis (batch split, large parameters and optimizer state split); -1 fills.",
+    "mesh.model": "Devices on the `model` axis (attention heads and MLP units split); -1 fills.",
+    "mesh.min_shard_size": "Parameters with fewer elements stay replicated on every device.",
+    "microbatches": "GradCache micro-batches per step (loss still over the global batch); 1 = off.",
+    "distributed.initialize": "`auto` (when SLURM, multi-host TPU or JAX_COORDINATOR_ADDRESS shows several "
+    "processes), `on` or `off`: call `jax.distributed.initialize()`.",
+    "distributed.coordinator_address": "host:port of process 0; `''` = from the environment.",
+    "distributed.num_processes": "Processes in the job; 0 = from the environment.",
+    "distributed.process_id": "This process's index; -1 = from the environment.",
+    "dry_run.devices": "Devices `--dry_run` compiles the train step for (fake CPU devices).",
+    "dry_run.device_memory_gib": "Per-device memory `--dry_run` checks the compiled step against.",
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
@@ -25,9 +24,9 @@ from training.checkpointing import Checkpointer, init_params_from
 from training.guards import NonFiniteGuard, PreemptionNotice
 from training.metric_writers import MetricWriter
 from training.optimizer import learning_rate_schedule, make_optimizer
+from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings
 from training.summary import format_summary
 from training.train_state import TrainState
-from training.train_step import train_step
 from training.validation import validate_batch_division
 
 
@@ -55,34 +54,16 @@ def _write_run_info(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
         json.dump(info, f, indent=2, default=str)
 
 
-def create_train_state(config, model, optimizer, objective, mesh) -> TrainState:
-    """Initialises params, optimizer state and objective state, placed replicated on the mesh."""
-    image_size, max_len = config.data.image_size, config.model.text.max_len
-
-    def init(rng):
-        init_rng, state_rng = jax.random.split(rng)
-        images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-        tokens = jnp.zeros((1, max_len), jnp.int32)
-        params = model.init(init_rng, images, tokens)["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=optimizer.init(params),
-            extra=objective.init_extra(params, config),
-            rng=state_rng,
-        )
-
-    return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(config.seed))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final summary."""
     os.makedirs(workdir, exist_ok=True)
     preemption = PreemptionNotice()  # from here on SIGTERM means: finish this step, checkpoint, return
     start_time = time.time()
     is_chief = jax.process_index() == 0
-    mesh = mesh_lib.make_mesh()
-    validate_batch_division(config.batch_size, mesh.size, jax.process_count())
+    mesh = mesh_from_config(config)
+    validate_batch_division(
+        config.batch_size, mesh_lib.batch_device_count(mesh), jax.process_count(), config.microbatches
+    )
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
@@ -95,6 +76,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     optimizer = make_optimizer(config)
     schedule = learning_rate_schedule(config)
 
+    _, shardings = state_shardings(config, model, optimizer, objective, mesh)
     state = create_train_state(config, model, optimizer, objective, mesh)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     data_iter = make_train_iterator(
@@ -117,16 +99,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
     elif config.init_from.workdir:
-        state = _init_from_other_run(config, state, objective, mesh)
+        state = _init_from_other_run(config, state, objective, shardings.extra)
 
-    step_fn = jax.jit(
-        functools.partial(
-            train_step, model=model, objective=objective, optimizer=optimizer, schedule=schedule, config=config
-        ),
-        in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
-        out_shardings=(mesh_lib.replicated(mesh), mesh_lib.replicated(mesh)),
-        donate_argnums=(0,),
-    )
+    step_fn = jit_train_step(config, model, objective, optimizer, schedule, mesh, shardings)
     evaluator = ShapesEvaluator(
         model,
         tokenizer,
@@ -197,11 +172,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
-def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, mesh) -> TrainState:
+def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, shardings) -> TrainState:
     """A fresh state whose params under config.init_from.param_prefixes come from another run's checkpoint."""
     source = config.init_from.workdir
     params, copied, step = init_params_from(source, state.params, config.init_from.param_prefixes)
-    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=mesh_lib.replicated(mesh))
+    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=shardings)
     logging.info("Initialised %d parameters under %s from step %d of %s", len(copied),
                  list(config.init_from.param_prefixes), step, source)  # fmt: skip
     return state.replace(params=params, extra=init_extra(params))

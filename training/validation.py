@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.image.pool": ("image pooling", ["cls", "gap"]),
+    "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
 }
 
 _POSITIVE = (lambda v: v > 0, "must be positive")
@@ -48,6 +49,7 @@ RANGES = {
             "model.image.patch_size", "model.text.width", "model.text.depth", "model.text.heads",
             "model.text.max_len", "model.embed_dim", "loss.tile_size", "optimizer.learning_rate",
             "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
+            "microbatches", "dry_run.devices", "dry_run.device_memory_gib",
         ),
         _POSITIVE,
     ),
@@ -59,6 +61,10 @@ RANGES = {
     "optimizer.b2": _BETA,
     "optimizer.end_learning_rate_factor": _FRACTION,
     "data.crop_scale": _CROP,
+    **dict.fromkeys(("mesh.data", "mesh.fsdp", "mesh.model"), (lambda v: v == -1 or v > 0, "must be positive or -1")),
+    "mesh.min_shard_size": _NON_NEGATIVE,
+    "distributed.num_processes": _NON_NEGATIVE,
+    "distributed.process_id": (lambda v: v >= -1, "must be >= 0, or -1 for the environment's"),
 }  # fmt: skip
 
 
@@ -166,14 +172,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_relations(config)
 
 
-def validate_batch_division(batch_size: int, device_count: int, process_count: int) -> None:
-    """The global batch splits evenly over the processes and over the devices of the mesh."""
+def validate_batch_division(batch_size: int, device_count: int, process_count: int, microbatches: int = 1) -> None:
+    """The global batch splits evenly over the processes and over the devices of the mesh's batch axes,
+    and with GradCache, each micro-batch too."""
     for count, what in ((process_count, "processes"), (device_count, "devices")):
         if batch_size % count:
             raise ConfigError(
                 f"config.batch_size ({batch_size}) is not divisible by the {count} {what}; "
-                f"choose a multiple of {math.lcm(device_count, process_count)}."
+                f"choose a multiple of {math.lcm(device_count * microbatches, process_count)}."
             )
+    if batch_size % (device_count * microbatches):
+        raise ConfigError(
+            f"config.batch_size ({batch_size}) does not split into config.microbatches ({microbatches}) "
+            f"micro-batches of a multiple of the {device_count} devices; choose a multiple of "
+            f"{math.lcm(device_count * microbatches, process_count)} or fewer micro-batches."
+        )
 
 
 def validate_workdir(workdir: str) -> None:
