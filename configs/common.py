@@ -100,6 +100,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.logit_bias_init = 0.0
     c.model.dtype = "float32"
     c.model.remat = False
+    c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
+    c.model.head_hidden_dim = 256
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-3 if tiny else 1e-3

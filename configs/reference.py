@@ -41,6 +41,8 @@ DESCRIPTIONS = {
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
     "model.dtype": "Compute dtype (`float32` or `bfloat16`); parameters stay float32.",
     "model.remat": "Recompute each transformer block in the backward pass to save memory.",
+    "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
+    "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
     "loss.tile_size": "Tile side of the tiled implementations.",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",

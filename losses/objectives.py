@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from losses import alip, dreamlip, hard_negatives, protoclip
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -104,6 +105,18 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 OBJECTIVES: dict[str, Objective] = {
     "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
     "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
+    "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
+    "alip": Objective(
+        loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
+    ),
+    "protoclip": Objective(
+        loss=protoclip.protoclip_loss, init_extra=protoclip.init_extra, update_extra=protoclip.update_extra
+    ),
+    "clip_hard_negatives": Objective(
+        loss=hard_negatives.clip_hard_negatives_loss,
+        init_extra=hard_negatives.init_extra,
+        batch_fields=hard_negatives.hard_negative_fields,
+    ),
 }
 
 
