@@ -84,8 +84,8 @@ def test_per_example_loss_averages_to_the_clip_loss():
     logits = 7.0 * image @ text.T
     clip = 0.5 * (np.mean(_lse(logits, 1) - np.diag(logits)) + np.mean(_lse(logits, 0) - np.diag(logits)))
     with float64():
-        per_example = per_example_clip_loss(jnp.asarray(image), jnp.asarray(text), jnp.float64(7.0))
-    assert float(jnp.mean(per_example)) == pytest.approx(clip, rel=1e-12)
+        mean = jnp.mean(per_example_clip_loss(jnp.asarray(image), jnp.asarray(text), jnp.float64(7.0)))
+    assert float(mean) == pytest.approx(clip, rel=1e-12)
 
 
 def test_fields_tokenize_the_raw_caption():

@@ -95,7 +95,7 @@ def test_zero_and_exclude_masking_differ():
 
 def test_margin_rule_drops_candidates_above_the_positive_plus_margin():
     scores = np.array([[0.5, 0.65, 0.55], [0.9, 0.2, 0.1]])
-    positive = np.array([0.5, 0.85])
+    positive = np.array([0.5, 0.75])
     mask = np.asarray(margin_false_negatives(jnp.asarray(scores), jnp.asarray(positive), 0.1))
     assert mask.tolist() == [[False, True, False], [True, False, False]]
 
