@@ -91,10 +91,17 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.text = ml_collections.ConfigDict()
     c.text.tokenizer_path = ""  # '' trains a SentencePiece model on the captions, cached in the workdir
     c.text.vocab_size = 1000
+    c.text.tokenizer = "sentencepiece"  # or wordpiece | clip_bpe, read from tokenizer_path
 
     c.model = ml_collections.ConfigDict()
     c.model.image = ml_collections.ConfigDict(image)
     c.model.text = ml_collections.ConfigDict(text)
+    # Architecture switches for pretrained towers (interop/); the defaults are this repo's own towers.
+    c.model.text.kind = "clip"  # or "bert" (models/text_towers.py)
+    c.model.text.pool = "last"
+    for tower in (c.model.image, c.model.text):
+        tower.activation = "gelu_tanh"
+        tower.layer_norm_eps = 1e-6
     c.model.embed_dim = EMBED_DIMS[arg.size]
     c.model.logit_scale_init = math.log(1 / 0.07)
     c.model.logit_bias_init = 0.0
@@ -112,6 +119,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.optimizer.b2 = 0.98
     c.optimizer.eps = 1e-6
     c.optimizer.grad_clip_norm = 1.0
+    c.optimizer.frozen_prefixes = ()  # parameter path prefixes never updated, e.g. ("text_tower",) for LiT
 
     c.eval = ml_collections.ConfigDict()
     c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
@@ -154,4 +162,5 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.init_from = ml_collections.ConfigDict()
     c.init_from.workdir = ""  # '' = random initialisation
     c.init_from.param_prefixes = ("image_tower",)
+    c.init_from.pretrained = ""  # a converted CLIP / BERT checkpoint instead (interop/pretrained.py)
     return c

@@ -24,7 +24,8 @@ DESCRIPTIONS = {
     "data.text_augmentation": "`none` (original caption) or `laclip` (uniform over caption and K rewrites).",
     "data.crop_scale": "Area range of the random resized crop; `(1.0, 1.0)` disables it.",
     "data.worker_count": "grain worker processes; 0 reads in the main process.",
-    "text.tokenizer_path": "SentencePiece model file; `''` trains one on the captions, cached in the workdir.",
+    "text.tokenizer_path": "SentencePiece model file (`''` trains one on the captions, cached in the workdir), or the "
+    "pretrained tokenizer's file or folder.",
     "text.vocab_size": "Vocabulary size of a trained tokenizer.",
     "model.image.width": "Image tower width.",
     "model.image.depth": "Image tower blocks.",
@@ -70,6 +71,18 @@ DESCRIPTIONS = {
     "dry_run.devices": "Devices `--dry_run` compiles the train step for (fake CPU devices).",
     "dry_run.device_memory_gib": "Per-device memory `--dry_run` checks the compiled step against.",
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
+    "init_from.pretrained": "OpenAI/open_clip/HF CLIP or BERT-family checkpoint (file or folder) converted into the "
+    "params under `param_prefixes` (`interop/`); `''` = none.",
+    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`) or `clip_bpe` (CLIP's BPE merges), "
+    "read from `tokenizer_path`.",
+    "model.text.kind": "Text tower: `clip` (causal transformer) or `bert` (bidirectional, post-norm).",
+    "model.text.pool": "`last` non-padding token or `argmax` id (CLIP's end of text) for `clip`; `mean` or "
+    "`first` for `bert`.",
+    "model.image.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
+    "model.text.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
+    "model.image.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5).",
+    "model.text.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5, BERT: 1e-12).",
+    "optimizer.frozen_prefixes": "Parameter path prefixes the optimizer never updates, e.g. `('text_tower',)` (LiT).",
 }
 
 

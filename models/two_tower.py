@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from models.heads import MlpHead
-from models.text_transformer import TextTransformer
+from models.text_towers import text_tower
 from models.vit import VisionTransformer
 
 
@@ -38,12 +38,14 @@ class TwoTower(nn.Module):
     logit_bias_init: float = 0.0
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    # Towers ("image_tower", "text_tower") whose outputs stop gradients: a locked tower (LiT) costs no backward pass.
+    locked: tuple[str, ...] = ()
     head_hidden_dim: int = 0
     head_dim: int = 0
 
     def setup(self):
         self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype)
-        self.text_tower = TextTransformer(vocab_size=self.vocab_size, **self.text, remat=self.remat, dtype=self.dtype)
+        self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype)
         self.image_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.text_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
@@ -56,7 +58,7 @@ class TwoTower(nn.Module):
             )
 
     def encode_image(self, images: jax.Array, patch_embeddings: bool = False) -> dict[str, jax.Array]:
-        pooled, tokens = self.image_tower(images)
+        pooled, tokens = self._maybe_locked("image_tower", self.image_tower(images))
         features = self.image_projection(pooled).astype(jnp.float32)
         out = {"image_features": features, "image_embedding": l2_normalize(features), "image_tokens": tokens}
         if patch_embeddings:
@@ -71,8 +73,11 @@ class TwoTower(nn.Module):
             "logit_scale_proto": self.logit_scale_proto,
         }
 
+    def _maybe_locked(self, tower: str, outputs):
+        return jax.lax.stop_gradient(outputs) if tower in self.locked else outputs
+
     def encode_text(self, tokens: jax.Array) -> dict[str, jax.Array]:
-        pooled, _ = self.text_tower(tokens)
+        pooled, _ = self._maybe_locked("text_tower", self.text_tower(tokens))
         features = self.text_projection(pooled).astype(jnp.float32)
         return {"text_features": features, "text_embedding": l2_normalize(features)}
 
@@ -98,6 +103,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        locked=tuple(p for p in config.optimizer.get("frozen_prefixes", ()) if p in ("image_tower", "text_tower")),
         head_hidden_dim=m.head_hidden_dim,
         head_dim=m.head_dim,
     )

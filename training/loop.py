@@ -17,6 +17,7 @@ from evaluation.shapes_eval import ShapesEvaluator
 from input_pipeline import shapes
 from input_pipeline.pipeline import TrainTransform, make_train_iterator
 from input_pipeline.tokenizer import get_tokenizer
+from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
@@ -70,7 +71,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     source = shapes.ShapesSource(
         "train", config.data.train_size, seed=0, image_size=config.data.image_size, cache_dir=config.data.cache_dir
     )
-    tokenizer = get_tokenizer(config.text.tokenizer_path, workdir, _train_texts(source), config.text.vocab_size)
+    tokenizer = get_tokenizer(config.text.tokenizer_path, workdir, _train_texts(source), config.text.vocab_size, config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
@@ -98,6 +99,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+    elif config.init_from.pretrained:  # PyTorch-ecosystem weights, converted (interop/pretrained.py)
+        state = init_state_from_pretrained(config, state, objective)
     elif config.init_from.workdir:
         state = _init_from_other_run(config, state, objective, shardings.extra)
 

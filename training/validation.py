@@ -15,8 +15,11 @@ import ml_collections
 
 from configs.common import DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
+from models.text_towers import TEXT_POOLING, TEXT_TOWERS
+from models.transformer import ACTIVATIONS
 
 
 class ConfigError(ValueError):
@@ -31,6 +34,10 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.image.pool": ("image pooling", ["cls", "gap"]),
+    "model.image.activation": ("activation", list(ACTIVATIONS)),
+    "model.text.activation": ("activation", list(ACTIVATIONS)),
+    "model.text.kind": ("text tower", list(TEXT_TOWERS)),
+    "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
 }
 
@@ -145,11 +152,27 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
             f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}), "
             f"itself a multiple of 2**config.model.image.conv_stem_depth ({2**stem}); change one of them."
         )
-    if c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
+    if c.text.tokenizer == "sentencepiece" and c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
         raise ConfigError(
             f"Tokenizer file {c.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
             "or set it to '' to train a tokenizer on the training captions."
         )
+    kind, pool = c.model.text.kind, c.model.text.pool
+    if pool not in TEXT_POOLING[kind]:
+        raise ConfigError(
+            f"config.model.text.pool {pool!r} is not a pooling of the {kind} text tower; "
+            f"use one of {list(TEXT_POOLING[kind])}."
+        )
+    if c.text.tokenizer != "sentencepiece" and not c.text.tokenizer_path:
+        raise ConfigError(
+            f"The {c.text.tokenizer} tokenizer is pretrained; set config.text.tokenizer_path to its vocabulary."
+        )
+    if c.text.tokenizer != "sentencepiece" and not os.path.exists(c.text.tokenizer_path):
+        raise ConfigError(f"config.text.tokenizer_path {c.text.tokenizer_path!r} does not exist; fix the path.")
+    if c.init_from.pretrained and not os.path.exists(c.init_from.pretrained):
+        raise ConfigError(f"config.init_from.pretrained {c.init_from.pretrained!r} does not exist; fix the path.")
+    if c.init_from.pretrained and c.init_from.workdir:
+        raise ConfigError("config.init_from.pretrained and config.init_from.workdir are both set; keep one of them.")
     source = c.init_from.workdir
     if source and not os.path.isdir(os.path.join(source, "checkpoints")):
         raise ConfigError(
