@@ -27,7 +27,8 @@ TEXT_SIZES = {
     "L/14": dict(width=768, depth=12, heads=12, max_len=77),
 }
 EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
-DATASETS = ("shapes",)
+REAL_DATASETS = ("webdataset", "csv", "jsonl", "tfds", "array_record")  # image-text files: input_pipeline/sources.py
+DATASETS = ("shapes", *REAL_DATASETS)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -51,7 +52,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
-    """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (shapes)."""
+    """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (one of DATASETS)."""
     arg = parse_arg(arg, size="tiny", data="shapes")
     if arg.size not in IMAGE_SIZES:
         raise ValueError(f"Unknown model size {arg.size!r}; use one of {sorted(IMAGE_SIZES)}.")
@@ -87,6 +88,15 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # cost 4 points of zero-shot shape+colour (16.4% vs 20.1%); LaCLIP's full-size recipe uses 0.5-1.
     c.data.crop_scale = (1.0, 1.0) if tiny else (0.5, 1.0)
     c.data.worker_count = 0  # grain worker processes; 0 = in the main process
+    # Real data (README "Training on your data"); unused by shapes. path: tar shards, ArrayRecord files
+    # (comma-separated files, globs or folders), one CSV/TSV/JSONL file, or the TFDS data dir.
+    c.data.path = ""
+    c.data.image_root = ""  # folder of relative image paths in CSV/JSONL; '' = the file's folder
+    c.data.image_column = ""  # '' = CSV column 0, JSONL "image", TFDS "image"
+    c.data.caption_column = ""  # '' = CSV column 1, JSONL "caption", TFDS "caption"
+    c.data.rewrite_paths = ()  # LaCLIP: text files of rewrites, line i for CSV data row i
+    c.data.tfds_name = ""
+    c.data.tfds_split = "train"
 
     c.text = ml_collections.ConfigDict()
     c.text.tokenizer_path = ""  # '' trains a SentencePiece model on the captions, cached in the workdir

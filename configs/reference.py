@@ -17,13 +17,24 @@ DESCRIPTIONS = {
     "eval_every_steps": "Interval of zero-shot and retrieval evaluation (also run at the end).",
     "checkpoint_every_steps": "Interval of checkpoints (also written at the end).",
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
-    "data.name": "Training data: `shapes` (embedded, procedural).",
-    "data.train_size": "Number of distinct training examples.",
+    "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
+    "`tfds`, `array_record` (README: Training on your data); text only: `shape_sentences`, `shape_documents` "
+    "(embedded), `sentences`, `nli`, `documents` (README: Results: text–text).",
+    "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",
     "data.text_augmentation": "`none` (original caption) or `laclip` (uniform over caption and K rewrites).",
     "data.crop_scale": "Area range of the random resized crop; `(1.0, 1.0)` disables it.",
     "data.worker_count": "grain worker processes; 0 reads in the main process.",
+    "data.path": "Real data: tar shards or ArrayRecord files (comma-separated files, globs, folders), one CSV/TSV/"
+    "JSONL file, or the TFDS data dir; for `sentences`, `nli`, `documents`: the text file.",
+    "data.image_root": "Folder that relative image paths of a CSV/JSONL file start from; `''` = the file's folder.",
+    "data.image_column": "Image column: CSV header name, JSONL key or TFDS feature path; `''` = column 0 / `image`.",
+    "data.caption_column": "Caption column: CSV header name, JSONL key or TFDS feature path (e.g. `captions/text`); "
+    "`''` = column 1 / `caption`.",
+    "data.rewrite_paths": "LaCLIP rewrite files of a CSV: line i of each is a rewrite of data row i.",
+    "data.tfds_name": "TFDS dataset name (prepared with `--file_format=array_record`), e.g. `coco_captions`.",
+    "data.tfds_split": "TFDS split to train on.",
     "text.tokenizer_path": "SentencePiece model file (`''` trains one on the captions, cached in the workdir), or the "
     "pretrained tokenizer's file or folder.",
     "text.vocab_size": "Vocabulary size of a trained tokenizer.",

@@ -14,8 +14,9 @@ import numpy as np
 from absl import logging
 
 from evaluation.shapes_eval import ShapesEvaluator
-from input_pipeline import shapes
 from input_pipeline.pipeline import TrainTransform, make_train_iterator
+from input_pipeline.skipping import ProblemCounter
+from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import get_tokenizer
 from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
@@ -29,17 +30,6 @@ from training.partitioning import create_train_state, jit_train_step, mesh_from_
 from training.summary import format_summary
 from training.train_state import TrainState
 from training.validation import validate_batch_division
-
-
-def _train_texts(source: shapes.ShapesSource, limit: int = 20_000):
-    """Every caption field of the first `limit` training examples (the tokenizer's corpus)."""
-    for i in range(min(limit, len(source))):
-        record = source[i]
-        yield record["caption"]
-        yield record["long_caption"]
-        yield record["raw_caption"]
-        yield from record["rewrites"]
-        yield from record["hard_negatives"]
 
 
 def _write_run_info(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
@@ -68,10 +58,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
-    source = shapes.ShapesSource(
-        "train", config.data.train_size, seed=0, image_size=config.data.image_size, cache_dir=config.data.cache_dir
+    source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
+    tokenizer = get_tokenizer(
+        config.text.tokenizer_path, workdir, train_texts(source), config.text.vocab_size, config.text.tokenizer
     )
-    tokenizer = get_tokenizer(config.text.tokenizer_path, workdir, _train_texts(source), config.text.vocab_size, config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
@@ -121,8 +111,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_metrics: dict[str, float] = {}
     interval_start, interval_step = time.time(), first_step
     guard = NonFiniteGuard(config.max_consecutive_skipped_steps)
+    data_problems = ProblemCounter()  # skipped and repaired examples: train/data_* metrics
     for step in range(first_step + 1, config.total_steps + 1):
-        batch = mesh_lib.global_batch(next(data_iter), mesh)
+        batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
         with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
             state, metrics = step_fn(state, batch)
         pending.append(metrics)
@@ -135,6 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
             interval_start, interval_step = time.time(), step
             train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+            train_metrics.update(data_problems.interval_metrics())
             writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
             eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
             logging.info(

@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from configs.common import DATASETS, get_base_config
+from configs.common import DATASETS, REAL_DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
@@ -134,7 +134,13 @@ def _check_ranges(flat: dict) -> None:
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
-    if c.batch_size > c.data.train_size:
+    if c.data.name in REAL_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
+        key = "tfds_name" if c.data.name == "tfds" else "path"
+        raise ConfigError(
+            f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data "
+            "(README: Training on your data)."
+        )
+    if c.data.name not in REAL_DATASETS and c.batch_size > c.data.train_size:
         raise ConfigError(
             f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
