@@ -1,6 +1,6 @@
 """Zero-shot prompts whose class words never occur in any training text (captions, rewrites, negatives).
 
-"a photo of a scarlet round object." names red circles with words the shapes data never uses, so only
+"a photo of a ruby ball." names red circles with words the shapes data never uses, so only
 a text tower that learned language elsewhere (a pretrained encoder: LiT, CLIP-from-pretrained) can
 map them to the right images; a tower trained on the captions alone is left to guess from sub-words.
 tests/test_novel_prompts.py checks that no word here occurs in the training texts.
@@ -10,7 +10,7 @@ from evaluation import prompts
 from input_pipeline import shapes
 
 NOVEL_SHAPES = {
-    "circle": ("round object", "ball"),
+    "circle": ("ball", "orb"),
     "square": ("four-sided tile", "quadrilateral with equal sides"),
     "triangle": ("three-cornered object", "pyramid outline"),
     "diamond": ("gem-shaped kite", "tilted quadrilateral"),

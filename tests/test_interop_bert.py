@@ -28,6 +28,8 @@ def _tiny_sentence_transformer(folder):
     sentence-transformers to `folder`; returns the SentenceTransformer."""
     torch, transformers = require_torch()
     st = pytest.importorskip("sentence_transformers", reason="the interop extra is not installed")
+    from sentence_transformers import models as st_models
+
     os.makedirs(folder / "bert", exist_ok=True)
     (folder / "bert" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     transformers.BertTokenizerFast(vocab_file=str(folder / "bert" / "vocab.txt")).save_pretrained(folder / "bert")
@@ -41,7 +43,7 @@ def _tiny_sentence_transformer(folder):
             if "LayerNorm" in name or "token_type" in name:
                 p.add_(0.3 * torch.randn_like(p))
     bert.save_pretrained(folder / "bert")
-    modules = [st.models.Transformer(str(folder / "bert"), max_seq_length=16), st.models.Pooling(32, "mean")]
+    modules = [st_models.Transformer(str(folder / "bert"), max_seq_length=16), st_models.Pooling(32, "mean")]
     model = st.SentenceTransformer(modules=modules, device="cpu")
     model.save(str(folder / "st"))
     return model

@@ -28,5 +28,5 @@ def test_no_novel_class_word_occurs_in_training_text():
 def test_prompt_sets_have_one_row_per_class_in_label_order():
     sets = novel_prompts.novel_class_prompts()
     assert [len(sets[k]) for k in ("novel_shape", "novel_colour", "novel_shape_colour")] == [8, 8, 64]
-    assert sets["novel_shape_colour"][0][0] == "a photo of a ruby round object."
+    assert sets["novel_shape_colour"][0][0] == "a photo of a ruby ball."
     assert all(len(row) == len(sets["novel_shape"][0]) for row in sets["novel_shape"])
