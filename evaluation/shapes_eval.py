@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from evaluation import compositionality, modality_gap, novel_prompts, prompts, retrieval, zero_shot
+from evaluation import compositionality, modality_gap, prompts, retrieval, zero_shot
 from input_pipeline import shapes, transforms
 from input_pipeline.tokenizer import Tokenizer
 
@@ -19,9 +19,7 @@ class ShapesEvaluator:
     """`evaluate(params) -> {metric: value}` over the first `num_examples` test images.
 
     Metrics: `zero_shot/{shape,colour,shape_colour}` top-1 accuracy with the held-out
-    templates of evaluation/prompts.py, and `zero_shot/novel_*` the same with class words that never occur
-    in training text (evaluation/novel_prompts.py: where a pretrained text tower should shine);
-    `retrieval/*` R@1/5/10 both ways against the
+    templates of evaluation/prompts.py; `retrieval/*` R@1/5/10 both ways against the
     original captions; `retrieval_rewrites/*` the same against the first paraphrase
     (robustness to rephrasing, which LaCLIP's augmentation targets); `compositional/*` how often an
     image prefers its caption to each kind of minimally changed false caption (shapes.HARD_NEGATIVE_TYPES)
@@ -44,7 +42,7 @@ class ShapesEvaluator:
             name: tokenizer.encode([p for per_class in classes for p in per_class], max_len).reshape(
                 len(classes), len(classes[0]), max_len
             )
-            for name, classes in {**prompts.class_prompts(), **novel_prompts.novel_class_prompts()}.items()
+            for name, classes in prompts.class_prompts().items()
         }
         self.batch_size = batch_size
         self._encode_image = jax.jit(

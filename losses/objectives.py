@@ -9,12 +9,7 @@ An objective is a bundle of pure functions:
 - `batch_fields(record, rng, encode) -> {name: array}` (optional): inputs beyond "image" and
   "text" that the loss reads from the batch, made per example on the host from the data record
   (e.g. tokenized hard negatives or sub-captions); `encode(texts)` gives int32 [len(texts), max_len]
-  token ids and `rng` is the example's fresh NumPy generator for this epoch;
-- `embed(params, batch, extra, rng, *, model, config) -> {name: [B, ...]}` and
-  `loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config) -> (scalar, metrics)`
-  (optional, together): `loss` split at the per-example embeddings, so that GradCache gradient
-  accumulation (training/grad_cache.py, config.microbatches > 1) can embed micro-batches apart and
-  still take the loss over the whole global batch. `embed` must treat examples independently.
+  token ids and `rng` is the example's fresh NumPy generator for this epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, dreamlip, hard_negatives, protoclip
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -35,8 +29,6 @@ class Objective(NamedTuple):
     init_extra: Callable[[Any, Any], Any] = lambda params, config: {}
     update_extra: Callable[[Any, Any, Any], Any] = lambda extra, params, aux: extra
     batch_fields: Callable[..., dict[str, Any]] | None = None
-    embed: Callable[..., dict[str, jax.Array]] | None = None
-    loss_from_embeddings: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
 
 
 def _loss_implementation(config) -> dict[str, Any]:
@@ -52,71 +44,39 @@ def _loss_implementation(config) -> dict[str, Any]:
     }
 
 
-def pair_embeddings(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
-    """{"image_embedding", "text_embedding"}: [B, D] normalised embeddings of the batch's images and captions."""
-    del extra, rng, config
-    out = model.apply({"params": params}, batch["image"], batch["text"])
-    return {"image_embedding": out["image_embedding"], "text_embedding": out["text_embedding"]}
-
-
-def clip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+def clip_loss(params, batch, extra, rng, *, model, config):
     """Plain CLIP: symmetric InfoNCE between each image and its (possibly rewritten) caption."""
-    del batch, extra, rng
-    logit_scale = jnp.clip(model.apply({"params": params})["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    del extra, rng
+    out = model.apply({"params": params}, batch["image"], batch["text"])
+    logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
     loss, metrics = contrastive_loss(
-        embeddings["image_embedding"],
-        embeddings["text_embedding"],
-        logit_scale,
-        kind="softmax",
-        **_loss_implementation(config),
+        out["image_embedding"], out["text_embedding"], logit_scale, kind="softmax", **_loss_implementation(config)
     )
     metrics["temperature"] = 1.0 / jnp.exp(logit_scale)
     return loss, metrics
 
 
-def clip_loss(params, batch, extra, rng, *, model, config):
-    embeddings = pair_embeddings(params, batch, extra, rng, model=model, config=config)
-    return clip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
-
-
-def siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+def siglip_loss(params, batch, extra, rng, *, model, config):
     """SigLIP: pairwise sigmoid loss with a learnable temperature and bias (METHODS.md 15a)."""
-    del batch, extra, rng
-    scalars = model.apply({"params": params})
+    del extra, rng
+    out = model.apply({"params": params}, batch["image"], batch["text"])
     # The same clamp as CLIP (open_clip clamps every model's scale at 100; big_vision does not).
-    logit_scale = jnp.clip(scalars["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
     loss, metrics = contrastive_loss(
-        embeddings["image_embedding"],
-        embeddings["text_embedding"],
+        out["image_embedding"],
+        out["text_embedding"],
         logit_scale,
-        scalars["logit_bias"],
+        out["logit_bias"],
         kind="sigmoid",
         **_loss_implementation(config),
     )
-    metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=scalars["logit_bias"])
+    metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=out["logit_bias"])
     return loss, metrics
 
 
-def siglip_loss(params, batch, extra, rng, *, model, config):
-    embeddings = pair_embeddings(params, batch, extra, rng, model=model, config=config)
-    return siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
-
-
 OBJECTIVES: dict[str, Objective] = {
-    "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
-    "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
-    "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
-    "alip": Objective(
-        loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
-    ),
-    "protoclip": Objective(
-        loss=protoclip.protoclip_loss, init_extra=protoclip.init_extra, update_extra=protoclip.update_extra
-    ),
-    "clip_hard_negatives": Objective(
-        loss=hard_negatives.clip_hard_negatives_loss,
-        init_extra=hard_negatives.init_extra,
-        batch_fields=hard_negatives.hard_negative_fields,
-    ),
+    "clip": Objective(loss=clip_loss),
+    "siglip": Objective(loss=siglip_loss),
 }
 
 

@@ -10,12 +10,7 @@ from models.transformer import Encoder
 
 
 class TextTransformer(nn.Module):
-    """Token ids [B, L] (0 = padding, EOS last non-pad) -> (pooled [B, width], tokens [B, L, width]).
-
-    `pool` = "last" reads the last non-padding position (this repo's tokenizers end with EOS);
-    "argmax" reads the position of the highest id (OpenAI CLIP: its end-of-text id is the largest,
-    and its id 0 is the real token "!", not padding).
-    """
+    """Token ids [B, L] (0 = padding, EOS last non-pad) -> (pooled [B, width], tokens [B, L, width])."""
 
     vocab_size: int
     width: int
@@ -23,9 +18,6 @@ class TextTransformer(nn.Module):
     heads: int
     max_len: int
     mlp_ratio: int = 4
-    activation: str = "gelu_tanh"
-    layer_norm_eps: float = 1e-6
-    pool: str = "last"
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
 
@@ -38,14 +30,10 @@ class TextTransformer(nn.Module):
         posemb = self.param("pos_embedding", nn.initializers.normal(0.01), (1, self.max_len, self.width), jnp.float32)
         x = (x + posemb[:, :length]).astype(self.dtype)
         causal = nn.make_causal_mask(tokens, dtype=bool)
-        x = Encoder(
-            self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            name="encoder",
-        )(x, causal)  # fmt: skip
+        x = Encoder(self.depth, self.heads, self.mlp_ratio, remat=self.remat, dtype=self.dtype, name="encoder")(
+            x, causal
+        )
         # The causal mask makes the end-of-text position a summary of the whole caption.
-        if self.pool == "argmax":
-            eot = jnp.argmax(tokens, axis=1)
-        else:
-            eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
+        eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
         pooled = jnp.take_along_axis(x, eot[:, None, None], axis=1)[:, 0]
         return pooled, x
