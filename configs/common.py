@@ -29,6 +29,8 @@ TEXT_SIZES = {
 EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
 REAL_DATASETS = ("webdataset", "csv", "jsonl", "tfds", "array_record")  # image-text files: input_pipeline/sources.py
 DATASETS = ("shapes", *REAL_DATASETS)
+# Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
+DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents")
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -97,6 +99,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.data.rewrite_paths = ()  # LaCLIP: text files of rewrites, line i for CSV data row i
     c.data.tfds_name = ""
     c.data.tfds_split = "train"
+    c.data.context_window = 2  # text documents (CCP): context sentences within this many of the centre
 
     c.text = ml_collections.ConfigDict()
     c.text.tokenizer_path = ""  # '' trains a SentencePiece model on the captions, cached in the workdir
@@ -112,6 +115,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     for tower in (c.model.image, c.model.text):
         tower.activation = "gelu_tanh"
         tower.layer_norm_eps = 1e-6
+    c.model.text.dropout_rate = 0.0  # text tower dropout in training mode (SimCSE: 0.1)
     c.model.embed_dim = EMBED_DIMS[arg.size]
     c.model.logit_scale_init = math.log(1 / 0.07)
     c.model.logit_bias_init = 0.0
@@ -119,6 +123,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.remat = False
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.head_hidden_dim = 256
+    c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-3 if tiny else 1e-3
@@ -134,6 +139,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
     c.eval.batch_size = 500
+    c.eval.sts_files = ()  # text-only runs: STS files/folders (evaluation/sts_data.py); () = embedded pairs
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
     # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled.

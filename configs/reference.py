@@ -35,6 +35,7 @@ DESCRIPTIONS = {
     "data.rewrite_paths": "LaCLIP rewrite files of a CSV: line i of each is a rewrite of data row i.",
     "data.tfds_name": "TFDS dataset name (prepared with `--file_format=array_record`), e.g. `coco_captions`.",
     "data.tfds_split": "TFDS split to train on.",
+    "data.context_window": "Documents (CCP): a centre's context is a sentence at most this many positions away.",
     "text.tokenizer_path": "SentencePiece model file (`''` trains one on the captions, cached in the workdir), or the "
     "pretrained tokenizer's file or folder.",
     "text.vocab_size": "Vocabulary size of a trained tokenizer.",
@@ -48,6 +49,7 @@ DESCRIPTIONS = {
     "model.text.depth": "Text tower blocks.",
     "model.text.heads": "Text tower attention heads.",
     "model.text.max_len": "Tokens per caption, BOS and EOS included.",
+    "model.text.dropout_rate": "Text tower dropout in training mode (attention, residuals, embeddings); SimCSE: 0.1.",
     "model.embed_dim": "Joint embedding dimension.",
     "model.logit_scale_init": "Initial log of the logit scale (CLIP: log 1/0.07; SigLIP: log 10).",
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
@@ -55,6 +57,8 @@ DESCRIPTIONS = {
     "model.remat": "Recompute each transformer block in the backward pass to save memory.",
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
     "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
+    "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
+    "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
     "loss.tile_size": "Tile side of the tiled implementations.",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",
@@ -67,6 +71,7 @@ DESCRIPTIONS = {
     "optimizer.grad_clip_norm": "Global gradient-norm clip.",
     "eval.num_examples": "Held-out test images for zero-shot and retrieval.",
     "eval.batch_size": "Batch size of evaluation encoding.",
+    "eval.sts_files": "Text-only runs: STS files or SentEval folders to report Spearman on; `()` = embedded pairs.",
     "max_consecutive_skipped_steps": "Non-finite steps in a row (each skipped, params unchanged) that stop the run.",
     "init_from.workdir": "Another run's workdir whose latest checkpoint seeds a fresh run; `''` = random init.",
     "mesh.data": "Devices on the `data` mesh axis (batch split, parameters replicated); -1 fills.",

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, dreamlip, hard_negatives, protoclip
+from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, protoclip, simcse, uclip
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -105,6 +105,11 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 OBJECTIVES: dict[str, Objective] = {
     "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
     "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
+    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra),
+    "degla": Objective(
+        loss=degla.loss, init_extra=degla.init_extra, update_extra=degla.update_extra, batch_fields=degla.batch_fields
+    ),
+    "uclip": Objective(loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields),
     "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
     "alip": Objective(
         loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
@@ -117,6 +122,9 @@ OBJECTIVES: dict[str, Objective] = {
         init_extra=hard_negatives.init_extra,
         batch_fields=hard_negatives.hard_negative_fields,
     ),
+    "simcse": Objective(loss=simcse.simcse_objective_loss),
+    "multicsr": Objective(loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra),
+    "ccp": Objective(loss=ccp.ccp_objective_loss, init_extra=ccp.ccp_init_extra, update_extra=ccp.ccp_update_extra),
 }
 
 

@@ -28,20 +28,22 @@ class TextTransformer(nn.Module):
     pool: str = "last"
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
+    dropout_rate: float = 0.0  # BERT-style dropout in training (SimCSE's augmentation); 0 = none
 
     @nn.compact
-    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, tokens: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
         length = tokens.shape[1]
         x = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02), name="token_embedding")(
             tokens
         )
         posemb = self.param("pos_embedding", nn.initializers.normal(0.01), (1, self.max_len, self.width), jnp.float32)
         x = (x + posemb[:, :length]).astype(self.dtype)
+        x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
         causal = nn.make_causal_mask(tokens, dtype=bool)
         x = Encoder(
             self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            name="encoder",
-        )(x, causal)  # fmt: skip
+            self.dropout_rate, name="encoder",
+        )(x, causal, deterministic)  # fmt: skip
         # The causal mask makes the end-of-text position a summary of the whole caption.
         if self.pool == "argmax":
             eot = jnp.argmax(tokens, axis=1)

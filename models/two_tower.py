@@ -42,6 +42,8 @@ class TwoTower(nn.Module):
     locked: tuple[str, ...] = ()
     head_hidden_dim: int = 0
     head_dim: int = 0
+    # SimCSE's MLP over the text features: "none", "train" (training mode only, --mlp_only_train) or "always".
+    text_mlp_head: str = "none"
 
     def setup(self):
         self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype)
@@ -50,6 +52,8 @@ class TwoTower(nn.Module):
         self.text_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
         self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), (), jnp.float32)
+        if self.text_mlp_head != "none":
+            self.text_mlp = nn.Dense(self.embed_dim, dtype=self.dtype)
         if self.head_dim:
             self.image_head = MlpHead(self.head_hidden_dim, self.head_dim, dtype=self.dtype)
             self.text_head = MlpHead(self.head_hidden_dim, self.head_dim, dtype=self.dtype)
@@ -76,9 +80,15 @@ class TwoTower(nn.Module):
     def _maybe_locked(self, tower: str, outputs):
         return jax.lax.stop_gradient(outputs) if tower in self.locked else outputs
 
-    def encode_text(self, tokens: jax.Array) -> dict[str, jax.Array]:
-        pooled, _ = self._maybe_locked("text_tower", self.text_tower(tokens))
+    def encode_text(self, tokens: jax.Array, deterministic: bool = True) -> dict[str, jax.Array]:
+        """`deterministic=False` is training mode (SimCSE): dropout on (rng stream "dropout"), and with
+        text_mlp_head "train" the features come out of the Dense+tanh head, which inference skips."""
+        outputs = self.text_tower(tokens) if deterministic else self.text_tower(tokens, deterministic=False)
+        pooled, _ = self._maybe_locked("text_tower", outputs)
         features = self.text_projection(pooled).astype(jnp.float32)
+        if self.text_mlp_head != "none":
+            head = jnp.tanh(self.text_mlp(features).astype(jnp.float32))  # computed always, so init creates it
+            features = head if self.text_mlp_head == "always" or not deterministic else features
         return {"text_features": features, "text_embedding": l2_normalize(features)}
 
     def __call__(self, images: jax.Array | None = None, tokens: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -106,4 +116,5 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         locked=tuple(p for p in config.optimizer.get("frozen_prefixes", ()) if p in ("image_tower", "text_tower")),
         head_hidden_dim=m.head_hidden_dim,
         head_dim=m.head_dim,
+        text_mlp_head=m.text_mlp_head,
     )

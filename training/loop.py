@@ -22,6 +22,7 @@ from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
+from training import text_task
 from training.checkpointing import Checkpointer, init_params_from
 from training.guards import NonFiniteGuard, PreemptionNotice
 from training.metric_writers import MetricWriter
@@ -58,10 +59,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
-    source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
-    tokenizer = get_tokenizer(
-        config.text.tokenizer_path, workdir, train_texts(source), config.text.vocab_size, config.text.tokenizer
-    )
+    text_data = text_task.is_text_data(config)  # text-only training (SimCSE, CCP): training/text_task.py
+    if text_data:
+        source = text_task.make_source(config)
+    else:
+        source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
+    corpus = text_task.corpus(source) if text_data else train_texts(source)
+    tokenizer_path = config.text.tokenizer_path
+    inherited = os.path.join(config.init_from.workdir, "tokenizer.model") if config.init_from.workdir else ""
+    if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
+        # A run initialised from another reads text with that run's tokenizer: its text tower's token ids.
+        tokenizer_path = inherited
+    tokenizer = get_tokenizer(tokenizer_path, workdir, corpus, config.text.vocab_size, config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
@@ -70,15 +79,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     _, shardings = state_shardings(config, model, optimizer, objective, mesh)
     state = create_train_state(config, model, optimizer, objective, mesh)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-    data_iter = make_train_iterator(
-        source,
-        TrainTransform(
+    if text_data:
+        transform = text_task.make_transform(config, tokenizer)
+    else:
+        transform = TrainTransform(
             tokenizer,
             config.model.text.max_len,
             config.data.text_augmentation,
             tuple(config.data.crop_scale),
             objective.batch_fields,
-        ),
+        )
+    data_iter = make_train_iterator(
+        source,
+        transform,
         global_batch_size=config.batch_size,
         seed=config.seed,
         process_index=jax.process_index(),
@@ -95,14 +108,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = _init_from_other_run(config, state, objective, shardings.extra)
 
     step_fn = jit_train_step(config, model, objective, optimizer, schedule, mesh, shardings)
-    evaluator = ShapesEvaluator(
-        model,
-        tokenizer,
-        num_examples=config.eval.num_examples,
-        batch_size=config.eval.batch_size,
-        image_size=config.data.image_size,
-        max_len=config.model.text.max_len,
-    )
+    if text_data:
+        evaluator = text_task.make_evaluator(config, model, tokenizer)
+    else:
+        evaluator = ShapesEvaluator(
+            model,
+            tokenizer,
+            num_examples=config.eval.num_examples,
+            batch_size=config.eval.batch_size,
+            image_size=config.data.image_size,
+            max_len=config.model.text.max_len,
+        )
     writer = MetricWriter(workdir, enabled=is_chief)
 
     first_step = int(state.step)
@@ -205,5 +221,5 @@ def _duration(seconds: float) -> str:
 
 
 def _short(metrics: dict[str, float]) -> str:
-    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1")
+    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg")
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

@@ -24,7 +24,7 @@ def weight_decay_mask(params) -> dict:
 
 
 def frozen_labels(params, prefixes: tuple[str, ...]) -> dict:
-    """"frozen" for every parameter whose path ("text_tower/block0/...") starts with one of `prefixes`, else "trained".
+    """ "frozen" for every parameter whose path ("text_tower/block0/...") starts with one of `prefixes`, else "trained".
 
     A prefix matches whole path components; one that matches no parameter raises ValueError.
     """
@@ -35,7 +35,9 @@ def frozen_labels(params, prefixes: tuple[str, ...]) -> dict:
     for prefix in prefixes:
         if not any(name == prefix or name.startswith(prefix + "/") for name in paths.values()):
             top = sorted({name.split("/")[0] for name in paths.values()})
-            raise ValueError(f"config.optimizer.frozen_prefixes names {prefix!r}, which matches no parameter; use one of {top}.")
+            raise ValueError(
+                f"config.optimizer.frozen_prefixes names {prefix!r}, which matches no parameter; use one of {top}."
+            )
     frozen = lambda name: any(name == p or name.startswith(p + "/") for p in prefixes)  # noqa: E731
     return jax.tree_util.tree_map_with_path(lambda path, _: "frozen" if frozen(paths[path]) else "trained", params)
 

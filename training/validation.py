@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from configs.common import DATASETS, REAL_DATASETS, get_base_config
+from configs.common import DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "model.text.activation": ("activation", list(ACTIVATIONS)),
     "model.text.kind": ("text tower", list(TEXT_TOWERS)),
     "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
+    "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
 }
 
@@ -67,6 +68,8 @@ RANGES = {
     "optimizer.b1": _BETA,
     "optimizer.b2": _BETA,
     "optimizer.end_learning_rate_factor": _FRACTION,
+    "model.text.dropout_rate": _BETA,
+    "data.context_window": _POSITIVE,
     "data.crop_scale": _CROP,
     **dict.fromkeys(("mesh.data", "mesh.fsdp", "mesh.model"), (lambda v: v == -1 or v > 0, "must be positive or -1")),
     "mesh.min_shard_size": _NON_NEGATIVE,
@@ -133,14 +136,17 @@ def _check_ranges(flat: dict) -> None:
             raise ConfigError(f"config.{key} {requirement}, not {flat[key]!r}.")
 
 
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents")  # generated in-process: no data.path
+
+
 def _check_relations(c: ml_collections.ConfigDict) -> None:
-    if c.data.name in REAL_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
+    if c.data.name not in EMBEDDED_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
         key = "tfds_name" if c.data.name == "tfds" else "path"
         raise ConfigError(
             f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data "
             "(README: Training on your data)."
         )
-    if c.data.name not in REAL_DATASETS and c.batch_size > c.data.train_size:
+    if c.data.name in EMBEDDED_DATASETS and c.batch_size > c.data.train_size:
         raise ConfigError(
             f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
@@ -195,7 +201,10 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError, naming the key and the fix, for the first problem found; needs no jax backend."""
     flat = flat_items(config)
-    _check_types(flat, flat_items(get_base_config(None)))
+    # A method's own section, config.<objective> (e.g. config.clip_refine.alpha), is defined with its
+    # defaults by the method's config file, so the base config has no entry to check it against.
+    method = f"{config.get('objective', '')}."
+    _check_types({k: v for k, v in flat.items() if not k.startswith(method)}, flat_items(get_base_config(None)))
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
