@@ -11,10 +11,10 @@ from input_pipeline import shapes
 
 NOVEL_SHAPES = {
     "circle": ("ball", "orb"),
-    "square": ("four-sided tile", "quadrilateral with equal sides"),
-    "triangle": ("three-cornered object", "pyramid outline"),
+    "square": ("boxy tile", "quadrilateral with equal sides"),
+    "triangle": ("tricorn", "pyramid outline"),
     "diamond": ("gem-shaped kite", "tilted quadrilateral"),
-    "cross": ("addition symbol", "hospital sign"),
+    "cross": ("addition symbol", "medic emblem"),
     "ring": ("hollow loop", "doughnut"),
     "star": ("asterisk", "pentagram"),
     "bar": ("rectangle", "elongated slab"),

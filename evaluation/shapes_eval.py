@@ -62,7 +62,7 @@ class ShapesEvaluator:
             classes, templates, length = tokens.shape
             prompt_emb = text(tokens.reshape(-1, length)).reshape(classes, templates, -1)
             metrics[f"zero_shot/{name}"] = zero_shot.zero_shot_accuracy(
-                image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name]
+                image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name.removeprefix("novel_")]
             )
         caption_emb = text(self.captions)
         metrics.update(retrieval.retrieval_metrics(image_emb, caption_emb, prefix="retrieval/"))
