@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, protoclip, simcse, uclip
+from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -110,6 +110,7 @@ OBJECTIVES: dict[str, Objective] = {
         loss=degla.loss, init_extra=degla.init_extra, update_extra=degla.update_extra, batch_fields=degla.batch_fields
     ),
     "uclip": Objective(loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields),
+    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra),
     "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
     "alip": Objective(
         loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields

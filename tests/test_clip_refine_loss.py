@@ -120,8 +120,7 @@ def test_the_teacher_gets_no_gradient_and_starts_as_a_copy():
     config.clip_refine = _options()
     model, params, x = _model_and_params(config, 0)
     extra = clip_refine.init_extra(params, config)
-    grads = jax.grad(lambda e: clip_refine.loss(params, x, e, jax.random.PRNGKey(0), model=model, config=config)[0])(
-        extra
-    )
+    loss = lambda e: clip_refine.loss(params, x, e, jax.random.PRNGKey(0), model=model, config=config)[0]  # noqa: E731
+    grads = jax.jit(jax.grad(loss))(extra)
     assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(grads))
     jax.tree.map(np.testing.assert_array_equal, extra["teacher"], params)

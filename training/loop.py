@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 
 import jax
@@ -71,6 +72,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         # A run initialised from another reads text with that run's tokenizer: its text tower's token ids.
         tokenizer_path = inherited
     tokenizer = get_tokenizer(tokenizer_path, workdir, corpus, config.text.vocab_size, config.text.tokenizer)
+    if tokenizer_path == inherited and inherited and not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
+        shutil.copyfile(inherited, os.path.join(workdir, "tokenizer.model"))  # evaluation tools read the run's own
     model = build_model(config, tokenizer.vocab_size)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
