@@ -67,13 +67,20 @@ def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[d
     expected = {p: s for p, s in param_shapes(params).items() if under(p)}
     chosen = {p: v.shape for p, v in converted.items() if under(p)}
     source = repr(config.init_from.pretrained)
-    switches = [
-        f"config.{key} is {_get(config, key)!r} but the checkpoint needs {value!r}"
-        for key, value in needs.items()
-        if any(key.startswith(f"model.{t}.") for t in _towers(prefixes)) and _get(config, key) != value
-    ]
-    mismatch.raise_mismatch(source, switches, "set those config keys to the checkpoint's values.")
-    mismatch.check_shapes(chosen, expected, source)
+    towers = _towers(prefixes)
+    relevant = {k: v for k, v in needs.items() if any(k.startswith(f"model.{t}.") for t in towers)}
+    if "image" in towers and "data.image_size" in needs:
+        relevant["data.image_size"] = needs["data.image_size"]
+    if any("projection" in p for p in prefixes) and "model.embed_dim" in needs:
+        relevant["model.embed_dim"] = needs["model.embed_dim"]
+    wrong = {k: v for k, v in relevant.items() if _get(config, k) != v}
+    sizes = {k: v for k, v in wrong.items() if k.rsplit(".", 1)[1] in _SIZE_KEYS}
+    # A wrong switch (activation, epsilon, pooling, kind, stem) shows in no shape: name every wrong key.
+    # With only sizes wrong, name the parameters and shapes that differ, and the size keys that fix them.
+    if len(wrong) > len(sizes):
+        switches = [f"config.{k} is {_get(config, k)!r} but the checkpoint needs {v!r}" for k, v in wrong.items()]
+        mismatch.raise_mismatch(source, switches, "set those config keys to the checkpoint's values.")
+    mismatch.check_shapes(chosen, expected, source, sizes={f"config.{k}": v for k, v in sizes.items()})
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     names = {path: "/".join(str(getattr(k, "key", k)) for k in path) for path, _ in flat}
 
@@ -95,6 +102,10 @@ def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objecti
         lambda new, old: jax.device_put(new, old.sharding), objective.init_extra(params, config), state.extra
     )
     return state.replace(params=params, extra=extra)
+
+
+# Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
+_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_ratio", "embed_dim", "image_size")
 
 
 def _towers(prefixes: list[str]) -> set[str]:
