@@ -8,6 +8,7 @@ kind) are checked against the config first, all mismatches named in one error.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -114,7 +115,23 @@ def _towers(prefixes: list[str]) -> set[str]:
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
+    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_ratio) reads as the
+    tower module's default, which is what the model is built with."""
     value = config
     for part in dotted.split("."):
+        if part not in value:
+            return _module_default(config, dotted)
         value = value[part]
     return value
+
+
+def _module_default(config: ml_collections.ConfigDict, dotted: str):
+    from models.text_towers import TEXT_TOWERS
+    from models.vit import VisionTransformer
+
+    tower, name = dotted.split(".")[1], dotted.rsplit(".", 1)[1]
+    module = VisionTransformer if tower == "image" else TEXT_TOWERS.get(config.model.text.get("kind", "clip"))
+    fields = {f.name: f.default for f in dataclasses.fields(module)} if module else {}
+    if not dotted.startswith("model.") or name not in fields:
+        raise KeyError(f"config.{dotted} is unset and no tower has a default for it")
+    return fields[name]
