@@ -30,5 +30,6 @@ def get_config(arg: str | None = None):
     )
     config.init_from.pretrained = minilm
     config.init_from.param_prefixes = ("text_tower",)
-    config.optimizer.frozen_prefixes = () if arg.unlocked else ("text_tower",)
+    # arg["unlocked"], not arg.unlocked: that attribute is ConfigDict's unlocked() method, always truthy.
+    config.optimizer.frozen_prefixes = () if arg["unlocked"] else ("text_tower",)
     return config

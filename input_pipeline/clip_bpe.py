@@ -47,6 +47,8 @@ def _read_vocabulary(path: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
         with open(merges_file, encoding="utf-8") as f:
             lines = f.read().split("\n")
         merges = [tuple(m.split()) for m in lines if m and not m.startswith("#version")]
+        if START not in encoder or END not in encoder:
+            raise ConfigError(f"{vocab_file!r} lacks {START} or {END}; pass a CLIP tokenizer's vocab.json.")
         return encoder, merges
     if not os.path.isfile(path):
         raise ConfigError(

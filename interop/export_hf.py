@@ -90,7 +90,9 @@ def hf_clip_state_dict(params, config) -> dict[str, np.ndarray]:
     }
     state.update(_encoder(image["encoder"], "vision_model", config.model.image.depth))
     state.update(_encoder(text["encoder"], "text_model", config.model.text.depth))
-    return {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in state.items()}
+    # np.require, not np.ascontiguousarray: the latter turns the 0-d logit_scale into shape [1], which
+    # transformers (whose CLIPModel.logit_scale is a scalar) rejects as a size mismatch.
+    return {k: np.require(np.asarray(v, np.float32), requirements="C") for k, v in state.items()}
 
 
 def hf_clip_config(config, vocab_size: int, eos_token_id: int) -> dict:

@@ -18,8 +18,12 @@ def raise_mismatch(source: str, problems: list[str], fix: str) -> None:
     raise ConfigError(f"The checkpoint {source} does not match the model ({listed}{more}); {fix}")
 
 
-def check_shapes(converted: Mapping[str, tuple], expected: Mapping[str, tuple], source: str) -> None:
-    """Converted parameter shapes against the model's ({path: shape} each); raises listing every difference."""
+def check_shapes(
+    converted: Mapping[str, tuple], expected: Mapping[str, tuple], source: str, sizes: Mapping | None = None
+) -> None:
+    """Converted parameter shapes against the model's ({path: shape} each); raises listing every difference.
+
+    `sizes` ({config key: checkpoint's value}), when known, are named in the fix."""
     problems = [
         f"{p} is {tuple(converted[p])} there but {tuple(expected[p])} in the model"
         for p in sorted(converted.keys() & expected.keys())
@@ -29,11 +33,13 @@ def check_shapes(converted: Mapping[str, tuple], expected: Mapping[str, tuple], 
     problems += [
         f"{p} {tuple(converted[p])} has no place in the model" for p in sorted(converted.keys() - expected.keys())
     ]
+    known = ", ".join(f"{k} = {v!r}" for k, v in (sizes or {}).items())
     raise_mismatch(
         source,
         problems,
-        "set the config's model sizes to the checkpoint's (widths, depths, heads, patch and image size, "
-        "max_len, embed_dim, tokenizer vocabulary) or choose a checkpoint of this architecture.",
+        "set the config's model sizes to the checkpoint's ("
+        + (known or "widths, depths, heads, patch and image size, max_len, embed_dim, tokenizer vocabulary")
+        + ") or choose a checkpoint of this architecture.",
     )
 
 

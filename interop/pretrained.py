@@ -8,6 +8,7 @@ kind) are checked against the config first, all mismatches named in one error.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -67,13 +68,20 @@ def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[d
     expected = {p: s for p, s in param_shapes(params).items() if under(p)}
     chosen = {p: v.shape for p, v in converted.items() if under(p)}
     source = repr(config.init_from.pretrained)
-    switches = [
-        f"config.{key} is {_get(config, key)!r} but the checkpoint needs {value!r}"
-        for key, value in needs.items()
-        if any(key.startswith(f"model.{t}.") for t in _towers(prefixes)) and _get(config, key) != value
-    ]
-    mismatch.raise_mismatch(source, switches, "set those config keys to the checkpoint's values.")
-    mismatch.check_shapes(chosen, expected, source)
+    towers = _towers(prefixes)
+    relevant = {k: v for k, v in needs.items() if any(k.startswith(f"model.{t}.") for t in towers)}
+    if "image" in towers and "data.image_size" in needs:
+        relevant["data.image_size"] = needs["data.image_size"]
+    if any("projection" in p for p in prefixes) and "model.embed_dim" in needs:
+        relevant["model.embed_dim"] = needs["model.embed_dim"]
+    wrong = {k: v for k, v in relevant.items() if _get(config, k) != v}
+    sizes = {k: v for k, v in wrong.items() if k.rsplit(".", 1)[1] in _SIZE_KEYS}
+    # A wrong switch (activation, epsilon, pooling, kind, stem) shows in no shape: name every wrong key.
+    # With only sizes wrong, name the parameters and shapes that differ, and the size keys that fix them.
+    if len(wrong) > len(sizes):
+        switches = [f"config.{k} is {_get(config, k)!r} but the checkpoint needs {v!r}" for k, v in wrong.items()]
+        mismatch.raise_mismatch(source, switches, "set those config keys to the checkpoint's values.")
+    mismatch.check_shapes(chosen, expected, source, sizes={f"config.{k}": v for k, v in sizes.items()})
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     names = {path: "/".join(str(getattr(k, "key", k)) for k in path) for path, _ in flat}
 
@@ -97,13 +105,33 @@ def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objecti
     return state.replace(params=params, extra=extra)
 
 
+# Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
+_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_ratio", "embed_dim", "image_size")
+
+
 def _towers(prefixes: list[str]) -> set[str]:
     towers = {p.split("/")[0] for p in prefixes}
     return {t for t, name in (("image", "image_tower"), ("text", "text_tower")) if name in towers}
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
+    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_ratio) reads as the
+    tower module's default, which is what the model is built with."""
     value = config
     for part in dotted.split("."):
+        if part not in value:
+            return _module_default(config, dotted)
         value = value[part]
     return value
+
+
+def _module_default(config: ml_collections.ConfigDict, dotted: str):
+    from models.text_towers import TEXT_TOWERS
+    from models.vit import VisionTransformer
+
+    tower, name = dotted.split(".")[1], dotted.rsplit(".", 1)[1]
+    module = VisionTransformer if tower == "image" else TEXT_TOWERS.get(config.model.text.get("kind", "clip"))
+    fields = {f.name: f.default for f in dataclasses.fields(module)} if module else {}
+    if not dotted.startswith("model.") or name not in fields:
+        raise KeyError(f"config.{dotted} is unset and no tower has a default for it")
+    return fields[name]

@@ -4,6 +4,7 @@ against PyTorch, MiniLM's WordPiece ids against transformers' (pure Python) Bert
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -32,7 +33,8 @@ def _tiny_sentence_transformer(folder):
 
     os.makedirs(folder / "bert", exist_ok=True)
     (folder / "bert" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(folder / "bert" / "vocab.txt")).save_pretrained(folder / "bert")
+    # The vocabulary path goes positionally: transformers 5 ignores `vocab_file=` (a 5-token vocabulary).
+    transformers.BertTokenizerFast(str(folder / "bert" / "vocab.txt")).save_pretrained(folder / "bert")
     config = transformers.BertConfig(
         vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
         max_position_embeddings=40, hidden_act="gelu",
@@ -64,7 +66,7 @@ def test_sentence_transformer_embeddings_match_pytorch(tmp_path):
                            "layer_norm_eps": 1e-12, "pool": "mean"}  # fmt: skip
     tokenizer = WordPieceTokenizer(str(tmp_path / "st"))
     tokens = tokenizer.encode(texts, 16)
-    pooled, _ = _encoder(text_config, tokenizer.vocab_size, 16).apply(
+    pooled, _ = jax.jit(_encoder(text_config, tokenizer.vocab_size, 16).apply)(
         {"params": nested(params)["text_tower"]}, jnp.asarray(tokens)
     )
     expected = reference.encode(texts, convert_to_numpy=True)
@@ -84,7 +86,7 @@ def test_bert_model_checkpoint_with_prefix_and_cls_pooling(tmp_path):
     assert text_config["mlp_ratio"] == 2 and text_config["depth"] == 1
     tokens = np.array([[2, 5, 9, 7, 3, 0, 0, 0, 0, 0], [2, 11, 3, 0, 0, 0, 0, 0, 0, 0]], np.int32)
     encoder = _encoder({**text_config, "pool": "first"}, 30, 10)
-    pooled, states = encoder.apply({"params": nested(params)["text_tower"]}, jnp.asarray(tokens))
+    pooled, states = jax.jit(encoder.apply)({"params": nested(params)["text_tower"]}, jnp.asarray(tokens))
     with torch.no_grad():
         out = bert(torch.tensor(tokens, dtype=torch.long), attention_mask=torch.tensor(tokens != 0, dtype=torch.long))
     hidden = out.last_hidden_state.numpy()

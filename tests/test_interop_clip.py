@@ -39,10 +39,19 @@ def _inputs(rng: np.random.Generator, image_size: int, length: int) -> tuple[np.
 
 
 def _features(model_config: dict, params: dict, images: np.ndarray, tokens: np.ndarray):
-    model = _model(model_config)
-    variables = {"params": nested(params)}
-    image = model.apply(variables, jnp.asarray(images), method=model.encode_image)["image_features"]
-    text = model.apply(variables, jnp.asarray(tokens), method=model.encode_text)["text_features"]
+    return _our_features(_model(model_config), nested(params), images, tokens)
+
+
+def _our_features(model: TwoTower, params, images: np.ndarray, tokens: np.ndarray):
+    """(image features, text features) of `model`; jitted, as op-by-op dispatch is far slower here."""
+
+    @jax.jit
+    def features(params, images, tokens):
+        variables = {"params": params}
+        image = model.apply(variables, images, method=model.encode_image)["image_features"]
+        return image, model.apply(variables, tokens, method=model.encode_text)["text_features"]
+
+    image, text = features(params, jnp.asarray(images), jnp.asarray(tokens))
     return np.asarray(image), np.asarray(text)
 
 
@@ -118,10 +127,17 @@ def _our_exportable_model():
         "vocab_size": 50,
     }  # fmt: skip
     model = _model(model_config)
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 12), jnp.int32))["params"]
-    noise = jax.random.split(jax.random.PRNGKey(1), len(jax.tree.leaves(params)))
-    leaves, tree = jax.tree.flatten(params)  # random biases and norms too, so that no term is left untested
-    params = tree.unflatten([x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, noise, strict=True)])
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 12), jnp.int32))
+    )["params"]
+    rng = np.random.default_rng(0)  # random biases and norms too, so that no term is left untested
+
+    def draw(path, leaf):  # NumPy draws: compiling the model's initialiser takes far longer here
+        name = jax.tree_util.keystr(path)
+        mean = 1.0 if "scale" in name else 0.0
+        return jnp.asarray(mean + 0.2 * rng.normal(size=leaf.shape), jnp.float32)
+
+    params = jax.tree_util.tree_map_with_path(draw, shapes)
     config = ml_collections.ConfigDict({"model": {**model_config, "logit_scale_init": 2.0}, "data": {"image_size": 32}})
     return model, params, config
 
@@ -134,11 +150,7 @@ def test_export_loads_in_transformers_with_the_same_features(tmp_path):
     rng = np.random.default_rng(2)
     images = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
     tokens = np.array([[2, 7, 9, 3, 0, 0, 0, 0, 0, 0, 0, 0], [2, 5, 6, 8, 11, 13, 4, 3, 0, 0, 0, 0]], np.int32)
-    variables = {"params": params}
-    ours = (
-        np.asarray(model.apply(variables, jnp.asarray(images), method=model.encode_image)["image_features"]),
-        np.asarray(model.apply(variables, jnp.asarray(tokens), method=model.encode_text)["text_features"]),
-    )
+    ours = _our_features(model, params, images, tokens)
     for a, b in zip(ours, _hf_features(torch, hf_model, images, tokens), strict=True):
         assert np.abs(a - b).max() < 1e-4
     np.testing.assert_allclose(hf_model.logit_scale.item(), float(params["logit_scale"]), rtol=1e-6)
@@ -160,20 +172,25 @@ def test_mismatched_config_names_every_parameter_and_switch(tmp_path):
     config = common.get_base_config(None)
     config.init_from.pretrained = str(tmp_path / "hf")
     config.init_from.param_prefixes = ("image_tower", "text_tower")
-    model = _model({"image": config.model.image, "text": config.model.text, "embed_dim": 16, "vocab_size": VOCAB})
-    params = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 24), jnp.int32))
-    )["params"]
+
+    def params_of(config):  # shapes only: the model the config describes
+        model = _model({"image": config.model.image, "text": config.model.text, "embed_dim": 16, "vocab_size": VOCAB})
+        return jax.eval_shape(
+            lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 24), jnp.int32))
+        )["params"]
+
     with pytest.raises(ConfigError) as error:
-        load_pretrained_params(config, params)
+        load_pretrained_params(config, params_of(config))
     message = str(error.value)
     assert "config.model.image.activation is 'gelu_tanh' but the checkpoint needs 'quick_gelu'" in message
-    assert "more; set those config keys to the checkpoint's values." in message
+    assert "more); set those config keys to the checkpoint's values." in message
+    # With only the sizes wrong, the error lists parameters and shapes, and the size keys to set.
     config.model.image.update(activation="quick_gelu", layer_norm_eps=1e-5, conv_stem_depth=0, pool="cls")
     config.model.text.update(activation="quick_gelu", layer_norm_eps=1e-5, pool="argmax")
     with pytest.raises(ConfigError) as error:
-        load_pretrained_params(config, params)
+        load_pretrained_params(config, params_of(config))
     message = str(error.value)
     assert message.count("\n") == 0 and "image_tower/cls is (1, 1, 48) there but (1, 1, 128) in the model" in message
     assert "image_tower/encoder/block0/attn/query/kernel is (48, 3, 16) there but (128, 4, 32)" in message
-    assert "more; set the config's model sizes to the checkpoint's" in message
+    assert "more); set the config's model sizes to the checkpoint's (config.model.image.width = 48, " in message
+    assert "config.model.text.max_len = 16, config.data.image_size = 32)" in message
