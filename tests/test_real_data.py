@@ -141,7 +141,7 @@ def test_pipeline_keeps_batches_full_and_counts_every_problem(source, tokenizer)
             assert (epochs - 1) * expected[problem] <= counts[problem] <= epochs * expected[problem], problem
 
 
-@pytest.mark.parametrize("worker_count", [0])
+@pytest.mark.parametrize("worker_count", [0, 2])
 def test_resume_continues_with_the_next_unseen_example(source, tokenizer, worker_count):
     steps, cut = 8, 3
     it = _epoch(source, tokenizer, seed=7, worker_count=worker_count)

@@ -25,12 +25,15 @@ TINY = [
 ]
 
 
-def test_main_trains_on_webdataset_shards_and_counts_bad_examples(tmp_path):
+def test_main_trains_on_webdataset_shards_and_counts_bad_examples(tmp_path, monkeypatch):
+    # A compilation cache for the two runs (run_main passes os.environ on): the resumed run reuses the programs.
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     bad = rd.bad_examples(40)
     rd.write_shard(tmp_path / "train-0.tar", rd.good_examples(20))
     rd.write_shard(tmp_path / "train-1.tar", rd.good_examples(20, start=20) + [example for example, _ in bad])
     workdir = tmp_path / "run"
-    args = [f"--workdir={workdir}", f"--config.data.path={tmp_path}", *TINY]
+    args = [*TINY, f"--workdir={workdir}", f"--config.data.path={tmp_path}"]  # --config first (absl)
     result = run_main(*args, "--config.total_steps=6", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -48,6 +51,6 @@ def test_main_trains_on_webdataset_shards_and_counts_bad_examples(tmp_path):
 
 
 def test_missing_data_path_is_one_clear_sentence(tmp_path):
-    result = run_main(f"--workdir={tmp_path}", f"--config.data.path={tmp_path}/nope.tar", *TINY, timeout=300)
+    result = run_main(*TINY, f"--workdir={tmp_path}", f"--config.data.path={tmp_path}/nope.tar", timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "does not exist; fix config.data.path" in result.stderr
