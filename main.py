@@ -3,6 +3,7 @@
 python main.py --config=configs/laclip.py --workdir=runs/laclip
 python main.py --config=configs/clip.py:size=B/16 --workdir=runs/b16 --config.batch_size=4096
 python main.py --config=configs/laclip.py --workdir=runs/laclip --mode=eval   # evaluate the latest checkpoint
+python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run   # compile for 256 devices, print memory
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ _MODE = flags.DEFINE_enum(
 )
 _EVAL_DATA = flags.DEFINE_list(
     "eval_data", [], "With --mode=eval: extra labelled images to evaluate on, .npz files or class folders."
+)
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run",
+    False,
+    "Compile the train step for config.dry_run.devices fake devices, print per-device memory, run nothing.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -46,18 +52,34 @@ def main(argv):
         validate_workdir(workdir)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    if _DRY_RUN.value:
+        return dry_run(config)
     if _MODE.value == "eval":
         return evaluate(config, workdir)
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
+    from training.distributed import maybe_initialize
     from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config
 
     try:  # problems found once jax is up: mesh divisibility, checkpoint shapes, runs of non-finite steps
+        maybe_initialize(config)  # before anything starts jax's backend
         train_and_evaluate(config, workdir)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     logging.info("Logs in %s", os.path.abspath(workdir))
+
+
+def dry_run(config) -> None:
+    """--dry_run: compile the train step on fake CPU devices and check it fits config.dry_run.device_memory_gib."""
+    from training.dry_run import dry_run as compile_and_measure
+    from training.dry_run import use_fake_devices
+
+    use_fake_devices(config.dry_run.devices)
+    try:
+        compile_and_measure(config)
+    except (ConfigError, ValueError) as e:
+        sys.exit(f"error: {e}")
 
 
 def evaluate(config, workdir: str) -> None:

@@ -2,6 +2,8 @@
 
     python benchmarks/compare_methods.py --configs=configs/clip.py,configs/laclip.py --seeds=0,1,2 \
         --workdir=runs/compare [-- --config.total_steps=600 ...]
+    python benchmarks/compare_methods.py --configs=configs/clip_continued.py,configs/clip_refine.py \
+        --init_from=runs/compare/clip_seed{seed} --workdir=runs/post   # post-pretraining from those runs
 
 Each (config, seed) trains in <workdir>/<config name>_seed<seed> with `main.py` (resuming
 if it already finished or stopped), and the table shows mean ± standard deviation over seeds.
@@ -31,6 +33,12 @@ def main() -> None:
     parser.add_argument("--configs", required=True, help="Comma-separated config files.")
     parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds.")
     parser.add_argument("--workdir", required=True, help="Parent folder of the runs.")
+    parser.add_argument(
+        "--init_from",
+        default="",
+        help="Workdir each run starts from (config.init_from.workdir); {seed} is replaced by the run's seed, "
+        "e.g. runs/compare/clip_seed{seed} for post-pretraining methods.",
+    )
     args, overrides = parser.parse_known_args()
     overrides = [o for o in overrides if o != "--"]
     results: dict[str, list[dict]] = {}
@@ -38,7 +46,8 @@ def main() -> None:
         name = os.path.splitext(os.path.basename(config.split(":")[0]))[0]
         for seed in (int(s) for s in args.seeds.split(",")):
             workdir = os.path.join(os.path.abspath(args.workdir), f"{name}_seed{seed}")
-            results.setdefault(name, []).append(run(config, seed, workdir, overrides))
+            init = [f"--config.init_from.workdir={os.path.abspath(args.init_from.format(seed=seed))}"]
+            results.setdefault(name, []).append(run(config, seed, workdir, overrides + init * bool(args.init_from)))
             print(f"done: {name} seed {seed}", file=sys.stderr, flush=True)
     print(results_table(results))
 

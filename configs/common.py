@@ -27,7 +27,10 @@ TEXT_SIZES = {
     "L/14": dict(width=768, depth=12, heads=12, max_len=77),
 }
 EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
-DATASETS = ("shapes",)
+REAL_DATASETS = ("webdataset", "csv", "jsonl", "tfds", "array_record")  # image-text files: input_pipeline/sources.py
+DATASETS = ("shapes", *REAL_DATASETS)
+# Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
+DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents")
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -51,7 +54,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
-    """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (shapes)."""
+    """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (one of DATASETS)."""
     arg = parse_arg(arg, size="tiny", data="shapes")
     if arg.size not in IMAGE_SIZES:
         raise ValueError(f"Unknown model size {arg.size!r}; use one of {sorted(IMAGE_SIZES)}.")
@@ -87,19 +90,40 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # cost 4 points of zero-shot shape+colour (16.4% vs 20.1%); LaCLIP's full-size recipe uses 0.5-1.
     c.data.crop_scale = (1.0, 1.0) if tiny else (0.5, 1.0)
     c.data.worker_count = 0  # grain worker processes; 0 = in the main process
+    # Real data (README "Training on your data"); unused by shapes. path: tar shards, ArrayRecord files
+    # (comma-separated files, globs or folders), one CSV/TSV/JSONL file, or the TFDS data dir.
+    c.data.path = ""
+    c.data.image_root = ""  # folder of relative image paths in CSV/JSONL; '' = the file's folder
+    c.data.image_column = ""  # '' = CSV column 0, JSONL "image", TFDS "image"
+    c.data.caption_column = ""  # '' = CSV column 1, JSONL "caption", TFDS "caption"
+    c.data.rewrite_paths = ()  # LaCLIP: text files of rewrites, line i for CSV data row i
+    c.data.tfds_name = ""
+    c.data.tfds_split = "train"
+    c.data.context_window = 2  # text documents (CCP): context sentences within this many of the centre
 
     c.text = ml_collections.ConfigDict()
     c.text.tokenizer_path = ""  # '' trains a SentencePiece model on the captions, cached in the workdir
     c.text.vocab_size = 1000
+    c.text.tokenizer = "sentencepiece"  # or wordpiece | clip_bpe, read from tokenizer_path
 
     c.model = ml_collections.ConfigDict()
     c.model.image = ml_collections.ConfigDict(image)
     c.model.text = ml_collections.ConfigDict(text)
+    # Architecture switches for pretrained towers (interop/); the defaults are this repo's own towers.
+    c.model.text.kind = "clip"  # or "bert" (models/text_towers.py)
+    c.model.text.pool = "last"
+    for tower in (c.model.image, c.model.text):
+        tower.activation = "gelu_tanh"
+        tower.layer_norm_eps = 1e-6
+    c.model.text.dropout_rate = 0.0  # text tower dropout in training mode (SimCSE: 0.1)
     c.model.embed_dim = EMBED_DIMS[arg.size]
     c.model.logit_scale_init = math.log(1 / 0.07)
     c.model.logit_bias_init = 0.0
     c.model.dtype = "float32"
     c.model.remat = False
+    c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
+    c.model.head_hidden_dim = 256
+    c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-3 if tiny else 1e-3
@@ -110,16 +134,42 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.optimizer.b2 = 0.98
     c.optimizer.eps = 1e-6
     c.optimizer.grad_clip_norm = 1.0
+    c.optimizer.frozen_prefixes = ()  # parameter path prefixes never updated, e.g. ("text_tower",) for LiT
 
     c.eval = ml_collections.ConfigDict()
     c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
     c.eval.batch_size = 500
+    c.eval.sts_files = ()  # text-only runs: STS files/folders (evaluation/sts_data.py); () = embedded pairs
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
     # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled.
     c.loss = ml_collections.ConfigDict()
     c.loss.implementation = "dense"
     c.loss.tile_size = 512
+
+    # Scaling out (README "Scaling out"). The device mesh (training/mesh.py): devices per axis, one
+    # -1 fills; the batch is split over data x fsdp, fsdp also splits large parameters and their
+    # optimizer state, model splits attention heads and MLP units. Parameters with fewer elements
+    # than min_shard_size stay replicated (training/sharding.py).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.model = 1
+    c.mesh.min_shard_size = 2**16
+    # GradCache gradient accumulation (training/grad_cache.py): micro-batches per step, 1 = off.
+    c.microbatches = 1
+    # Multi-host (training/distributed.py): jax.distributed.initialize() when `on`, or when `auto` and
+    # the environment shows several processes (SLURM, multi-host Cloud TPU, JAX_COORDINATOR_ADDRESS).
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = "auto"
+    c.distributed.coordinator_address = ""  # host:port of process 0; '' = from the environment
+    c.distributed.num_processes = 0  # 0 = from the environment
+    c.distributed.process_id = -1  # -1 = from the environment
+    # main.py --dry_run (training/dry_run.py): compile the train step for this many (fake) devices and
+    # fail if one device would need more than device_memory_gib.
+    c.dry_run = ml_collections.ConfigDict()
+    c.dry_run.devices = 256
+    c.dry_run.device_memory_gib = 32.0
 
     # Keeping runs alive (training/guards.py, training/checkpointing.py): steps with a non-finite loss
     # or gradient are skipped, and this many in a row stop the run; init_from copies the parameters
@@ -128,4 +178,5 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.init_from = ml_collections.ConfigDict()
     c.init_from.workdir = ""  # '' = random initialisation
     c.init_from.param_prefixes = ("image_tower",)
+    c.init_from.pretrained = ""  # a converted CLIP / BERT checkpoint instead (interop/pretrained.py)
     return c

@@ -17,14 +17,27 @@ DESCRIPTIONS = {
     "eval_every_steps": "Interval of zero-shot and retrieval evaluation (also run at the end).",
     "checkpoint_every_steps": "Interval of checkpoints (also written at the end).",
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
-    "data.name": "Training data: `shapes` (embedded, procedural).",
-    "data.train_size": "Number of distinct training examples.",
+    "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
+    "`tfds`, `array_record` (README: Training on your data); text only: `shape_sentences`, `shape_documents` "
+    "(embedded), `sentences`, `nli`, `documents` (README: Results: text–text).",
+    "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",
     "data.text_augmentation": "`none` (original caption) or `laclip` (uniform over caption and K rewrites).",
     "data.crop_scale": "Area range of the random resized crop; `(1.0, 1.0)` disables it.",
     "data.worker_count": "grain worker processes; 0 reads in the main process.",
-    "text.tokenizer_path": "SentencePiece model file; `''` trains one on the captions, cached in the workdir.",
+    "data.path": "Real data: tar shards or ArrayRecord files (comma-separated files, globs, folders), one CSV/TSV/"
+    "JSONL file, or the TFDS data dir; for `sentences`, `nli`, `documents`: the text file.",
+    "data.image_root": "Folder that relative image paths of a CSV/JSONL file start from; `''` = the file's folder.",
+    "data.image_column": "Image column: CSV header name, JSONL key or TFDS feature path; `''` = column 0 / `image`.",
+    "data.caption_column": "Caption column: CSV header name, JSONL key or TFDS feature path (e.g. `captions/text`); "
+    "`''` = column 1 / `caption`.",
+    "data.rewrite_paths": "LaCLIP rewrite files of a CSV: line i of each is a rewrite of data row i.",
+    "data.tfds_name": "TFDS dataset name (prepared with `--file_format=array_record`), e.g. `coco_captions`.",
+    "data.tfds_split": "TFDS split to train on.",
+    "data.context_window": "Documents (CCP): a centre's context is a sentence at most this many positions away.",
+    "text.tokenizer_path": "SentencePiece model file (`''` trains one on the captions, cached in the workdir), or the "
+    "pretrained tokenizer's file or folder.",
     "text.vocab_size": "Vocabulary size of a trained tokenizer.",
     "model.image.width": "Image tower width.",
     "model.image.depth": "Image tower blocks.",
@@ -36,11 +49,16 @@ DESCRIPTIONS = {
     "model.text.depth": "Text tower blocks.",
     "model.text.heads": "Text tower attention heads.",
     "model.text.max_len": "Tokens per caption, BOS and EOS included.",
+    "model.text.dropout_rate": "Text tower dropout in training mode (attention, residuals, embeddings); SimCSE: 0.1.",
     "model.embed_dim": "Joint embedding dimension.",
     "model.logit_scale_init": "Initial log of the logit scale (CLIP: log 1/0.07; SigLIP: log 10).",
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
     "model.dtype": "Compute dtype (`float32` or `bfloat16`); parameters stay float32.",
     "model.remat": "Recompute each transformer block in the backward pass to save memory.",
+    "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
+    "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
+    "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
+    "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
     "loss.tile_size": "Tile side of the tiled implementations.",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",
@@ -53,9 +71,34 @@ DESCRIPTIONS = {
     "optimizer.grad_clip_norm": "Global gradient-norm clip.",
     "eval.num_examples": "Held-out test images for zero-shot and retrieval.",
     "eval.batch_size": "Batch size of evaluation encoding.",
+    "eval.sts_files": "Text-only runs: STS files or SentEval folders to report Spearman on; `()` = embedded pairs.",
     "max_consecutive_skipped_steps": "Non-finite steps in a row (each skipped, params unchanged) that stop the run.",
     "init_from.workdir": "Another run's workdir whose latest checkpoint seeds a fresh run; `''` = random init.",
+    "mesh.data": "Devices on the `data` mesh axis (batch split, parameters replicated); -1 fills.",
+    "mesh.fsdp": "Devices on the `fsdp` axis (batch split, large parameters and optimizer state split); -1 fills.",
+    "mesh.model": "Devices on the `model` axis (attention heads and MLP units split); -1 fills.",
+    "mesh.min_shard_size": "Parameters with fewer elements stay replicated on every device.",
+    "microbatches": "GradCache micro-batches per step (loss still over the global batch); 1 = off.",
+    "distributed.initialize": "`auto` (when SLURM, multi-host TPU or JAX_COORDINATOR_ADDRESS shows several "
+    "processes), `on` or `off`: call `jax.distributed.initialize()`.",
+    "distributed.coordinator_address": "host:port of process 0; `''` = from the environment.",
+    "distributed.num_processes": "Processes in the job; 0 = from the environment.",
+    "distributed.process_id": "This process's index; -1 = from the environment.",
+    "dry_run.devices": "Devices `--dry_run` compiles the train step for (fake CPU devices).",
+    "dry_run.device_memory_gib": "Per-device memory `--dry_run` checks the compiled step against.",
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
+    "init_from.pretrained": "OpenAI/open_clip/HF CLIP or BERT-family checkpoint (file or folder) converted into the "
+    "params under `param_prefixes` (`interop/`); `''` = none.",
+    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`) or `clip_bpe` (CLIP's BPE merges), "
+    "read from `tokenizer_path`.",
+    "model.text.kind": "Text tower: `clip` (causal transformer) or `bert` (bidirectional, post-norm).",
+    "model.text.pool": "`last` non-padding token or `argmax` id (CLIP's end of text) for `clip`; `mean` or "
+    "`first` for `bert`.",
+    "model.image.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
+    "model.text.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
+    "model.image.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5).",
+    "model.text.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5, BERT: 1e-12).",
+    "optimizer.frozen_prefixes": "Parameter path prefixes the optimizer never updates, e.g. `('text_tower',)` (LiT).",
 }
 
 

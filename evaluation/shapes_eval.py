@@ -5,21 +5,32 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from evaluation import compositionality, modality_gap, prompts, retrieval, zero_shot
+from evaluation import compositionality, modality_gap, novel_prompts, prompts, retrieval, zero_shot
 from input_pipeline import shapes, transforms
 from input_pipeline.tokenizer import Tokenizer
 
 
 def batched(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Applies `fn` to row chunks of `inputs` ([N, ...]) and concatenates the results."""
-    return np.concatenate([np.asarray(fn(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
+    """Applies `fn` to row chunks of `inputs` ([N, ...]) and concatenates the results. Every chunk is
+    padded to `batch_size` rows (copies of its first), so a jitted `fn` compiles once, not once per
+    leftover size; `fn` must treat rows independently."""
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        rows = len(chunk)
+        if rows < batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - rows, axis=0)])
+        outputs.append(np.asarray(fn(chunk))[:rows])
+    return np.concatenate(outputs)
 
 
 class ShapesEvaluator:
     """`evaluate(params) -> {metric: value}` over the first `num_examples` test images.
 
     Metrics: `zero_shot/{shape,colour,shape_colour}` top-1 accuracy with the held-out
-    templates of evaluation/prompts.py; `retrieval/*` R@1/5/10 both ways against the
+    templates of evaluation/prompts.py, and `zero_shot/novel_*` the same with class words that never occur
+    in training text (evaluation/novel_prompts.py: where a pretrained text tower should shine);
+    `retrieval/*` R@1/5/10 both ways against the
     original captions; `retrieval_rewrites/*` the same against the first paraphrase
     (robustness to rephrasing, which LaCLIP's augmentation targets); `compositional/*` how often an
     image prefers its caption to each kind of minimally changed false caption (shapes.HARD_NEGATIVE_TYPES)
@@ -42,7 +53,7 @@ class ShapesEvaluator:
             name: tokenizer.encode([p for per_class in classes for p in per_class], max_len).reshape(
                 len(classes), len(classes[0]), max_len
             )
-            for name, classes in prompts.class_prompts().items()
+            for name, classes in {**prompts.class_prompts(), **novel_prompts.novel_class_prompts()}.items()
         }
         self.batch_size = batch_size
         self._encode_image = jax.jit(
@@ -60,7 +71,7 @@ class ShapesEvaluator:
             classes, templates, length = tokens.shape
             prompt_emb = text(tokens.reshape(-1, length)).reshape(classes, templates, -1)
             metrics[f"zero_shot/{name}"] = zero_shot.zero_shot_accuracy(
-                image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name]
+                image_emb, zero_shot.class_embeddings(prompt_emb), self.labels[name.removeprefix("novel_")]
             )
         caption_emb = text(self.captions)
         metrics.update(retrieval.retrieval_metrics(image_emb, caption_emb, prefix="retrieval/"))

@@ -9,6 +9,7 @@ import grain
 import numpy as np
 
 from input_pipeline import transforms
+from input_pipeline.skipping import DropSkipped, SkipAware
 from input_pipeline.tokenizer import Tokenizer
 
 TEXT_AUGMENTATIONS = ("none", "laclip")
@@ -55,7 +56,8 @@ def make_train_iterator(
     """Infinite iterator of this process's share of each global batch; its state checkpoints exactly.
 
     Each process reads a disjoint slice of the source (`process_index::process_count`)
-    and yields `global_batch_size // process_count` examples per step.
+    and yields `global_batch_size // process_count` examples per step. Batches also hold
+    "problems": int32 [batch, len(cleaning.PROBLEMS)], the skips and repairs behind each example.
     """
     if global_batch_size % process_count:
         raise ValueError(
@@ -67,11 +69,12 @@ def make_train_iterator(
         .seed(seed * 1_000_003 + process_index)
         .shuffle()  # reshuffled every epoch
         .repeat()
-        .random_map(transform)
-        .batch(global_batch_size // process_count, drop_remainder=True)
+        .random_map(SkipAware(transform))
     )
     # Few reader threads: on a small host they would compete with XLA's compute threads.
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2 * global_batch_size))
+    # Unusable examples leave the stream before batching, so every batch is full (input_pipeline/skipping.py).
+    ds = DropSkipped(ds).batch(global_batch_size // process_count, drop_remainder=True)
     if worker_count > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return iter(ds)

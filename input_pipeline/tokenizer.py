@@ -66,7 +66,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return Tokenizer(model.getvalue())
 
 
-def load_tokenizer(path: str) -> Tokenizer:
+def load_tokenizer(path: str, kind: str = "sentencepiece") -> Tokenizer:
+    """The tokenizer of `kind` (TOKENIZERS) stored at `path`."""
+    if kind != "sentencepiece":
+        return _pretrained_tokenizer(path, kind)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Tokenizer file {path!r} does not exist; fix config.text.tokenizer_path or set it to '' "
@@ -76,10 +79,32 @@ def load_tokenizer(path: str) -> Tokenizer:
         return Tokenizer(f.read())
 
 
-def get_tokenizer(model_path: str, workdir: str, texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def _pretrained_tokenizer(path: str, kind: str):
+    """A pretrained tokenizer (same `encode`, `decode`, `vocab_size` as Tokenizer), imported only when chosen."""
+    if kind not in TOKENIZERS:
+        raise ValueError(f"Unknown tokenizer {kind!r}; set config.text.tokenizer to one of {list(TOKENIZERS)}.")
+    if not path:
+        raise ValueError(f"The {kind} tokenizer is pretrained; set config.text.tokenizer_path to its vocabulary.")
+    if kind == "wordpiece":
+        from input_pipeline.wordpiece import WordPieceTokenizer
+
+        return WordPieceTokenizer(path)
+    from input_pipeline.clip_bpe import ClipBpeTokenizer
+
+    return ClipBpeTokenizer(path)
+
+
+# config.text.tokenizer: `sentencepiece` (trained on the captions, or loaded), `wordpiece` (BERT family,
+# tokenizer.json: input_pipeline/wordpiece.py), `clip_bpe` (OpenAI CLIP: input_pipeline/clip_bpe.py).
+TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe")
+
+
+def get_tokenizer(
+    model_path: str, workdir: str, texts: Iterable[str], vocab_size: int, kind: str = "sentencepiece"
+) -> Tokenizer:
     """The tokenizer at `model_path` if given, else the one cached in `workdir` (trained on first use)."""
-    if model_path:
-        return load_tokenizer(model_path)
+    if model_path or kind != "sentencepiece":
+        return load_tokenizer(model_path, kind)
     cached = os.path.join(workdir, "tokenizer.model")
     if os.path.isfile(cached):
         return load_tokenizer(cached)

@@ -18,13 +18,16 @@ Metrics: the softmax loss gives in-batch i2t/t2i top-1 accuracy in every impleme
 tracked next to the online max, ties go to the lower index as in jnp.argmax); the sigmoid loss none.
 
 Mesh: distributed implementations use `mesh` if given, else the mesh installed with
-`jax.set_mesh(...)` around the caller, else `training.mesh.make_mesh()` (every device on the "data"
-axis, the trainer's mesh). Objectives only get the config, so they rely on the last two.
+`jax.set_mesh(...)` around the caller (the trainer's), else `training.mesh.make_mesh()` (every device
+on the "data" axis). Objectives only get the config, so they rely on the last two. The batch is split
+over `axis_name`: one mesh axis or a tuple of them; by default every batch axis of the mesh ("data",
+and "fsdp" where the mesh has one), so the ring runs over all devices that hold examples.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +37,7 @@ from losses.gathered import gathered_sigmoid_row_loss, gathered_softmax_lse
 from losses.sigmoid import sigmoid_loss_from_stats, sigmoid_row_loss_dense
 from losses.softmax import all_valid, positive_logits, softmax_loss_from_stats, softmax_lse_dense
 from losses.tiled import sigmoid_row_loss, softmax_lse
-from training.mesh import BATCH_AXIS, make_mesh
+from training.mesh import batch_axes, make_mesh
 
 KINDS = ("softmax", "sigmoid")
 IMPLEMENTATIONS = ("dense", "gathered", "ring", "tiled", "ring_tiled")
@@ -57,17 +60,20 @@ def check_loss_options(kind: str, implementation: str, tile_size: int) -> None:
         raise ValueError(f"config.loss.tile_size must be a positive integer, not {tile_size!r}.")
 
 
-def _resolve_mesh(mesh, axis_name: str):
+def _resolve_mesh(mesh, axis_name):
+    """(mesh, axis names as a tuple, devices along them)."""
     if mesh is None:
         mesh = jax.sharding.get_abstract_mesh()
         if mesh.empty:
             mesh = make_mesh()
-    if axis_name not in mesh.axis_names:
+    names = batch_axes(mesh) if axis_name is None else (axis_name,) if isinstance(axis_name, str) else axis_name
+    missing = [name for name in names if name not in mesh.axis_names]
+    if missing or not names:
         raise ValueError(
-            f"The mesh {dict(mesh.shape)} has no axis {axis_name!r}; pass the batch axis as axis_name "
+            f"The mesh {dict(mesh.shape)} has no axis {missing or axis_name!r}; pass the batch axes as axis_name "
             "or use implementation='dense' or 'tiled'."
         )
-    return mesh
+    return mesh, tuple(names), math.prod(mesh.shape[name] for name in names)
 
 
 def _pad_and_call(primitive, tile_size, axis_name, axis_size, x, y, scalars, index, valid):
@@ -108,12 +114,11 @@ def _statistics(kind, implementation, x, y, scalars, index, valid, tile_size, me
     if implementation == "tiled":
         primitive = softmax_lse if kind == "softmax" else sigmoid_row_loss
         return _pad_and_call(primitive, tile_size, None, 1, x, y, scalars, index, valid)
-    mesh = _resolve_mesh(mesh, axis_name)
-    axis_size = mesh.shape[axis_name]
+    mesh, axis_name, axis_size = _resolve_mesh(mesh, axis_name)
     if x.shape[0] % axis_size:
         raise ValueError(
             f"Implementation {implementation!r} needs the batch ({x.shape[0]}) to be a multiple of the "
-            f"{axis_size} devices on mesh axis {axis_name!r}; change the batch size or use 'dense' or 'tiled'."
+            f"{axis_size} devices on mesh axes {list(axis_name)}; change the batch size or use 'dense' or 'tiled'."
         )
     batch = P(axis_name)
     fn = jax.shard_map(
@@ -121,7 +126,7 @@ def _statistics(kind, implementation, x, y, scalars, index, valid, tile_size, me
         mesh=mesh,
         in_specs=(batch, batch, *(P() for _ in scalars), batch, batch),
         out_specs=batch,
-        axis_names={axis_name},
+        axis_names=set(axis_name),
     )
     return fn(x, y, *scalars, index, valid)
 
@@ -136,7 +141,7 @@ def contrastive_loss(
     implementation: str = "dense",
     tile_size: int = DEFAULT_TILE_SIZE,
     mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh | None = None,
-    axis_name: str = BATCH_AXIS,
+    axis_name: str | tuple[str, ...] | None = None,
     valid: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Softmax (CLIP) or sigmoid (SigLIP) loss of normalised [B, D] embeddings, by any implementation.

@@ -9,7 +9,12 @@ An objective is a bundle of pure functions:
 - `batch_fields(record, rng, encode) -> {name: array}` (optional): inputs beyond "image" and
   "text" that the loss reads from the batch, made per example on the host from the data record
   (e.g. tokenized hard negatives or sub-captions); `encode(texts)` gives int32 [len(texts), max_len]
-  token ids and `rng` is the example's fresh NumPy generator for this epoch.
+  token ids and `rng` is the example's fresh NumPy generator for this epoch;
+- `embed(params, batch, extra, rng, *, model, config) -> {name: [B, ...]}` and
+  `loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config) -> (scalar, metrics)`
+  (optional, together): `loss` split at the per-example embeddings, so that GradCache gradient
+  accumulation (training/grad_cache.py, config.microbatches > 1) can embed micro-batches apart and
+  still take the loss over the whole global batch. `embed` must treat examples independently.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
 from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -29,6 +35,8 @@ class Objective(NamedTuple):
     init_extra: Callable[[Any, Any], Any] = lambda params, config: {}
     update_extra: Callable[[Any, Any, Any], Any] = lambda extra, params, aux: extra
     batch_fields: Callable[..., dict[str, Any]] | None = None
+    embed: Callable[..., dict[str, jax.Array]] | None = None
+    loss_from_embeddings: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
 
 
 def _loss_implementation(config) -> dict[str, Any]:
@@ -44,39 +52,80 @@ def _loss_implementation(config) -> dict[str, Any]:
     }
 
 
-def clip_loss(params, batch, extra, rng, *, model, config):
-    """Plain CLIP: symmetric InfoNCE between each image and its (possibly rewritten) caption."""
-    del extra, rng
+def pair_embeddings(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """{"image_embedding", "text_embedding"}: [B, D] normalised embeddings of the batch's images and captions."""
+    del extra, rng, config
     out = model.apply({"params": params}, batch["image"], batch["text"])
-    logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    return {"image_embedding": out["image_embedding"], "text_embedding": out["text_embedding"]}
+
+
+def clip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """Plain CLIP: symmetric InfoNCE between each image and its (possibly rewritten) caption."""
+    del batch, extra, rng
+    logit_scale = jnp.clip(model.apply({"params": params})["logit_scale"], 0.0, MAX_LOGIT_SCALE)
     loss, metrics = contrastive_loss(
-        out["image_embedding"], out["text_embedding"], logit_scale, kind="softmax", **_loss_implementation(config)
+        embeddings["image_embedding"],
+        embeddings["text_embedding"],
+        logit_scale,
+        kind="softmax",
+        **_loss_implementation(config),
     )
     metrics["temperature"] = 1.0 / jnp.exp(logit_scale)
     return loss, metrics
 
 
-def siglip_loss(params, batch, extra, rng, *, model, config):
+def clip_loss(params, batch, extra, rng, *, model, config):
+    embeddings = pair_embeddings(params, batch, extra, rng, model=model, config=config)
+    return clip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
+
+
+def siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
     """SigLIP: pairwise sigmoid loss with a learnable temperature and bias (METHODS.md 15a)."""
-    del extra, rng
-    out = model.apply({"params": params}, batch["image"], batch["text"])
+    del batch, extra, rng
+    scalars = model.apply({"params": params})
     # The same clamp as CLIP (open_clip clamps every model's scale at 100; big_vision does not).
-    logit_scale = jnp.clip(out["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    logit_scale = jnp.clip(scalars["logit_scale"], 0.0, MAX_LOGIT_SCALE)
     loss, metrics = contrastive_loss(
-        out["image_embedding"],
-        out["text_embedding"],
+        embeddings["image_embedding"],
+        embeddings["text_embedding"],
         logit_scale,
-        out["logit_bias"],
+        scalars["logit_bias"],
         kind="sigmoid",
         **_loss_implementation(config),
     )
-    metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=out["logit_bias"])
+    metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=scalars["logit_bias"])
     return loss, metrics
 
 
+def siglip_loss(params, batch, extra, rng, *, model, config):
+    embeddings = pair_embeddings(params, batch, extra, rng, model=model, config=config)
+    return siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
+
+
 OBJECTIVES: dict[str, Objective] = {
-    "clip": Objective(loss=clip_loss),
-    "siglip": Objective(loss=siglip_loss),
+    "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
+    "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
+    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra),
+    "degla": Objective(
+        loss=degla.loss, init_extra=degla.init_extra, update_extra=degla.update_extra, batch_fields=degla.batch_fields
+    ),
+    "uclip": Objective(loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields),
+    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra),
+    "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
+    "alip": Objective(
+        loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
+    ),
+    "protoclip": Objective(
+        loss=protoclip.protoclip_loss, init_extra=protoclip.init_extra, update_extra=protoclip.update_extra
+    ),
+    "clip_hard_negatives": Objective(
+        loss=hard_negatives.clip_hard_negatives_loss,
+        init_extra=hard_negatives.init_extra,
+        batch_fields=hard_negatives.hard_negative_fields,
+    ),
+    "simcse": Objective(loss=simcse.simcse_objective_loss),
+    "multicsr": Objective(loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra),
+    "ccp": Objective(loss=ccp.ccp_objective_loss, init_extra=ccp.ccp_init_extra, update_extra=ccp.ccp_update_extra),
 }
 
 

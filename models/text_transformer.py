@@ -10,7 +10,12 @@ from models.transformer import Encoder
 
 
 class TextTransformer(nn.Module):
-    """Token ids [B, L] (0 = padding, EOS last non-pad) -> (pooled [B, width], tokens [B, L, width])."""
+    """Token ids [B, L] (0 = padding, EOS last non-pad) -> (pooled [B, width], tokens [B, L, width]).
+
+    `pool` = "last" reads the last non-padding position (this repo's tokenizers end with EOS);
+    "argmax" reads the position of the highest id (OpenAI CLIP: its end-of-text id is the largest,
+    and its id 0 is the real token "!", not padding).
+    """
 
     vocab_size: int
     width: int
@@ -18,22 +23,31 @@ class TextTransformer(nn.Module):
     heads: int
     max_len: int
     mlp_ratio: int = 4
+    activation: str = "gelu_tanh"
+    layer_norm_eps: float = 1e-6
+    pool: str = "last"
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
+    dropout_rate: float = 0.0  # BERT-style dropout in training (SimCSE's augmentation); 0 = none
 
     @nn.compact
-    def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, tokens: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
         length = tokens.shape[1]
         x = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02), name="token_embedding")(
             tokens
         )
         posemb = self.param("pos_embedding", nn.initializers.normal(0.01), (1, self.max_len, self.width), jnp.float32)
         x = (x + posemb[:, :length]).astype(self.dtype)
+        x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
         causal = nn.make_causal_mask(tokens, dtype=bool)
-        x = Encoder(self.depth, self.heads, self.mlp_ratio, remat=self.remat, dtype=self.dtype, name="encoder")(
-            x, causal
-        )
+        x = Encoder(
+            self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
+            self.dropout_rate, name="encoder",
+        )(x, causal, deterministic)  # fmt: skip
         # The causal mask makes the end-of-text position a summary of the whole caption.
-        eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
+        if self.pool == "argmax":
+            eot = jnp.argmax(tokens, axis=1)
+        else:
+            eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
         pooled = jnp.take_along_axis(x, eot[:, None, None], axis=1)[:, 0]
         return pooled, x

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from models.text_transformer import TextTransformer
+from models.heads import MlpHead
+from models.text_towers import text_tower
 from models.vit import VisionTransformer
 
 
@@ -21,7 +22,12 @@ class TwoTower(nn.Module):
     Outputs (B = batch, D = embed_dim): `image_embedding` / `text_embedding` [B, D]
     L2-normalised, `image_features` / `text_features` [B, D] before normalisation,
     `image_tokens` [B, N, width], `logit_scale` (log temperature, scalar) and
-    `logit_bias` (scalar; SigLIP).
+    `logit_bias` (scalar; SigLIP). `encode_image(images, patch_embeddings=True)` adds
+    `patch_embedding` [B, N, D]: each patch token through the image projection, L2-normalised
+    (DreamLIP). With `head_dim` > 0 (ProtoCLIP) the model also has an MLP head per tower (hidden
+    width `head_hidden_dim`) and a second temperature: `image_head_embedding` /
+    `text_head_embedding` [B, head_dim] L2-normalised, and `logit_scale_proto`; with head_dim 0 (the
+    default) none of these params exist.
     """
 
     image: ml_collections.ConfigDict
@@ -32,23 +38,57 @@ class TwoTower(nn.Module):
     logit_bias_init: float = 0.0
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    # Towers ("image_tower", "text_tower") whose outputs stop gradients: a locked tower (LiT) costs no backward pass.
+    locked: tuple[str, ...] = ()
+    head_hidden_dim: int = 0
+    head_dim: int = 0
+    # SimCSE's MLP over the text features: "none", "train" (training mode only, --mlp_only_train) or "always".
+    text_mlp_head: str = "none"
 
     def setup(self):
         self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype)
-        self.text_tower = TextTransformer(vocab_size=self.vocab_size, **self.text, remat=self.remat, dtype=self.dtype)
+        self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype)
         self.image_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.text_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
         self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), (), jnp.float32)
+        if self.text_mlp_head != "none":
+            self.text_mlp = nn.Dense(self.embed_dim, dtype=self.dtype)
+        if self.head_dim:
+            self.image_head = MlpHead(self.head_hidden_dim, self.head_dim, dtype=self.dtype)
+            self.text_head = MlpHead(self.head_hidden_dim, self.head_dim, dtype=self.dtype)
+            self.logit_scale_proto = self.param(
+                "logit_scale_proto", nn.initializers.constant(self.logit_scale_init), (), jnp.float32
+            )
 
-    def encode_image(self, images: jax.Array) -> dict[str, jax.Array]:
-        pooled, tokens = self.image_tower(images)
+    def encode_image(self, images: jax.Array, patch_embeddings: bool = False) -> dict[str, jax.Array]:
+        pooled, tokens = self._maybe_locked("image_tower", self.image_tower(images))
         features = self.image_projection(pooled).astype(jnp.float32)
-        return {"image_features": features, "image_embedding": l2_normalize(features), "image_tokens": tokens}
+        out = {"image_features": features, "image_embedding": l2_normalize(features), "image_tokens": tokens}
+        if patch_embeddings:
+            out["patch_embedding"] = l2_normalize(self.image_projection(tokens).astype(jnp.float32))
+        return out
 
-    def encode_text(self, tokens: jax.Array) -> dict[str, jax.Array]:
-        pooled, _ = self.text_tower(tokens)
+    def head_embeddings(self, image_features: jax.Array, text_features: jax.Array) -> dict[str, jax.Array]:
+        """The ProtoCLIP heads on [B, D] tower features (needs head_dim > 0): normalised [B, head_dim] each."""
+        return {
+            "image_head_embedding": l2_normalize(self.image_head(image_features)),
+            "text_head_embedding": l2_normalize(self.text_head(text_features)),
+            "logit_scale_proto": self.logit_scale_proto,
+        }
+
+    def _maybe_locked(self, tower: str, outputs):
+        return jax.lax.stop_gradient(outputs) if tower in self.locked else outputs
+
+    def encode_text(self, tokens: jax.Array, deterministic: bool = True) -> dict[str, jax.Array]:
+        """`deterministic=False` is training mode (SimCSE): dropout on (rng stream "dropout"), and with
+        text_mlp_head "train" the features come out of the Dense+tanh head, which inference skips."""
+        outputs = self.text_tower(tokens) if deterministic else self.text_tower(tokens, deterministic=False)
+        pooled, _ = self._maybe_locked("text_tower", outputs)
         features = self.text_projection(pooled).astype(jnp.float32)
+        if self.text_mlp_head != "none":
+            head = jnp.tanh(self.text_mlp(features).astype(jnp.float32))  # computed always, so init creates it
+            features = head if self.text_mlp_head == "always" or not deterministic else features
         return {"text_features": features, "text_embedding": l2_normalize(features)}
 
     def __call__(self, images: jax.Array | None = None, tokens: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -57,6 +97,8 @@ class TwoTower(nn.Module):
             out.update(self.encode_image(images))
         if tokens is not None:
             out.update(self.encode_text(tokens))
+        if self.head_dim and images is not None and tokens is not None:
+            out.update(self.head_embeddings(out["image_features"], out["text_features"]))
         return out
 
 
@@ -71,4 +113,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        locked=tuple(p for p in config.optimizer.get("frozen_prefixes", ()) if p in ("image_tower", "text_tower")),
+        head_hidden_dim=m.head_hidden_dim,
+        head_dim=m.head_dim,
+        text_mlp_head=m.text_mlp_head,
     )

@@ -25,6 +25,8 @@ class VisionTransformer(nn.Module):
     conv_stem_depth: int = 0
     mlp_ratio: int = 4
     pool: str = "cls"  # "cls" (CLIP) or "gap"
+    activation: str = "gelu_tanh"
+    layer_norm_eps: float = 1e-6
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
 
@@ -45,8 +47,11 @@ class VisionTransformer(nn.Module):
         if self.pool == "cls":
             cls = self.param("cls", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1)
-        x = nn.LayerNorm(name="ln_pre")(x)
-        x = Encoder(self.depth, self.heads, self.mlp_ratio, remat=self.remat, dtype=self.dtype, name="encoder")(x)
+        x = nn.LayerNorm(epsilon=self.layer_norm_eps, name="ln_pre")(x)
+        x = Encoder(
+            self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
+            name="encoder",
+        )(x)  # fmt: skip
         if self.pool == "cls":
             return x[:, 0], x[:, 1:]
         return x.mean(axis=1), x

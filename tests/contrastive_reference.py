@@ -77,13 +77,15 @@ def unit_rows(a: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingsAsTowers:
-    """Stands in for the two-tower model in objective tests: the batch already holds the embeddings."""
+    """Stands in for the two-tower model in objective tests: the batch already holds the embeddings.
 
-    def apply(self, variables, image, text):
+    Like TwoTower, both inputs are optional: `apply({"params": params})` gives just the scalars."""
+
+    def apply(self, variables, image=None, text=None):
         normalise = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
-        return {
-            "image_embedding": normalise(image),
-            "text_embedding": normalise(text),
-            "logit_scale": variables["params"]["logit_scale"],
-            "logit_bias": variables["params"]["logit_bias"],
-        }
+        out = {"logit_scale": variables["params"]["logit_scale"], "logit_bias": variables["params"]["logit_bias"]}
+        if image is not None:
+            out["image_embedding"] = normalise(image)
+        if text is not None:
+            out["text_embedding"] = normalise(text)
+        return out

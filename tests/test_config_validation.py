@@ -32,8 +32,8 @@ def test_every_shipped_config_is_valid(module, size):
 
 CASES = [
     # (override, every substring the one-sentence message must hold)
-    (dict(objective="clap"), ["Unknown objective 'clap'", "config.objective", "['clip', 'siglip']"]),
-    (dict(data__name="coco"), ["Unknown dataset 'coco'", "config.data.name", "['shapes']"]),
+    (dict(objective="clap"), ["Unknown objective 'clap'", "config.objective", "'clip', 'clip_hard_negatives'"]),
+    (dict(data__name="coco"), ["Unknown dataset 'coco'", "config.data.name", "['shapes', 'webdataset'"]),
     (dict(data__text_augmentation="llama"), ["config.data.text_augmentation", "['none', 'laclip']"]),
     (dict(loss__implementation="blocked"), ["config.loss.implementation", "'dense', 'gathered', 'ring'"]),
     (dict(model__dtype="float16"), ["Unknown compute dtype 'float16'", "['float32', 'bfloat16']"]),

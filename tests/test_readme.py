@@ -17,5 +17,7 @@ def test_config_reference_is_generated_from_the_code():
 
 
 def test_ci_runs_the_readme_test_command():
-    command = "pip install -e '.[test]' && pytest"
-    assert command in _read("README.md") and command in _read(".ci/run")
+    readme = _read("README.md")
+    block = readme.split("Run the tests:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    assert block.endswith("pytest -n auto") and block.startswith("pip install -e '.[test")
+    assert block in _read(".ci/run")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
+import shutil
 import time
 
 import jax
@@ -15,31 +15,23 @@ import numpy as np
 from absl import logging
 
 from evaluation.shapes_eval import ShapesEvaluator
-from input_pipeline import shapes
 from input_pipeline.pipeline import TrainTransform, make_train_iterator
+from input_pipeline.skipping import ProblemCounter
+from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import get_tokenizer
+from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
+from training import text_task
 from training.checkpointing import Checkpointer, init_params_from
 from training.guards import NonFiniteGuard, PreemptionNotice
 from training.metric_writers import MetricWriter
 from training.optimizer import learning_rate_schedule, make_optimizer
+from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings
 from training.summary import format_summary
 from training.train_state import TrainState
-from training.train_step import train_step
 from training.validation import validate_batch_division
-
-
-def _train_texts(source: shapes.ShapesSource, limit: int = 20_000):
-    """Every caption field of the first `limit` training examples (the tokenizer's corpus)."""
-    for i in range(min(limit, len(source))):
-        record = source[i]
-        yield record["caption"]
-        yield record["long_caption"]
-        yield record["raw_caption"]
-        yield from record["rewrites"]
-        yield from record["hard_negatives"]
 
 
 def _write_run_info(config: ml_collections.ConfigDict, workdir: str, mesh) -> None:
@@ -55,57 +47,54 @@ def _write_run_info(config: ml_collections.ConfigDict, workdir: str, mesh) -> No
         json.dump(info, f, indent=2, default=str)
 
 
-def create_train_state(config, model, optimizer, objective, mesh) -> TrainState:
-    """Initialises params, optimizer state and objective state, placed replicated on the mesh."""
-    image_size, max_len = config.data.image_size, config.model.text.max_len
-
-    def init(rng):
-        init_rng, state_rng = jax.random.split(rng)
-        images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-        tokens = jnp.zeros((1, max_len), jnp.int32)
-        params = model.init(init_rng, images, tokens)["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=optimizer.init(params),
-            extra=objective.init_extra(params, config),
-            rng=state_rng,
-        )
-
-    return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(config.seed))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the final summary."""
     os.makedirs(workdir, exist_ok=True)
     preemption = PreemptionNotice()  # from here on SIGTERM means: finish this step, checkpoint, return
     start_time = time.time()
     is_chief = jax.process_index() == 0
-    mesh = mesh_lib.make_mesh()
-    validate_batch_division(config.batch_size, mesh.size, jax.process_count())
+    mesh = mesh_from_config(config)
+    validate_batch_division(
+        config.batch_size, mesh_lib.batch_device_count(mesh), jax.process_count(), config.microbatches
+    )
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
-    source = shapes.ShapesSource(
-        "train", config.data.train_size, seed=0, image_size=config.data.image_size, cache_dir=config.data.cache_dir
-    )
-    tokenizer = get_tokenizer(config.text.tokenizer_path, workdir, _train_texts(source), config.text.vocab_size)
+    text_data = text_task.is_text_data(config)  # text-only training (SimCSE, CCP): training/text_task.py
+    if text_data:
+        source = text_task.make_source(config)
+    else:
+        source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
+    corpus = text_task.corpus(source) if text_data else train_texts(source)
+    tokenizer_path = config.text.tokenizer_path
+    inherited = os.path.join(config.init_from.workdir, "tokenizer.model") if config.init_from.workdir else ""
+    if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
+        # A run initialised from another reads text with that run's tokenizer: its text tower's token ids.
+        tokenizer_path = inherited
+    tokenizer = get_tokenizer(tokenizer_path, workdir, corpus, config.text.vocab_size, config.text.tokenizer)
+    if tokenizer_path == inherited and inherited and not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
+        shutil.copyfile(inherited, os.path.join(workdir, "tokenizer.model"))  # evaluation tools read the run's own
     model = build_model(config, tokenizer.vocab_size)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
     schedule = learning_rate_schedule(config)
 
+    _, shardings = state_shardings(config, model, optimizer, objective, mesh)
     state = create_train_state(config, model, optimizer, objective, mesh)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-    data_iter = make_train_iterator(
-        source,
-        TrainTransform(
+    if text_data:
+        transform = text_task.make_transform(config, tokenizer)
+    else:
+        transform = TrainTransform(
             tokenizer,
             config.model.text.max_len,
             config.data.text_augmentation,
             tuple(config.data.crop_scale),
             objective.batch_fields,
-        ),
+        )
+    data_iter = make_train_iterator(
+        source,
+        transform,
         global_batch_size=config.batch_size,
         seed=config.seed,
         process_index=jax.process_index(),
@@ -116,25 +105,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+    elif config.init_from.pretrained:  # PyTorch-ecosystem weights, converted (interop/pretrained.py)
+        state = init_state_from_pretrained(config, state, objective)
     elif config.init_from.workdir:
-        state = _init_from_other_run(config, state, objective, mesh)
+        state = _init_from_other_run(config, state, objective, shardings.extra)
 
-    step_fn = jax.jit(
-        functools.partial(
-            train_step, model=model, objective=objective, optimizer=optimizer, schedule=schedule, config=config
-        ),
-        in_shardings=(mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)),
-        out_shardings=(mesh_lib.replicated(mesh), mesh_lib.replicated(mesh)),
-        donate_argnums=(0,),
-    )
-    evaluator = ShapesEvaluator(
-        model,
-        tokenizer,
-        num_examples=config.eval.num_examples,
-        batch_size=config.eval.batch_size,
-        image_size=config.data.image_size,
-        max_len=config.model.text.max_len,
-    )
+    step_fn = jit_train_step(config, model, objective, optimizer, schedule, mesh, shardings)
+    if text_data:
+        evaluator = text_task.make_evaluator(config, model, tokenizer)
+    else:
+        evaluator = ShapesEvaluator(
+            model,
+            tokenizer,
+            num_examples=config.eval.num_examples,
+            batch_size=config.eval.batch_size,
+            image_size=config.data.image_size,
+            max_len=config.model.text.max_len,
+        )
     writer = MetricWriter(workdir, enabled=is_chief)
 
     first_step = int(state.step)
@@ -143,8 +130,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_metrics: dict[str, float] = {}
     interval_start, interval_step = time.time(), first_step
     guard = NonFiniteGuard(config.max_consecutive_skipped_steps)
+    data_problems = ProblemCounter()  # skipped and repaired examples: train/data_* metrics
     for step in range(first_step + 1, config.total_steps + 1):
-        batch = mesh_lib.global_batch(next(data_iter), mesh)
+        batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
         with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
             state, metrics = step_fn(state, batch)
         pending.append(metrics)
@@ -157,6 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
             interval_start, interval_step = time.time(), step
             train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+            train_metrics.update(data_problems.interval_metrics())
             writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
             eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
             logging.info(
@@ -197,11 +186,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
-def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, mesh) -> TrainState:
+def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, shardings) -> TrainState:
     """A fresh state whose params under config.init_from.param_prefixes come from another run's checkpoint."""
     source = config.init_from.workdir
     params, copied, step = init_params_from(source, state.params, config.init_from.param_prefixes)
-    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=mesh_lib.replicated(mesh))
+    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=shardings)
     logging.info("Initialised %d parameters under %s from step %d of %s", len(copied),
                  list(config.init_from.param_prefixes), step, source)  # fmt: skip
     return state.replace(params=params, extra=init_extra(params))
@@ -235,5 +224,5 @@ def _duration(seconds: float) -> str:
 
 
 def _short(metrics: dict[str, float]) -> str:
-    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1")
+    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg")
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

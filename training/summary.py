@@ -21,6 +21,11 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
             if all(k in e for k in keys):
                 values = " / ".join(f"{100 * e[k]:.1f}" for k in keys)
                 rows.append((f"{arrow} R@1/5/10 ({label})", values))
+    for prefix, label in (("sts/", "STS Spearman x100"), ("sts_calibrated/", "STS Spearman x100, calibrated")):
+        sets = sorted(k[len(prefix) :] for k in e if k.startswith(prefix) and k != f"{prefix}avg")
+        if sets:
+            values = ", ".join(f"{name} {e[prefix + name]:.1f}" for name in sets)
+            rows.append((label, f"avg {e[prefix + 'avg']:.1f} ({values})"))
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),

@@ -10,6 +10,7 @@ import ml_collections
 import optax
 
 from losses.objectives import Objective
+from training.grad_cache import grad_cache_value_and_grad
 from training.train_state import TrainState
 
 
@@ -34,14 +35,23 @@ def train_step(
     schedule: optax.Schedule,
     config: ml_collections.ConfigDict,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """A step whose loss or any gradient is non-finite is skipped: params, opt_state and extra stay as
+    """With config.microbatches = k > 1 the gradient is accumulated over k micro-batches by GradCache
+    (training/grad_cache.py), equal to the full-batch gradient.
+
+    A step whose loss or any gradient is non-finite is skipped: params, opt_state and extra stay as
     they were (step and rng still advance, so the next batch and key are fresh) and `skipped` is 1."""
     rng, step_rng = jax.random.split(state.rng)
 
     def loss_fn(params):
         return objective.loss(params, batch, state.extra, step_rng, model=model, config=config)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    microbatches = getattr(config, "microbatches", 1)  # tests may pass config=None
+    if microbatches > 1:
+        (loss, metrics), grads = grad_cache_value_and_grad(
+            objective, state.params, batch, state.extra, step_rng, model=model, config=config, microbatches=microbatches
+        )
+    else:
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     aux = metrics.pop("aux", None)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -15,8 +15,11 @@ import ml_collections
 
 from configs.common import DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
+from models.text_towers import TEXT_POOLING, TEXT_TOWERS
+from models.transformer import ACTIVATIONS
 
 
 class ConfigError(ValueError):
@@ -31,6 +34,12 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.image.pool": ("image pooling", ["cls", "gap"]),
+    "model.image.activation": ("activation", list(ACTIVATIONS)),
+    "model.text.activation": ("activation", list(ACTIVATIONS)),
+    "model.text.kind": ("text tower", list(TEXT_TOWERS)),
+    "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
+    "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
+    "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
 }
 
 _POSITIVE = (lambda v: v > 0, "must be positive")
@@ -48,6 +57,7 @@ RANGES = {
             "model.image.patch_size", "model.text.width", "model.text.depth", "model.text.heads",
             "model.text.max_len", "model.embed_dim", "loss.tile_size", "optimizer.learning_rate",
             "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
+            "microbatches", "dry_run.devices", "dry_run.device_memory_gib",
         ),
         _POSITIVE,
     ),
@@ -58,7 +68,13 @@ RANGES = {
     "optimizer.b1": _BETA,
     "optimizer.b2": _BETA,
     "optimizer.end_learning_rate_factor": _FRACTION,
+    "model.text.dropout_rate": _BETA,
+    "data.context_window": _POSITIVE,
     "data.crop_scale": _CROP,
+    **dict.fromkeys(("mesh.data", "mesh.fsdp", "mesh.model"), (lambda v: v == -1 or v > 0, "must be positive or -1")),
+    "mesh.min_shard_size": _NON_NEGATIVE,
+    "distributed.num_processes": _NON_NEGATIVE,
+    "distributed.process_id": (lambda v: v >= -1, "must be >= 0, or -1 for the environment's"),
 }  # fmt: skip
 
 
@@ -120,8 +136,17 @@ def _check_ranges(flat: dict) -> None:
             raise ConfigError(f"config.{key} {requirement}, not {flat[key]!r}.")
 
 
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents")  # generated in-process: no data.path
+
+
 def _check_relations(c: ml_collections.ConfigDict) -> None:
-    if c.batch_size > c.data.train_size:
+    if c.data.name not in EMBEDDED_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
+        key = "tfds_name" if c.data.name == "tfds" else "path"
+        raise ConfigError(
+            f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data "
+            "(README: Training on your data)."
+        )
+    if c.data.name in EMBEDDED_DATASETS and c.batch_size > c.data.train_size:
         raise ConfigError(
             f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
@@ -139,11 +164,27 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
             f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}), "
             f"itself a multiple of 2**config.model.image.conv_stem_depth ({2**stem}); change one of them."
         )
-    if c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
+    if c.text.tokenizer == "sentencepiece" and c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
         raise ConfigError(
             f"Tokenizer file {c.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
             "or set it to '' to train a tokenizer on the training captions."
         )
+    kind, pool = c.model.text.kind, c.model.text.pool
+    if pool not in TEXT_POOLING[kind]:
+        raise ConfigError(
+            f"config.model.text.pool {pool!r} is not a pooling of the {kind} text tower; "
+            f"use one of {list(TEXT_POOLING[kind])}."
+        )
+    if c.text.tokenizer != "sentencepiece" and not c.text.tokenizer_path:
+        raise ConfigError(
+            f"The {c.text.tokenizer} tokenizer is pretrained; set config.text.tokenizer_path to its vocabulary."
+        )
+    if c.text.tokenizer != "sentencepiece" and not os.path.exists(c.text.tokenizer_path):
+        raise ConfigError(f"config.text.tokenizer_path {c.text.tokenizer_path!r} does not exist; fix the path.")
+    if c.init_from.pretrained and not os.path.exists(c.init_from.pretrained):
+        raise ConfigError(f"config.init_from.pretrained {c.init_from.pretrained!r} does not exist; fix the path.")
+    if c.init_from.pretrained and c.init_from.workdir:
+        raise ConfigError("config.init_from.pretrained and config.init_from.workdir are both set; keep one of them.")
     source = c.init_from.workdir
     if source and not os.path.isdir(os.path.join(source, "checkpoints")):
         raise ConfigError(
@@ -160,20 +201,30 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError, naming the key and the fix, for the first problem found; needs no jax backend."""
     flat = flat_items(config)
-    _check_types(flat, flat_items(get_base_config(None)))
+    # A method's own section, config.<objective> (e.g. config.clip_refine.alpha), is defined with its
+    # defaults by the method's config file, so the base config has no entry to check it against.
+    method = f"{config.get('objective', '')}."
+    _check_types({k: v for k, v in flat.items() if not k.startswith(method)}, flat_items(get_base_config(None)))
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
 
 
-def validate_batch_division(batch_size: int, device_count: int, process_count: int) -> None:
-    """The global batch splits evenly over the processes and over the devices of the mesh."""
+def validate_batch_division(batch_size: int, device_count: int, process_count: int, microbatches: int = 1) -> None:
+    """The global batch splits evenly over the processes and over the devices of the mesh's batch axes,
+    and with GradCache, each micro-batch too."""
     for count, what in ((process_count, "processes"), (device_count, "devices")):
         if batch_size % count:
             raise ConfigError(
                 f"config.batch_size ({batch_size}) is not divisible by the {count} {what}; "
-                f"choose a multiple of {math.lcm(device_count, process_count)}."
+                f"choose a multiple of {math.lcm(device_count * microbatches, process_count)}."
             )
+    if batch_size % (device_count * microbatches):
+        raise ConfigError(
+            f"config.batch_size ({batch_size}) does not split into config.microbatches ({microbatches}) "
+            f"micro-batches of a multiple of the {device_count} devices; choose a multiple of "
+            f"{math.lcm(device_count * microbatches, process_count)} or fewer micro-batches."
+        )
 
 
 def validate_workdir(workdir: str) -> None:

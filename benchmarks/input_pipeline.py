@@ -1,0 +1,151 @@
+"""JPEG decode + random resized crop to 224: this repo's input pipeline against a plain PIL loop, same run.
+
+python benchmarks/input_pipeline.py [--images=256] [--side=640]
+
+Test images: random crops of scikit-learn's two sample photos (real JPEGs), re-encoded at quality 90
+with the given longer side (640 ~ CC3M originals; 256 ~ img2dataset's resized shards), in a WebDataset
+shard. Rows:
+- `PIL loop`: Image.open + convert("RGB") + one random-resized-crop resize to 224 (the torchvision recipe);
+- `ours, decode`: cleaning.decode_image (JPEG `draft` reduction, central square to 224);
+- `ours, decode + crop`: the above then transforms.random_resized_crop, as TrainTransform does;
+- `grain, N workers`: make_train_iterator over the shard (decode, crop 0.5-1, normalise, tokenise, batch 32).
+Rates per core are images per CPU second of all processes involved (psutil), so they stay meaningful
+on a busy machine; wall-clock rates are shown beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from absl import flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from input_pipeline import transforms  # noqa: E402
+from input_pipeline.cleaning import decode_image  # noqa: E402
+from input_pipeline.decoded_source import DecodedSource  # noqa: E402
+from input_pipeline.pipeline import TrainTransform, make_train_iterator  # noqa: E402
+from input_pipeline.tokenizer import train_tokenizer  # noqa: E402
+from input_pipeline.webdataset import WebDatasetSource  # noqa: E402
+
+SIZE = 224
+SCALE = (0.5, 1.0)
+
+
+def make_jpegs(count: int, side: int, rng: np.random.Generator) -> list[bytes]:
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(p) for p in load_sample_images().images]  # 427 x 640 each
+    out = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        w, h = photo.size
+        cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = photo.crop((x, y, x + cw, y + ch))
+        scale = side / max(crop.size)
+        crop = crop.resize((round(crop.size[0] * scale), round(crop.size[1] * scale)), Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        crop.save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def pil_loop(jpeg: bytes, rng: np.random.Generator) -> np.ndarray:
+    img = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    w, h = img.size
+    area = w * h * rng.uniform(*SCALE)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    cw, ch = min(w, np.sqrt(area * aspect)), min(h, np.sqrt(area / aspect))
+    x, y = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+    return np.asarray(img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=(x, y, x + cw, y + ch)))
+
+
+def ours_decode(jpeg: bytes, rng: np.random.Generator) -> np.ndarray:
+    return decode_image(jpeg, SIZE, [])
+
+
+def ours_decode_crop(jpeg: bytes, rng: np.random.Generator) -> np.ndarray:
+    return transforms.random_resized_crop(decode_image(jpeg, SIZE, []), rng, SCALE)
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def time_loop(fn, jpegs: list[bytes], repeats: int) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    fn(jpegs[0], rng)  # warm caches
+    me = psutil.Process()
+    cpu, wall = cpu_seconds(me), time.perf_counter()
+    for _ in range(repeats):
+        for jpeg in jpegs:
+            fn(jpeg, rng)
+    n = repeats * len(jpegs)
+    return n / (cpu_seconds(me) - cpu), n / (time.perf_counter() - wall)
+
+
+def time_grain(shard: str, tokenizer, workers: int, batches: int) -> tuple[float, float]:
+    source = DecodedSource(WebDatasetSource([shard]), SIZE)
+    transform = TrainTransform(tokenizer, 32, "none", SCALE)
+    it = make_train_iterator(source, transform, global_batch_size=32, seed=0, worker_count=workers)
+    next(it)  # start-up (worker processes, first reads) is not the steady state
+    me = psutil.Process()
+    cpu, wall = cpu_seconds(me), time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    n = 32 * batches
+    rates = n / (cpu_seconds(me) - cpu), n / (time.perf_counter() - wall)
+    it.close()
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--side", type=int, default=640)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=24)
+    parser.add_argument("--workers", default="0,1,2")
+    args = parser.parse_args()
+    flags.FLAGS.mark_as_parsed()
+
+    jpegs = make_jpegs(args.images, args.side, np.random.default_rng(0))
+    rows = []
+    for name, fn in (("PIL loop", pil_loop), ("ours, decode", ours_decode), ("ours, decode + crop", ours_decode_crop)):
+        rows.append((name, *time_loop(fn, jpegs, args.repeats)))
+    with tempfile.TemporaryDirectory() as tmp:
+        from tests.real_data import write_shard
+
+        shard = os.path.join(tmp, "bench.tar")
+        write_shard(shard, [{"key": f"{i:06d}", "jpg": j, "txt": b"a photo"} for i, j in enumerate(jpegs)])
+        tokenizer = train_tokenizer(["a photo of a flower", "a photo of a temple"] * 50, vocab_size=300)
+        for workers in (int(w) for w in args.workers.split(",")):
+            rows.append((f"grain, {workers} workers", *time_grain(shard, tokenizer, workers, args.batches)))
+
+    base = rows[0][1]
+    print(f"{args.images} JPEGs, longer side {args.side}, mean {np.mean([len(j) for j in jpegs]) / 1024:.0f} KiB; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("| path | images/s per core (CPU time) | vs PIL loop | images/s wall clock |")
+    print("|---|---|---|---|")
+    for name, per_core, wall in rows:
+        print(f"| {name} | {per_core:.0f} | {per_core / base:.2f}x | {wall:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

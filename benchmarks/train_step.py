@@ -1,0 +1,213 @@
+"""Train-step throughput and model FLOPs utilisation (MFU) of a config, beside open_clip (PyTorch).
+
+    python benchmarks/train_step.py --config=configs/clip.py --config.batch_size=64 \
+        --config.model.image.conv_stem_depth=0
+    python benchmarks/train_step.py --config=configs/clip.py:size=B/16 --config.batch_size=256 \
+        --config.model.dtype=bfloat16                                    # on a GPU
+
+Both sides train the same two-tower shapes (widths, depths, heads, patch, tokens, embedding size) with
+AdamW on random data; open_clip runs when `open_clip` and `torch` import (ENVIRONMENT.md), in bf16
+autocast when the config's dtype is bfloat16 and a GPU is there. open_clip has no convolutional
+stem, so the comparison needs `--config.model.image.conv_stem_depth=0` (the tiny default has 3).
+
+Model FLOPs per step = 3 x XLA's FLOP count of the forward pass (towers + loss), the usual "backward
+= 2 x forward" convention, so remat's recomputation does not count as useful work. MFU divides the
+achieved model FLOP/s by a peak: --peak_tflops if given, else the chip's dense bf16 (or fp32) peak
+from PEAK_TFLOPS, else on a CPU the fp32 matmul rate measured in this run (a 2048^3 jnp.dot), so
+there it reads "fraction of what this CPU's best matmul achieves".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from losses.objectives import get_objective  # noqa: E402
+from models.two_tower import build_model  # noqa: E402
+from training.mesh import global_batch  # noqa: E402
+from training.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
+from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/clip.py", "Config file, optionally with ':arg=value'.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats, JAX and open_clip alternating; the best is reported.")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s of one device for MFU; 0 = from the device kind.")
+_OPEN_CLIP = flags.DEFINE_bool("open_clip", True, "Also time open_clip when it imports.")
+_VOCAB = 1000
+
+# Dense (no sparsity) peak TFLOP/s per chip from the vendors' data sheets: (bf16, fp32).
+PEAK_TFLOPS = {
+    "H100": (989.0, 67.0),
+    "H200": (989.0, 67.0),
+    "A100": (312.0, 19.5),
+    "TPU v4": (275.0, 275.0 / 2),
+    "TPU v5 lite": (197.0, 197.0 / 2),
+    "TPU v5p": (459.0, 459.0 / 2),
+}
+
+
+def _batch(config, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    side, length = config.data.image_size, config.model.text.max_len
+    tokens = rng.integers(1, _VOCAB, size=(config.batch_size, length)).astype(np.int32)
+    tokens[:, -1] = _VOCAB - 1  # end of text last, as open_clip's argmax pooling expects the top id
+    return {"image": rng.normal(size=(config.batch_size, side, side, 3)).astype(np.float32), "text": tokens}
+
+
+def measured_matmul_tflops(size: int = 2048, repeats: int = 5) -> float:
+    """fp32 TFLOP/s of one jitted [size, size] @ [size, size] on the default device, best of `repeats`."""
+    x = jnp.ones((size, size), jnp.float32)
+    dot = jax.jit(lambda a: a @ a)
+    dot(x).block_until_ready()
+    best = min(_timed(lambda: dot(x).block_until_ready()) for _ in range(repeats))
+    return 2 * size**3 / best / 1e12
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_tflops(config) -> tuple[float, str]:
+    """(peak TFLOP/s of one device, where the number comes from)."""
+    if _PEAK.value:
+        return _PEAK.value, "--peak_tflops"
+    kind = jax.devices()[0].device_kind
+    for name, (bf16, fp32) in PEAK_TFLOPS.items():
+        if name.lower() in kind.lower():
+            return (bf16 if config.model.dtype == "bfloat16" else fp32), f"{kind} data sheet, {config.model.dtype}"
+    return measured_matmul_tflops(), f"measured fp32 2048^3 matmul on {kind}"
+
+
+class JaxStep:
+    """The repo's sharded, jitted train step on every local device."""
+
+    def __init__(self, config):
+        self.config = config
+        mesh = mesh_from_config(config)
+        model, objective = build_model(config, _VOCAB), get_objective(config.objective)
+        optimizer = make_optimizer(config)
+        _, shardings = state_shardings(config, model, optimizer, objective, mesh)
+        self.state = create_train_state(config, model, optimizer, objective, mesh)
+        self.step = jit_train_step(config, model, objective, optimizer, learning_rate_schedule(config), mesh, shardings)
+        self.mesh, self.batch = mesh, global_batch(_batch(config), mesh)
+
+        def forward(params, batch):
+            return objective.loss(params, batch, {}, jax.random.PRNGKey(0), model=model, config=config)[0]
+
+        with jax.set_mesh(mesh):
+            cost = jax.jit(forward).lower(self.state.params, self.batch).compile().cost_analysis()
+        self.model_flops = 3 * float(cost["flops"]) * jax.device_count()  # cost is per device
+        self.run(2)  # compile and warm up
+
+    def run(self, steps: int) -> float:
+        with jax.set_mesh(self.mesh):
+            start = time.perf_counter()
+            for _ in range(steps):
+                self.state, metrics = self.step(self.state, self.batch)
+            jax.block_until_ready(metrics)
+        return time.perf_counter() - start
+
+
+class OpenClipStep:
+    """open_clip's CLIP of the same shapes, AdamW, ClipLoss; bf16 autocast on a GPU when asked."""
+
+    def __init__(self, config):
+        import torch
+
+        # This torchvision wheel needs its ops declared before `import open_clip` (ENVIRONMENT.md).
+        lib = torch.library.Library("torchvision", "DEF")  # noqa: F841 - kept alive while open_clip imports
+        for op in ("nms", "qnms"):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        import open_clip
+        from open_clip.loss import ClipLoss
+
+        image, text = config.model.image, config.model.text
+        if image.conv_stem_depth:
+            raise ValueError("open_clip has no convolutional stem; add --config.model.image.conv_stem_depth=0.")
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = open_clip.CLIP(
+            embed_dim=config.model.embed_dim,
+            vision_cfg=dict(
+                layers=image.depth, width=image.width, head_width=image.width // image.heads,
+                patch_size=image.patch_size, image_size=config.data.image_size, pool_type="tok",
+            ),
+            text_cfg=dict(
+                context_length=text.max_len, vocab_size=_VOCAB, width=text.width, heads=text.heads, layers=text.depth,
+            ),
+        ).to(self.device)  # fmt: skip
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.1)
+        self.loss = ClipLoss()
+        batch = _batch(config)
+        self.images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.tokens = torch.from_numpy(batch["text"]).long().to(self.device)
+        bf16 = config.model.dtype == "bfloat16" and self.device == "cuda"
+        self.autocast = torch.autocast(self.device, dtype=torch.bfloat16, enabled=bf16)
+        self.run(2)
+
+    def run(self, steps: int) -> float:
+        torch = self.torch
+        start = time.perf_counter()
+        for _ in range(steps):
+            with self.autocast:
+                image, text, scale = self.model(self.images, self.tokens)
+                loss = self.loss(image, text, scale)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    peak, peak_source = peak_tflops(config)
+    runners = {"jax (this repo)": JaxStep(config)}
+    skipped = ""
+    if _OPEN_CLIP.value:
+        try:
+            runners["open_clip (PyTorch)"] = OpenClipStep(config)
+        except (ImportError, ValueError) as e:
+            skipped = f"open_clip skipped: {e}"
+    best = {name: float("inf") for name in runners}
+    for _ in range(_REPEATS.value):
+        for name, runner in runners.items():
+            best[name] = min(best[name], runner.run(_STEPS.value) / _STEPS.value)
+    flops = runners["jax (this repo)"].model_flops
+    devices = jax.device_count()
+    image, text = config.model.image, config.model.text
+    print(
+        f"{jax.devices()[0].device_kind} x {devices}; ViT w{image.width} d{image.depth} p{image.patch_size} "
+        f"stem {image.conv_stem_depth} at {config.data.image_size} px + text w{text.width} d{text.depth} "
+        f"L{text.max_len}; batch {config.batch_size}, {config.model.dtype}, remat {config.model.remat}; "
+        f"{flops / config.batch_size / 1e9:.3f} GFLOP/example (model); "
+        f"peak {peak:.2f} TFLOP/s per device ({peak_source})"
+    )
+    print("\n| implementation | ms/step | examples/s | model TFLOP/s | MFU | vs open_clip |\n|---|---|---|---|---|---|")
+    reference = best.get("open_clip (PyTorch)")
+    for name, seconds in best.items():
+        achieved = flops / seconds / 1e12
+        ratio = f"{reference / seconds:.2f}x" if reference else "n/a"
+        print(
+            f"| {name} | {seconds * 1e3:.1f} | {config.batch_size / seconds:.0f} | {achieved:.3f} | "
+            f"{achieved / (peak * devices):.1%} | {ratio} |"
+        )
+    if skipped:
+        print(skipped)
+
+
+if __name__ == "__main__":
+    app.run(main)

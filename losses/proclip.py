@@ -1,0 +1,154 @@
+"""ProCLIP (Hu, Yang et al. 2025): put a frozen text embedder's features into CLIP's space, then tune (METHODS.md 8).
+
+A frozen embedder G stands in for the paper's LLM embedder: the text tower of a second trained CLIP
+run (`proclip.embedder_workdir`), or, when that is empty, of a randomly initialised one (a fixed
+random feature map, METHODS.md's CPU stand-in). A trainable MLP (the model's `text_head`,
+Linear - batch norm - ReLU - Linear, head_dim = embed_dim) maps t' = G(T) into CLIP's space;
+t = normalize(MLP(t')) is ProCLIP's text embedding from then on.
+
+Stage 1, representation inheritance (`proclip.stage = 1`; only the MLP trains), against the loaded
+CLIP's own text embedding e = E_T(T) (normalised, no gradient):
+    L_ins    = sum_i ||t_i - e_i||^2                                   (MSE, reduction "sum")
+    L_struct = sum_{i<j} SmoothL1(d(t_i, t_j) - d(e_i, e_j))           (pdist, reduction "sum", beta 1)
+    L_1 = L_ins + L_struct
+Stage 2, contrastive tuning with self-distillation (`proclip.stage = 2`; image tower, image
+projection, logit scale and MLP train), with f the image embedding and f^T that of a frozen copy of
+the starting image tower:
+    L_2 = L_CLIP(f, t) + lambda_d (sum_i ||f_i - f^T_i||^2 + sum_{i<j} SmoothL1(d(f_i, f_j) - d(f^T_i, f^T_j)))
+
+Choices where the released code is silent or differs from the paper:
+- the teacher of stage 2 is the frozen starting copy (the released code calls teacher_model.encode_image
+  under no_grad and never updates it), not an EMA;
+- lambda_d is not in the code snapshot: default 1.0 (`proclip.distill_weight`);
+- stage 1 distils on the batch's captions only (the code adds a second "noise" text batch; the
+  shapes data has no second caption set);
+- pdist at a distance of 0 (two identical captions) has gradient 0, as torch's pdist backward.
+
+Config (configs/proclip_stage1.py, configs/proclip.py; sub-config `proclip`): stage,
+embedder_workdir, embedder_seed, distill_weight.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from losses.logit_scale import clamped_logit_scale
+from losses.softmax import softmax_contrastive_loss
+from models.two_tower import build_model, l2_normalize
+
+STAGES = (1, 2)
+# What the embedder brings along from its checkpoint: the text path of the CLIP model.
+EMBEDDER_PREFIXES = ("text_tower", "text_projection")
+
+
+def pdist(x: jax.Array) -> jax.Array:
+    """[N, D] -> [N (N - 1) / 2] Euclidean distances of the pairs i < j, row-major (torch.pdist's order)."""
+    first, second = np.triu_indices(x.shape[0], k=1)
+    squared = jnp.sum(jnp.square(x[first] - x[second]), axis=-1)
+    positive = squared > 0
+    # sqrt has an infinite slope at 0: take it only where the distance is positive, 0 (and gradient 0) elsewhere.
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
+    """Elementwise SmoothL1 (Huber, PyTorch's form): 0.5 x^2 / beta if |x| < beta, else |x| - 0.5 beta."""
+    magnitude = jnp.abs(x)
+    return jnp.where(magnitude < beta, 0.5 * jnp.square(x) / beta, magnitude - 0.5 * beta)
+
+
+def instance_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
+    """[N, D], [N, D] -> sum of squared differences (MSE with reduction "sum")."""
+    return jnp.sum(jnp.square(student - teacher))
+
+
+def structure_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
+    """[N, D], [N, D] -> sum over pairs i < j of SmoothL1(d_student(i, j) - d_teacher(i, j))."""
+    return jnp.sum(smooth_l1(pdist(student) - pdist(teacher)))
+
+
+def proclip_text_embedding(model, params, embedder, tokens: jax.Array) -> jax.Array:
+    """int32 [B, L] tokens -> [B, D] normalize(MLP(G(T))): the frozen embedder `embedder` (params of the
+    same architecture), then the model's trainable text_head."""
+    frozen = model.apply({"params": embedder}, tokens, method=model.encode_text)["text_embedding"]
+    frozen = jax.lax.stop_gradient(frozen)
+    return l2_normalize(model.apply({"params": params}, frozen, method=lambda m, x: m.text_head(x)))
+
+
+def loss(params, batch, extra, rng, *, model, config):
+    """The objective's loss; extra = {"embedder": frozen params, "teacher": frozen starting params}."""
+    del rng
+    options = config.proclip
+    if options.stage not in STAGES:
+        raise ValueError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
+    if config.model.head_dim != config.model.embed_dim:
+        raise ValueError(
+            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
+            f"({config.model.embed_dim}), not {config.model.head_dim}."
+        )
+    text = proclip_text_embedding(model, params, extra["embedder"], batch["text"])
+    if options.stage == 1:
+        target = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"])["text_embedding"])
+        instance, structure = instance_loss(text, target), structure_loss(text, target)
+        metrics = {
+            "instance_loss": instance,
+            "structure_loss": structure,
+            "cosine_to_clip_text": jnp.mean(jnp.sum(text * target, axis=-1)),
+        }
+        return instance + structure, metrics
+    out = model.apply({"params": params}, batch["image"], method=model.encode_image)
+    teacher = jax.lax.stop_gradient(
+        model.apply({"params": extra["teacher"]}, batch["image"], method=model.encode_image)["image_embedding"]
+    )
+    image = out["image_embedding"]
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
+    clip, metrics = softmax_contrastive_loss(image, text, logit_scale)
+    instance, structure = instance_loss(image, teacher), structure_loss(image, teacher)
+    metrics.update(
+        clip_loss=clip,
+        instance_loss=instance,
+        structure_loss=structure,
+        temperature=1.0 / jnp.exp(logit_scale),
+    )
+    return clip + options.distill_weight * (instance + structure), metrics
+
+
+def load_embedder(config, params) -> dict:
+    """The frozen embedder's params: `params` with the text path taken from proclip.embedder_workdir's latest
+    checkpoint, or from a fresh initialisation (seed proclip.embedder_seed) when that is empty."""
+    options = config.proclip
+    if options.embedder_workdir:
+        return {**params, **_checkpoint_text_path(options.embedder_workdir, params)}
+    vocab = params["text_tower"]["token_embedding"]["embedding"].shape[0]
+    model = build_model(config, vocab)
+    side = config.data.image_size
+    fresh = model.init(
+        jax.random.PRNGKey(options.embedder_seed),
+        jnp.zeros((2, side, side, 3), jnp.float32),
+        jnp.ones((2, config.model.text.max_len), jnp.int32),
+    )["params"]
+    return {**params, **{k: fresh[k] for k in EMBEDDER_PREFIXES}}
+
+
+_LOADED: dict = {}  # (workdir, shapes) -> host arrays of the embedder's text path
+
+
+def _checkpoint_text_path(workdir: str, params) -> dict:
+    """The text path (EMBEDDER_PREFIXES) of `workdir`'s latest checkpoint as host arrays. Read on the host
+    with a NumPy template, since init_extra runs under jit (params may be tracers); cached, since the
+    trainer and its evaluation both build the state."""
+    from training.checkpointing import init_params_from  # the training package imports losses
+
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    key = (workdir, tuple((jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype)) for p, x in leaves))
+    if key not in _LOADED:
+        template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)
+        loaded = init_params_from(workdir, template, EMBEDDER_PREFIXES)[0]
+        _LOADED[key] = {k: jax.tree.map(np.asarray, loaded[k]) for k in EMBEDDER_PREFIXES}
+    return _LOADED[key]
+
+
+def init_extra(params, config) -> dict:
+    """The frozen embedder and the frozen copy of the starting (loaded) params (stage 2's image teacher)."""
+    return {"embedder": load_embedder(config, params), "teacher": jax.tree.map(jnp.copy, params)}

@@ -1,0 +1,145 @@
+"""SimCSE (Gao, Yao, Chen 2021) and MultiCSR's training stage (Wang et al. 2024): text-only InfoNCE.
+
+Unsupervised (`config.simcse.mode = "unsup"`): each sentence goes through the text tower twice in
+training mode, and the two dropout masks make the two views; sentence i must pick its second view
+among the batch's second views:
+    l_i = -log exp(cos(h_i, h_i+)/tau) / sum_j exp(cos(h_i, h_j+)/tau),   tau = 0.05.
+Supervised ("sup"): triples (x, x+ = entailment, x- = contradiction); every in-batch entailment and
+every in-batch contradiction is a candidate, and `hard_negative_weight` is added (as a log weight)
+to the anchor's own contradiction logit only, as SimCSE's `--hard_negative_weight` (0 = weight 1).
+The batch is stacked into one forward pass, so every row draws its own dropout mask.
+Training uses the text tower's training-only head when the model has one (`model.text_mlp_head`),
+SimCSE's `--mlp_only_train`; evaluation reads the embedding before it.
+
+MultiCSR stage 3 (objective "multicsr"): a frozen encoder (the params this run starts from, i.e. the
+run of `init_from`, normally an unsupervised SimCSE run) marks in-batch candidates whose frozen
+cosine to the anchor exceeds `threshold` (0.95) as false negatives (losses/false_negatives.py).
+!! Paper vs official code: the paper leaves false negatives out of the contrastive softmax; the
+official code multiplies their logits by a weight of 0 (so each still adds exp(0) = 1 to the
+denominator) and trains with a per-entry binary cross-entropy on the softmax probabilities,
+mean over all B x C entries of -[y log p + (1 - y) log(1 - p)], instead of cross-entropy. The default
+here is the paper's (`mask_mode = "exclude"`, `loss = "ce"`); `mask_mode = "zero"` and
+`loss = "bce"` give the code's behaviour, for reproducing its numbers.
+
+The similarity matrix is the dense global one (GSPMD shards it over the batch axes).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from losses.false_negatives import frozen_false_negatives, mask_logits
+
+MODES = ("unsup", "sup")
+LOSSES = ("ce", "bce")
+BCE_LOG_FLOOR = -100.0  # torch.nn.BCELoss clamps its logs at -100, which the official code relies on
+
+
+def simcse_logits(
+    anchors: jax.Array,
+    positives: jax.Array,
+    temperature: float,
+    negatives: jax.Array | None = None,
+    hard_negative_weight: float = 0.0,
+) -> jax.Array:
+    """[B, D] anchors, [B, D] positives, optional [B, D] negatives (all L2-normalised) -> [B, C] logits,
+    C = B (+ B): cos / tau against every positive (then every negative), plus `hard_negative_weight`
+    on each anchor's own negative."""
+    candidates = positives if negatives is None else jnp.concatenate([positives, negatives], axis=0)
+    logits = anchors @ candidates.T / temperature
+    if negatives is not None:
+        batch = anchors.shape[0]
+        own_negative = jnp.arange(batch)[:, None] + batch == jnp.arange(2 * batch)[None, :]
+        logits = logits + hard_negative_weight * own_negative
+    return logits
+
+
+def simcse_loss(
+    logits: jax.Array,
+    false_negatives: jax.Array | None = None,
+    mask_mode: str = "exclude",
+    loss: str = "ce",
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """[B, C] logits whose label for row i is column i -> (scalar loss, metrics).
+
+    `false_negatives` [B, C] bool (never on column i) are excluded or zeroed (`mask_mode`); `loss` =
+    "ce" (cross-entropy) or "bce" (MultiCSR code: mean binary cross-entropy of every softmax entry).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown SimCSE loss {loss!r}; use one of {list(LOSSES)}.")
+    batch = logits.shape[0]
+    labels = jnp.arange(batch)
+    if false_negatives is not None:
+        logits = mask_logits(logits, false_negatives, mask_mode)
+    log_probs = jax.nn.log_softmax(logits, axis=1)
+    if loss == "ce":
+        value = -jnp.mean(log_probs[labels, labels])
+    else:
+        target = labels[:, None] == jnp.arange(logits.shape[1])[None, :]
+        log_not = jnp.log1p(-jnp.exp(log_probs))
+        entries = jnp.where(target, jnp.maximum(log_probs, BCE_LOG_FLOOR), jnp.maximum(log_not, BCE_LOG_FLOOR))
+        value = -jnp.mean(entries)
+    metrics = {"accuracy": jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))}
+    if false_negatives is not None:
+        metrics["false_negatives_masked"] = jnp.mean(jnp.sum(false_negatives, axis=1).astype(jnp.float32))
+    return value, metrics
+
+
+def encode_train(params, tokens: jax.Array, rng: jax.Array, *, model) -> jax.Array:
+    """int32 [N, L] -> [N, D] normalised text embeddings in training mode (dropout, training-only head)."""
+    out = model.apply({"params": params}, tokens, deterministic=False, method=model.encode_text, rngs={"dropout": rng})
+    return out["text_embedding"]
+
+
+def _views(params, batch, rng, mode: str, *, model) -> tuple[jax.Array, jax.Array, jax.Array | None, list[jax.Array]]:
+    """(anchors, positives, negatives or None, token arrays in order) of one stacked training forward."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown SimCSE mode {mode!r}; set the method's `mode` to one of {list(MODES)}.")
+    if mode == "unsup":
+        parts = [batch["text"], batch["text"]]
+    else:
+        if "positive" not in batch:
+            raise ValueError(
+                "Supervised SimCSE needs (sentence, entailment[, contradiction]) triples; set config.data.name "
+                "to 'nli' (with config.data.path) or 'shape_sentences'."
+            )
+        parts = [batch["text"], batch["positive"]] + ([batch["negative"]] if "negative" in batch else [])
+    embeddings = jnp.split(encode_train(params, jnp.concatenate(parts), rng, model=model), len(parts))
+    return embeddings[0], embeddings[1], embeddings[2] if len(parts) == 3 else None, parts
+
+
+def simcse_objective_loss(params, batch, extra, rng, *, model, config):
+    """Unsupervised or supervised SimCSE on the batch's text fields (see the module docstring)."""
+    del extra
+    options = config.simcse
+    anchors, positives, negatives, _ = _views(params, batch, rng, options.mode, model=model)
+    logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
+    value, metrics = simcse_loss(logits)
+    metrics["positive_cosine"] = jnp.mean(jnp.sum(anchors * positives, axis=1))
+    return value, metrics
+
+
+def multicsr_init_extra(params, config) -> dict:
+    """The frozen encoder: a copy of the params the run starts from (init_from's, normally unsup SimCSE)."""
+    if not config.init_from.workdir:
+        raise ValueError(
+            "MultiCSR masks false negatives with a trained frozen encoder: set config.init_from.workdir to an "
+            "unsupervised SimCSE run and config.init_from.param_prefixes to ('text_tower', 'text_projection')."
+        )
+    return {"frozen": jax.tree.map(jnp.copy, params)}
+
+
+def multicsr_objective_loss(params, batch, extra, rng, *, model, config):
+    """SimCSE whose in-batch false negatives, by the frozen encoder's cosine, are masked (module docstring)."""
+    options = config.multicsr
+    anchors, positives, negatives, parts = _views(params, batch, rng, options.mode, model=model)
+    logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
+    frozen_out = model.apply({"params": extra["frozen"]}, jnp.concatenate(parts), method=model.encode_text)
+    frozen = jnp.split(jax.lax.stop_gradient(frozen_out["text_embedding"]), len(parts))
+    batch_size = anchors.shape[0]
+    is_positive = jnp.arange(batch_size)[:, None] == jnp.arange(logits.shape[1])[None, :]
+    false_negatives = frozen_false_negatives(frozen[0], jnp.concatenate(frozen[1:]), options.threshold, is_positive)
+    value, metrics = simcse_loss(logits, false_negatives, options.mask_mode, options.loss)
+    metrics["positive_cosine"] = jnp.mean(jnp.sum(anchors * positives, axis=1))
+    return value, metrics

@@ -1,0 +1,132 @@
+"""uCLIP (Chung et al., AAAI 2026): extend a frozen CLIP to a new language with unpaired data only (METHODS.md 7).
+
+Frozen: the CLIP towers and a multilingual sentence encoder (input_pipeline/second_language.py's
+concept table, an embedding bag held in `extra`). Trained: two MLP heads, the model's `head_dim`
+heads (models/heads.py): Head_A = `text_head` on multilingual-encoder embeddings, Head_B =
+`image_head` on CLIP embeddings (image or text). No image is ever paired with a text: per English
+training caption e,
+    u = Multi(e), c = CLIPText(e)                                  (frozen)
+    v~ = normalize(softmax(c M_img^T / tau_r) M_img)                (pseudo image, image bank)
+    m~ = normalize(softmax(u M_mul^T / tau_r) M_mul)                (pseudo second-language text)
+    each of u, c, v~, m~ += N(0, sigma^2), renormalised
+    a_e = Head_A(u), a_m = Head_A(m~), b_t = Head_B(c), b_v = Head_B(v~)   (normalised)
+    L = InfoNCE(a_e, b_t) + InfoNCE(a_m, b_v) + w_intra (||a_m - a_e|| + ||b_t - b_v||) / 2
+with symmetric InfoNCE at tau = 0.01 and tau_r = 0.01, sigma^2 = 0.004, w_intra = 0.1. The banks
+are CLIP image embeddings of `bank_size` shapes validation images and Multi() of `bank_size`
+second-language captions of other validation examples (neither describes the other).
+Inference: image -> Head_B(CLIPImage(x)), any-language text -> Head_A(Multi(text)).
+
+The heads normalise by batch statistics (models/heads.py), in evaluation too: uCLIP's BatchNorm
+keeps running averages instead; evaluation batches here hold hundreds of examples.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from input_pipeline import second_language, shapes, transforms
+from models.two_tower import build_model, l2_normalize
+
+MAX_WORDS = 24  # words of a shapes caption: at most 3 objects x 5 words
+
+
+def multilingual_embedding(ids: jax.Array, table: jax.Array) -> jax.Array:
+    """[N, W] word ids (-1 = none), [V, d] table -> [N, d] L2-normalised mean of the word vectors."""
+    valid = (ids >= 0)[..., None]
+    total = jnp.sum(jnp.where(valid, table[jnp.maximum(ids, 0)], 0.0), axis=1)
+    return l2_normalize(total / jnp.maximum(jnp.sum(valid, axis=1), 1))
+
+
+def soft_retrieval(queries: jax.Array, bank: jax.Array, temperature: float) -> jax.Array:
+    """[B, d] queries, [N, d] bank -> [B, d] normalize(softmax(q bank^T / tau) bank): soft nearest neighbours."""
+    weights = jax.nn.softmax(queries @ bank.T / temperature, axis=-1)
+    return l2_normalize(weights @ bank)
+
+
+def add_noise(x: jax.Array, std: float, rng: jax.Array) -> jax.Array:
+    """[B, d] -> normalize(x + N(0, std^2))."""
+    return l2_normalize(x + std * jax.random.normal(rng, x.shape, x.dtype))
+
+
+def info_nce(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
+    """Symmetric InfoNCE of [B, d] normalised a, b with pairs on the diagonal, logits a b^T / tau."""
+    logits = a @ b.T / temperature
+    positives = jnp.diagonal(logits)
+    return 0.5 * (
+        jnp.mean(jax.nn.logsumexp(logits, axis=1) - positives) + jnp.mean(jax.nn.logsumexp(logits, axis=0) - positives)
+    )
+
+
+def intra_loss(a_m: jax.Array, a_e: jax.Array, b_t: jax.Array, b_v: jax.Array) -> jax.Array:
+    """mean_i (||a_m - a_e|| + ||b_t - b_v||) / 2 (Euclidean norms, not squared)."""
+    return 0.5 * jnp.mean(jnp.linalg.norm(a_m - a_e, axis=-1) + jnp.linalg.norm(b_t - b_v, axis=-1))
+
+
+def head_a(model, params, x: jax.Array) -> jax.Array:
+    """Head_A (the model's text head) on [B, d] multilingual embeddings -> [B, head_dim] normalised."""
+    return l2_normalize(model.apply({"params": params}, x, method=lambda m, x: m.text_head(x)))
+
+
+def head_b(model, params, x: jax.Array) -> jax.Array:
+    """Head_B (the model's image head) on [B, D] CLIP embeddings -> [B, head_dim] normalised."""
+    return l2_normalize(model.apply({"params": params}, x, method=lambda m, x: m.image_head(x)))
+
+
+def batch_fields(record, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
+    """{"caption_words": int32 [MAX_WORDS]}: the English caption for the frozen multilingual encoder."""
+    del rng, encode
+    return {"caption_words": second_language.word_ids([record["caption"]], MAX_WORDS)[0]}
+
+
+def loss(params, batch, extra, rng, *, model, config):
+    """The objective's loss; extra = {"concepts", "image_bank", "text_bank"}; options in config.uclip."""
+    options = config.uclip
+    clip = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"]))["text_embedding"]
+    u = multilingual_embedding(batch["caption_words"], extra["concepts"])
+    pseudo_image = soft_retrieval(clip, extra["image_bank"], options.retrieval_temperature)
+    pseudo_text = soft_retrieval(u, extra["text_bank"], options.retrieval_temperature)
+    keys = jax.random.split(rng, 4)
+    u, clip, pseudo_image, pseudo_text = (
+        add_noise(x, options.noise_std, k) for x, k in zip((u, clip, pseudo_image, pseudo_text), keys, strict=True)
+    )
+    a_e, a_m = head_a(model, params, u), head_a(model, params, pseudo_text)
+    b_t, b_v = head_b(model, params, clip), head_b(model, params, pseudo_image)
+    inter_text = info_nce(a_e, b_t, options.temperature)
+    inter_pseudo = info_nce(a_m, b_v, options.temperature)
+    intra = intra_loss(a_m, a_e, b_t, b_v)
+    metrics = {
+        "inter_text_loss": inter_text,
+        "inter_pseudo_loss": inter_pseudo,
+        "intra_loss": intra,
+        "head_text_accuracy": jnp.mean(jnp.argmax(a_e @ b_t.T, axis=1) == jnp.arange(a_e.shape[0])),
+    }
+    return inter_text + inter_pseudo + options.intra_weight * intra, metrics
+
+
+@functools.lru_cache(maxsize=2)
+def bank_inputs(bank_size: int, image_size: int, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised images [N, S, S, 3] of validation examples 0..N-1, word ids [N, MAX_WORDS] of the
+    second-language captions of validation examples N..2N-1): unpaired by construction."""
+    source = shapes.ShapesSource("validation", 2 * bank_size, seed=0, image_size=image_size, cache_dir=cache_dir)
+    images = transforms.normalize_image(np.stack([source[i]["image"] for i in range(bank_size)]))
+    captions = [second_language.translate(source[bank_size + i]["caption"]) for i in range(bank_size)]
+    return images, second_language.word_ids(captions, MAX_WORDS)
+
+
+def init_extra(params, config) -> dict:
+    """The frozen multilingual encoder's table and the two memory banks, from the (loaded) CLIP params."""
+    options = config.uclip
+    dim = config.model.embed_dim  # the heads are built on embed_dim-wide inputs (models/two_tower.py)
+    images, words = bank_inputs(options.bank_size, config.data.image_size, config.data.cache_dir)
+    concepts = jnp.asarray(second_language.concept_table(dim, options.mismatch))
+    model = build_model(config, params["text_tower"]["token_embedding"]["embedding"].shape[0])
+    image_bank = model.apply({"params": params}, jnp.asarray(images), method=model.encode_image)["image_embedding"]
+    return {
+        "concepts": concepts,
+        "image_bank": image_bank,
+        "text_bank": multilingual_embedding(jnp.asarray(words), concepts),
+    }

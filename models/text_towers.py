@@ -1,0 +1,22 @@
+"""Text towers by config name: `clip` (causal transformer, pooled at end of text) or `bert` (BERT family)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from models.bert import BertEncoder
+from models.text_transformer import TextTransformer
+
+TEXT_TOWERS = {"clip": TextTransformer, "bert": BertEncoder}
+# Pooling choices each tower implements (config.model.text.pool).
+TEXT_POOLING = {"clip": ("last", "argmax"), "bert": ("mean", "first")}
+
+
+def text_tower(config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtype) -> nn.Module:
+    """The tower named by config["kind"] (default `clip`), built from the rest of `config` (config.model.text)."""
+    options = dict(config)
+    kind = options.pop("kind", "clip")
+    return TEXT_TOWERS[kind](vocab_size=vocab_size, **options, remat=remat, dtype=dtype)

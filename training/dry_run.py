@@ -1,0 +1,167 @@
+"""Compile the full-size train step for a big mesh without running it, and report per-device memory.
+
+`python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run` starts jax on
+config.dry_run.devices fake CPU devices, builds the config's mesh over them, lowers and compiles the
+sharded train step for abstract inputs (nothing is allocated or run), and prints what one device
+holds: parameters, optimizer state, the batch, and XLA's temporaries (activations and gradients).
+It fails with one sentence when that exceeds config.dry_run.device_memory_gib; when the state and
+batch alone exceed it, before compiling.
+
+The numbers are XLA's CPU compilation of the same partitioned program; the TPU and GPU compilers
+fuse and schedule differently, so expect their peaks to differ by some tens of percent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from losses.objectives import get_objective
+from models.two_tower import build_model
+from training import mesh as mesh_lib
+from training.optimizer import learning_rate_schedule, make_optimizer
+from training.partitioning import FAST_COMPILE, jit_train_step, mesh_from_config, state_shardings
+from training.sharding import bytes_per_device
+from training.validation import ConfigError, validate_batch_division
+
+GIB = 2**30
+REPORT_ROWS = ("params", "optimizer_state", "other_state", "batch", "activations_and_temporaries", "peak")
+
+
+def use_fake_devices(count: int) -> None:
+    """Makes jax start on `count` CPU devices; call before anything starts jax's backend."""
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", count)
+
+
+def abstract_batch(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    """ShapeDtypeStructs of one global batch (images and caption tokens), split over the batch axes."""
+    side, sharding = config.data.image_size, mesh_lib.batch_sharding(mesh)
+    return {
+        "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.float32, sharding=sharding),
+        "text": jax.ShapeDtypeStruct((config.batch_size, config.model.text.max_len), jnp.int32, sharding=sharding),
+    }
+
+
+def memory_error(needed_gib: float, budget_gib: float, what: str) -> str | None:
+    """The one-sentence error when `needed_gib` per device exceeds `budget_gib`, else None."""
+    if needed_gib <= budget_gib:
+        return None
+    return (
+        f"The train step needs {what}{needed_gib:.3g} GiB per device, more than "
+        f"config.dry_run.device_memory_gib ({budget_gib:g}); shard more (config.mesh.fsdp), set "
+        "config.model.remat=True or config.model.dtype=bfloat16, or split the batch with config.microbatches."
+    )
+
+
+class Plan(NamedTuple):
+    """What the dry run compiles: the mesh, model, objective and optimizer of a config, the abstract
+    train state with its shardings, and an abstract global batch."""
+
+    mesh: jax.sharding.Mesh
+    model: Any
+    objective: Any
+    optimizer: Any
+    abstract_state: Any  # TrainState of ShapeDtypeStructs
+    shardings: Any  # TrainState of NamedShardings
+    batch: dict[str, jax.ShapeDtypeStruct]
+
+
+def plan(config: ml_collections.ConfigDict) -> Plan:
+    """Builds everything abstract (no compile, nothing allocated); ConfigError when the devices are too
+    few, the objective needs batch fields the dry run does not build, or the batch does not divide."""
+    count = config.dry_run.devices
+    if jax.device_count() < count:
+        raise ConfigError(
+            f"The dry run needs {count} devices but jax started with {jax.device_count()}; run it through "
+            "main.py --dry_run, which starts jax on fake CPU devices, before anything else uses jax."
+        )
+    objective = get_objective(config.objective)
+    if objective.batch_fields is not None:
+        raise ConfigError(
+            f"Objective {config.objective!r} reads batch fields beyond images and captions, which the dry run "
+            "does not build; dry-run a config with objective clip or siglip of the same model size."
+        )
+    mesh = mesh_from_config(config, jax.devices()[:count])
+    validate_batch_division(config.batch_size, mesh_lib.batch_device_count(mesh), 1, config.microbatches)
+    model = build_model(config, config.text.vocab_size)
+    optimizer = make_optimizer(config)
+    abstract, shardings = state_shardings(config, model, optimizer, objective, mesh)
+    return Plan(mesh, model, objective, optimizer, abstract, shardings, abstract_batch(config, mesh))
+
+
+def resident_report(p: Plan) -> dict[str, float]:
+    """Per-device GiB of the step's inputs, known without compiling: params, optimizer_state,
+    other_state (step, rng, the objective's extra state) and batch, as "<row>_gib"."""
+    params = bytes_per_device(p.abstract_state.params, p.shardings.params)
+    opt_state = bytes_per_device(p.abstract_state.opt_state, p.shardings.opt_state)
+    state = bytes_per_device(p.abstract_state, p.shardings)
+    batch = bytes_per_device(p.batch, jax.tree.map(lambda b: b.sharding, p.batch))
+    return {
+        "params_gib": params / GIB,
+        "optimizer_state_gib": opt_state / GIB,
+        "other_state_gib": (state - params - opt_state) / GIB,
+        "batch_gib": batch / GIB,
+    }
+
+
+def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Compiles config's train step on config.dry_run.devices devices; returns per-device GiB by kind
+    ("<row>_gib" for REPORT_ROWS), compile_s and flops_per_device, and prints them as a table.
+
+    Raises ConfigError as plan() does, or when the step needs more than config.dry_run.device_memory_gib.
+    """
+    p, budget = plan(config), config.dry_run.device_memory_gib
+    report = resident_report(p)
+    # A config whose inputs alone do not fit fails in seconds instead of after a long compile.
+    error = memory_error(sum(report.values()), budget, "at least (state and batch alone) ")
+    if error:
+        print(format_report(config, p.mesh, report), flush=True)
+        raise ConfigError(error)
+
+    state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), p.abstract_state, p.shardings)
+    schedule = learning_rate_schedule(config)
+    step = jit_train_step(config, p.model, p.objective, p.optimizer, schedule, p.mesh, p.shardings, FAST_COMPILE)
+    start = time.time()
+    with jax.set_mesh(p.mesh):
+        compiled = step.lower(state, p.batch).compile()
+    memory = compiled.memory_analysis()
+    # Arguments and outputs alias (the state is donated), so the peak is arguments + temporaries +
+    # the outputs that do not reuse an argument's buffer.
+    peak = memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes
+    report.update(
+        activations_and_temporaries_gib=memory.temp_size_in_bytes / GIB,
+        peak_gib=(peak - memory.alias_size_in_bytes) / GIB,
+        compile_s=time.time() - start,
+        flops_per_device=float((compiled.cost_analysis() or {}).get("flops", 0.0)),
+    )
+    print(format_report(config, p.mesh, report), flush=True)
+    error = memory_error(report["peak_gib"], budget, "")
+    if error:
+        raise ConfigError(error)
+    return report
+
+
+def format_report(config: ml_collections.ConfigDict, mesh, report: dict[str, float]) -> str:
+    """A Markdown table of the report's per-device GiB; rows not measured (no compile) are left out."""
+    image, text = config.model.image, config.model.text
+    compiled = f"compiled in {report['compile_s']:.0f} s" if "compile_s" in report else "not compiled"
+    lines = [
+        f"Dry run: ViT width {image.width} depth {image.depth} patch {image.patch_size} at {config.data.image_size} px "
+        f"+ text width {text.width} depth {text.depth}; global batch {config.batch_size}, "
+        f"microbatches {config.microbatches}, dtype {config.model.dtype}, remat {config.model.remat}, "
+        f"loss {config.loss.implementation}",
+        f"Mesh {dict(mesh.shape)} ({mesh.size} devices); {compiled}",
+        "",
+        "| per device | GiB |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {row.replace('_', ' ')} | {report[row + '_gib']:.3f} |" for row in REPORT_ROWS if row + "_gib" in report
+    ]
+    lines.append(f"| budget (config.dry_run.device_memory_gib) | {config.dry_run.device_memory_gib:g} |")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Text-only training (SimCSE, MultiCSR, CCP): the source, tokenizer corpus, transform and evaluator
+that the training loop uses in place of the image-text ones when config.data.name is a text dataset.
+
+The model, optimizer, mesh, train step, checkpoints and logging are the image-text ones; the batch has
+only token fields ("text", and "positive"/"negative" or "context"/"language" by source), the objective
+encodes them with the text tower alone, and the evaluation is STS Spearman (evaluation/sts_eval.py)
+on config.eval.sts_files, or on `eval.num_examples` embedded pairs when that is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import ml_collections
+
+from evaluation.sts_data import STSSet, load_sts
+from evaluation.sts_eval import STSEvaluator
+from input_pipeline import sentences, text_sources
+from input_pipeline.text_transform import TextTransform
+from input_pipeline.tokenizer import Tokenizer
+from training.validation import ConfigError
+
+EMBEDDED_STS_SEED = 0
+
+
+def is_text_data(config: ml_collections.ConfigDict) -> bool:
+    return config.data.name in text_sources.TEXT_DATASETS
+
+
+def make_source(config: ml_collections.ConfigDict):
+    """The text source of config.data; for CCP, checks that its languages and a batch fit the banks."""
+    data = config.data
+    try:
+        source, languages = text_sources.make_text_source(
+            data.name, path=data.path, size=data.train_size, window=data.context_window
+        )
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    _check_objective_fits_data(config)
+    if config.objective == "ccp" and len(languages) > config.ccp.num_languages:
+        raise ConfigError(
+            f"The documents hold {len(languages)} languages ({', '.join(languages)}) but config.ccp.num_languages "
+            f"is {config.ccp.num_languages}; raise it to {len(languages)}."
+        )
+    if config.objective == "ccp" and config.ccp.queue_size < config.batch_size:
+        raise ConfigError(
+            f"config.ccp.queue_size ({config.ccp.queue_size}) must be at least config.batch_size "
+            f"({config.batch_size}) so one batch never overwrites itself in the bank; raise it."
+        )
+    return source
+
+
+# Text datasets whose records carry the fields each objective reads.
+_DATA_FOR = {
+    "sup": ("shape_sentences", "nli"),
+    "ccp": ("shape_documents", "documents"),
+}
+
+
+def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
+    """The method's fields exist in the data, and MultiCSR has a frozen encoder to start from."""
+    objective, name = config.objective, config.data.name
+    need = "ccp" if objective == "ccp" else config[objective].mode if objective in ("simcse", "multicsr") else None
+    if need in _DATA_FOR and name not in _DATA_FOR[need]:
+        raise ConfigError(
+            f"config.objective={objective!r} ({need}) cannot train on config.data.name={name!r}; "
+            f"use one of {list(_DATA_FOR[need])}."
+        )
+    if objective == "multicsr" and not config.init_from.workdir:
+        raise ConfigError(
+            "MultiCSR masks false negatives with a trained frozen encoder; set config.init_from.workdir to an "
+            "unsupervised SimCSE run."
+        )
+
+
+def corpus(source) -> Iterator[str]:
+    """The tokenizer's training texts."""
+    return text_sources.texts(source)
+
+
+def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> TextTransform:
+    return TextTransform(tokenizer, config.model.text.max_len)
+
+
+def sts_sets(config: ml_collections.ConfigDict) -> dict[str, STSSet]:
+    """config.eval.sts_files loaded, or the embedded graded pairs under the name `shapes_sts`."""
+    if not config.eval.sts_files:
+        return {"shapes_sts": STSSet(*sentences.sts_set(EMBEDDED_STS_SEED, config.eval.num_examples))}
+    sets = {}
+    try:
+        for path in config.eval.sts_files:
+            sets.update(load_sts(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    return sets
+
+
+def make_evaluator(config: ml_collections.ConfigDict, model, tokenizer: Tokenizer) -> STSEvaluator:
+    return STSEvaluator(
+        model, tokenizer, sts_sets(config), batch_size=config.eval.batch_size, max_len=config.model.text.max_len
+    )
