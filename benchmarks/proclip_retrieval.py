@@ -10,10 +10,8 @@ mean ± standard deviation over seeds.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +19,8 @@ sys.path.insert(0, ROOT)  # run as a script: the repository's packages are impor
 
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
+
+from launch.results import runs_by_name  # noqa: E402
 
 COLUMNS = ("clip", "proclip")
 
@@ -44,13 +44,10 @@ def main() -> None:
     parser.add_argument("--workdirs", required=True, help="Comma-separated run folders or globs.")
     parser.add_argument("--num_examples", type=int, default=1000, help="Test images (and captions).")
     args = parser.parse_args()
-    workdirs = sorted(w for pattern in args.workdirs.split(",") for w in glob.glob(pattern))
-    if not workdirs:
-        sys.exit(f"error: no run folder matches {args.workdirs!r}; pass the --workdir of trained runs.")
-    results: dict[str, list[dict[str, float]]] = {}
-    for workdir in workdirs:
-        name = re.sub(r"_seed\d+$", "", os.path.basename(os.path.normpath(workdir)))
-        results.setdefault(name, []).append(evaluate_run(workdir, args.num_examples))
+    results = {
+        name: [evaluate_run(w, args.num_examples) for w in workdirs]
+        for name, workdirs in runs_by_name(args.workdirs).items()
+    }
     metrics = ("image_to_text_R@1", "text_to_image_R@1", "text_to_image_R@10")
     header = [f"{c} {m}" for c in COLUMNS for m in metrics]
     print(f"| run | seeds | {' | '.join(header)} |\n|---|---|" + "---|" * len(header))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 
 import numpy as np
 
@@ -20,6 +22,20 @@ COLUMNS = {
     "modality gap": ("geometry/modality_gap", 1, 3),
 }
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
+
+
+
+def runs_by_name(patterns: str) -> dict[str, list[str]]:
+    """Run folders matching comma-separated globs, grouped by name without its `_seed<N>` suffix.
+
+    Raises SystemExit with one sentence when nothing matches."""
+    workdirs = sorted(w for pattern in patterns.split(",") for w in glob.glob(pattern))
+    if not workdirs:
+        raise SystemExit(f"error: no run folder matches {patterns!r}; pass the --workdir of trained runs.")
+    groups: dict[str, list[str]] = {}
+    for workdir in workdirs:
+        groups.setdefault(re.sub(r"_seed\d+$", "", os.path.basename(os.path.normpath(workdir))), []).append(workdir)
+    return groups
 
 
 def read_summary(workdir: str) -> dict | None:

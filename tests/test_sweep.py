@@ -229,3 +229,16 @@ def test_slurm_script_runs_main_or_one_run_of_the_sweep(tmp_path, array_task, ex
     assert (tmp_path / "srun_args").read_text().strip() == expected
     usage = subprocess.run(["bash", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert usage.returncode != 0 and "usage: sbatch [--array=0-N] launch/slurm.sbatch CONFIG WORKDIR" in usage.stderr
+
+
+def test_runs_by_name_groups_seeds_and_fails_in_one_sentence(tmp_path):
+    for name in ("clip_seed0", "clip_seed1", "uclip_seed0", "other"):
+        (tmp_path / name).mkdir()
+    groups = results.runs_by_name(f"{tmp_path}/clip_seed*,{tmp_path}/uclip_*,{tmp_path}/other")
+    assert {k: [os.path.basename(w) for w in v] for k, v in groups.items()} == {
+        "clip": ["clip_seed0", "clip_seed1"],
+        "other": ["other"],
+        "uclip": ["uclip_seed0"],
+    }
+    with pytest.raises(SystemExit, match="no run folder matches"):
+        results.runs_by_name(f"{tmp_path}/none*")
