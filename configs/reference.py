@@ -26,6 +26,7 @@ DESCRIPTIONS = {
     "data.text_augmentation": "`none` (original caption) or `laclip` (uniform over caption and K rewrites).",
     "data.crop_scale": "Area range of the random resized crop; `(1.0, 1.0)` disables it.",
     "data.worker_count": "grain worker processes; 0 reads in the main process.",
+    "data.read_threads": "grain reader threads per process; 0 reads inline, fastest for in-memory data (2 for files).",
     "data.path": "Real data: tar shards or ArrayRecord files (comma-separated files, globs, folders), one CSV/TSV/"
     "JSONL file, or the TFDS data dir; for `sentences`, `nli`, `documents`: the text file.",
     "data.image_root": "Folder that relative image paths of a CSV/JSONL file start from; `''` = the file's folder.",

@@ -31,7 +31,9 @@ class Tokenizer:
     def encode(self, texts: Sequence[str], max_len: int) -> np.ndarray:
         """Returns [len(texts), max_len] int32."""
         out = np.full((len(texts), max_len), PAD_ID, np.int32)
-        for row, ids in enumerate(self._sp.encode(list(texts))):
+        # One string per call: SentencePiece's list form costs ~160 us per call in thread set-up, 30x
+        # a short caption's encoding, and the training pipeline encodes one caption per example.
+        for row, ids in enumerate(self._sp.encode(text) for text in texts):
             ids = [BOS_ID] + ids[: max_len - 2] + [EOS_ID]
             out[row, : len(ids)] = ids
         return out

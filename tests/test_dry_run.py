@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import pytest
 
 from configs.clip import get_config
@@ -65,6 +66,9 @@ def test_memory_error_names_the_budget_and_the_knobs():
         "The train step needs 40.2 GiB per device, more than config.dry_run.device_memory_gib (32)"
     )
     assert "config.mesh.fsdp" in message and "config.model.remat=True" in message and "config.microbatches" in message
+    tuned = ml_collections.ConfigDict({"model": {"remat": True, "dtype": "bfloat16"}})
+    message = memory_error(40.25, 32.0, "", tuned)  # knobs already turned are not suggested again
+    assert message.endswith("; shard more (config.mesh.fsdp), or split the batch with config.microbatches.")
 
 
 def test_main_dry_run_fails_in_one_sentence_when_memory_is_short(tmp_path):

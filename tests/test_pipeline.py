@@ -9,11 +9,12 @@ SOURCE = shapes.ShapesSource("train", 64, seed=0, image_size=32)
 TOKENIZER = train_tokenizer((SOURCE[i]["caption"] for i in range(64)), vocab_size=400)
 
 
-def _batches(seed, n=4, process_index=0, process_count=1, augmentation="laclip"):
+def _batches(seed, n=4, process_index=0, process_count=1, augmentation="laclip", read_threads=2):
     transform = TrainTransform(TOKENIZER, 24, augmentation, (0.8, 1.0))
     it = make_train_iterator(
-        SOURCE, transform, global_batch_size=16, seed=seed, process_index=process_index, process_count=process_count
-    )
+        SOURCE, transform, global_batch_size=16, seed=seed, process_index=process_index,
+        process_count=process_count, read_threads=read_threads,
+    )  # fmt: skip
     return [next(it) for _ in range(n)]
 
 
@@ -28,6 +29,12 @@ def test_same_seed_same_batches_other_seed_other_batches():
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["text"], y["text"])
     assert not np.array_equal(a[0]["image"], c[0]["image"])
+
+
+def test_reader_threads_change_nothing_but_speed():
+    inline, threaded = _batches(3, n=5, read_threads=0), _batches(3, n=5, read_threads=3)
+    for x, y in zip(inline, threaded, strict=True):
+        assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["text"], y["text"])
 
 
 def test_epochs_reshuffle_and_resample_captions():

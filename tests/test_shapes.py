@@ -63,6 +63,15 @@ def test_source_matches_make_example_and_caches(tmp_path):
         source[20]
 
 
+def test_parallel_render_equals_make_example(monkeypatch):
+    monkeypatch.setattr(shapes, "PARALLEL_RENDER_MIN", 4)  # spawn worker processes for a small split
+    columns = shapes.render_split("train", 1200, seed=2, image_size=32)  # > one chunk per worker
+    for i in (0, 499, 500, 1199):
+        want = shapes.make_example(2, "train", i, 32)
+        assert np.array_equal(columns["image"][i], want["image"])
+        assert columns["caption"][i] == want["caption"] and columns["rewrites"][i] == want["rewrites"]
+
+
 def test_unknown_split_is_a_clear_error():
     with pytest.raises(ValueError, match="use one of"):
         shapes.ShapesSource("dev", 10)

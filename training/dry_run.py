@@ -47,14 +47,20 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.Sha
     }
 
 
-def memory_error(needed_gib: float, budget_gib: float, what: str) -> str | None:
-    """The one-sentence error when `needed_gib` per device exceeds `budget_gib`, else None."""
+def memory_error(needed_gib: float, budget_gib: float, what: str, config=None) -> str | None:
+    """The one-sentence error when `needed_gib` per device exceeds `budget_gib`, else None; it names the
+    memory knobs that `config` (when given) has not turned yet."""
     if needed_gib <= budget_gib:
         return None
+    knobs = ["shard more (config.mesh.fsdp)"]
+    if config is None or not config.model.remat:
+        knobs.append("set config.model.remat=True")
+    if config is None or config.model.dtype != "bfloat16":
+        knobs.append("set config.model.dtype=bfloat16")
+    knobs.append("split the batch with config.microbatches")
     return (
         f"The train step needs {what}{needed_gib:.3g} GiB per device, more than "
-        f"config.dry_run.device_memory_gib ({budget_gib:g}); shard more (config.mesh.fsdp), set "
-        "config.model.remat=True or config.model.dtype=bfloat16, or split the batch with config.microbatches."
+        f"config.dry_run.device_memory_gib ({budget_gib:g}); {', '.join(knobs[:-1])}, or {knobs[-1]}."
     )
 
 
@@ -118,7 +124,7 @@ def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
     p, budget = plan(config), config.dry_run.device_memory_gib
     report = resident_report(p)
     # A config whose inputs alone do not fit fails in seconds instead of after a long compile.
-    error = memory_error(sum(report.values()), budget, "at least (state and batch alone) ")
+    error = memory_error(sum(report.values()), budget, "at least (state and batch alone) ", config)
     if error:
         print(format_report(config, p.mesh, report), flush=True)
         raise ConfigError(error)
@@ -140,7 +146,7 @@ def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
         flops_per_device=float((compiled.cost_analysis() or {}).get("flops", 0.0)),
     )
     print(format_report(config, p.mesh, report), flush=True)
-    error = memory_error(report["peak_gib"], budget, "")
+    error = memory_error(report["peak_gib"], budget, "", config)
     if error:
         raise ConfigError(error)
     return report

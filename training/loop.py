@@ -100,6 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         worker_count=config.data.worker_count,
+        read_threads=config.data.read_threads,
     )
     if checkpointer.latest_step() is not None:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
