@@ -10,7 +10,8 @@ AdamW on random data; open_clip runs when `open_clip` and `torch` import (ENVIRO
 autocast when the config's dtype is bfloat16 and a GPU is there. open_clip has no convolutional
 stem, so the comparison needs `--config.model.image.conv_stem_depth=0` (the tiny default has 3).
 
-Model FLOPs per step = 3 x XLA's FLOP count of the lowered forward pass (towers + loss), the usual "backward
+Model FLOPs per step = 3 x the forward pass's matmul and convolution FLOPs, counted on its jaxpr
+(training/flops.py; XLA's cost analysis misses the matmuls a GPU hands to cuBLAS), the usual "backward
 = 2 x forward" convention, so remat's recomputation does not count as useful work. MFU divides the
 achieved model FLOP/s by a peak: --peak_tflops if given, else the chip's dense bf16 (or fp32) peak
 from PEAK_TFLOPS, else on a CPU the fp32 matmul rate measured in this run (a 2048^3 jnp.dot), so
@@ -33,6 +34,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from losses.objectives import get_objective  # noqa: E402
 from models.two_tower import build_model  # noqa: E402
+from training.flops import matmul_flops  # noqa: E402
 from training.mesh import global_batch  # noqa: E402
 from training.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
 from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings  # noqa: E402
@@ -106,10 +108,7 @@ class JaxStep:
             return objective.loss(params, batch, {}, jax.random.PRNGKey(0), model=model, config=config)[0]
 
         with jax.set_mesh(mesh):
-            # The lowered (not compiled) program: on GPUs the compiled one hides its matmuls in cuBLAS
-            # custom calls that XLA's cost analysis does not count (it read 5.4 instead of ~120 GFLOP/example).
-            cost = jax.jit(forward).lower(self.state.params, self.batch).cost_analysis()
-        self.model_flops = 3 * float(cost["flops"])  # the whole (unpartitioned) program
+            self.model_flops = 3 * matmul_flops(forward, self.state.params, self.batch)
         self.run(2)  # compile and warm up
 
     def run(self, steps: int) -> float:
