@@ -1,0 +1,92 @@
+"""Drawing the shapes images: a smooth textured background and antialiased objects (input_pipeline/shapes.py
+samples the objects and writes the texts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "star", "bar")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+COLOUR_RGB = np.array(
+    [
+        (220, 40, 40),
+        (40, 170, 60),
+        (40, 80, 225),
+        (235, 215, 40),
+        (140, 60, 190),
+        (245, 140, 30),
+        (40, 205, 215),
+        (245, 125, 185),
+    ],
+    dtype=np.float32,
+)
+
+
+def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
+    """Boolean mask of `SHAPES[shape]` centred at 0 in pixel offsets `dx`, `dy`."""
+    x, y = dx / radius, dy / radius
+    r = np.hypot(x, y)
+    name = SHAPES[shape]
+    if name == "circle":
+        return r <= 1.0
+    if name == "square":
+        return np.maximum(abs(x), abs(y)) <= 0.8
+    if name == "triangle":
+        return (y <= 0.75) & (y >= -0.95 + 1.9 * abs(x) / 1.1)
+    if name == "diamond":
+        return abs(x) + abs(y) <= 1.05
+    if name == "cross":
+        return (np.minimum(abs(x), abs(y)) <= 0.3) & (np.maximum(abs(x), abs(y)) <= 1.0)
+    if name == "ring":
+        return (r <= 1.0) & (r >= 0.55)
+    if name == "star":
+        theta = np.arctan2(y, x) + np.pi / 2
+        return r <= 0.5 + 0.5 * np.cos(2.5 * ((theta % (2 * np.pi / 5)) - np.pi / 5)) ** 6
+    return (abs(x) <= 1.0) & (abs(y) <= 0.4)  # bar
+
+
+def object_radius(size: int) -> float:
+    """Radius of a small (0) or large (1) object, as a fraction of a grid cell."""
+    return 0.46 if size else 0.32
+
+
+SUPERSAMPLING = 4  # object edges are antialiased from a 4x4 subpixel grid
+
+
+def _coverage(shape: int, cx: float, cy: float, radius: float, size: int) -> tuple[slice, slice, np.ndarray]:
+    """Fraction of each pixel inside the shape, over the pixel window around it: (rows, cols, [h, w])."""
+    rows = slice(max(int(cy - radius) - 1, 0), min(int(cy + radius) + 2, size))
+    cols = slice(max(int(cx - radius) - 1, 0), min(int(cx + radius) + 2, size))
+    offsets = (np.arange(SUPERSAMPLING, dtype=np.float32) + 0.5) / SUPERSAMPLING
+    ys = (np.arange(rows.start, rows.stop, dtype=np.float32)[:, None] + offsets).reshape(-1)
+    xs = (np.arange(cols.start, cols.stop, dtype=np.float32)[:, None] + offsets).reshape(-1)
+    inside = _shape_mask(shape, xs[None, :] - cx, ys[:, None] - cy, radius)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    return rows, cols, inside.reshape(h, SUPERSAMPLING, w, SUPERSAMPLING).mean(axis=(1, 3), dtype=np.float32)
+
+
+def render_image(objects: list, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Renders [size, size, 3] uint8: a smooth textured background, then the antialiased objects.
+
+    Only the pixels around each object are supersampled, so rendering costs about the same at 64 px
+    as at 32 px (the background is smooth and drawn at full resolution directly).
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    base = rng.uniform(90, 150)
+    tilt = rng.uniform(-30, 30, size=2)
+    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / size) * (xx + yy))
+    grey = base + tilt[0] * (xx / size - 0.5) + tilt[1] * (yy / size - 0.5) + stripes
+    image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
+    cell = size / 3
+    for obj in objects:
+        row, col = divmod(obj.position, 3)
+        radius = cell * object_radius(obj.size)
+        slack = cell / 2 - radius
+        cx = (col + 0.5) * cell + rng.uniform(-slack, slack)
+        cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
+        colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
+        rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
+        alpha = alpha[..., None]
+        image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
+    image += rng.normal(0, 4, size=image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
