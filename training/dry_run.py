@@ -29,6 +29,12 @@ from training.sharding import bytes_per_device
 from training.validation import ConfigError, validate_batch_division
 
 GIB = 2**30
+# XLA's CPU compiler erases the optimization barriers that keep jax.checkpoint's recomputation apart
+# from the forward pass, then merges the two: remat would save nothing in the CPU memory report,
+# though it does on TPU and GPU (whose compilers keep the barriers until after scheduling). Keeping
+# that pass off makes the CPU compile report what remat really saves (ViT-B/16 at 128 examples per
+# device: 34.4 GiB of activations without remat, 4.7 with; README "Dry run").
+DRY_RUN_COMPILE = {**FAST_COMPILE, "xla_disable_hlo_passes": "cse_barrier_expander"}
 REPORT_ROWS = ("params", "optimizer_state", "other_state", "batch", "activations_and_temporaries", "peak")
 
 
@@ -131,7 +137,7 @@ def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
 
     state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), p.abstract_state, p.shardings)
     schedule = learning_rate_schedule(config)
-    step = jit_train_step(config, p.model, p.objective, p.optimizer, schedule, p.mesh, p.shardings, FAST_COMPILE)
+    step = jit_train_step(config, p.model, p.objective, p.optimizer, schedule, p.mesh, p.shardings, DRY_RUN_COMPILE)
     start = time.time()
     with jax.set_mesh(p.mesh):
         compiled = step.lower(state, p.batch).compile()
