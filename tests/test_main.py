@@ -75,6 +75,18 @@ def test_rerun_resumes_from_the_last_checkpoint(laclip_run, tmp_path):
     assert json.loads((workdir / "summary.json").read_text())["step"] == 220
 
 
+def test_rerun_of_a_finished_run_keeps_its_training_summary(laclip_run):
+    workdir, _ = laclip_run
+    before = json.loads((workdir / "summary.json").read_text())
+    steps = f"--config.total_steps={before['step']}"
+    result = run_main("--config=configs/laclip.py", f"--workdir={workdir}", steps, *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = json.loads((workdir / "summary.json").read_text())
+    # Nothing is trained again: the run is re-evaluated, and its loss and wall time are the training's.
+    assert after["step"] == before["step"] and after["eval"] == pytest.approx(before["eval"])
+    assert (after["final_loss"], after["wall_time_s"]) == (before["final_loss"], before["wall_time_s"])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -165,16 +165,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             return _stop_for_preemption(state, data_iter.get_state(), checkpointer, writer, preemption)
     preemption.close()
     checkpointer.wait()
-    if first_step >= config.total_steps:  # nothing left to train: evaluate what was restored
+    finished_before = first_step >= config.total_steps
+    if finished_before:  # nothing left to train: evaluate what was restored
         eval_metrics = evaluator.evaluate(state.params)
     checkpointer.close()
     writer.close()
 
+    # Rerunning a finished run (as benchmarks/compare_methods.py does) re-evaluates it but keeps the
+    # training's own final loss and wall time from the summary it wrote then.
+    previous = _read_summary(workdir) if finished_before else {}
     summary = {
         "step": int(state.step),
-        "final_loss": train_metrics.get("loss"),
+        "final_loss": train_metrics.get("loss", previous.get("final_loss")),
         "eval": eval_metrics,
-        "wall_time_s": time.time() - start_time,
+        "wall_time_s": previous.get("wall_time_s", time.time() - start_time),
         "checkpoints": checkpointer.directory,
         "metrics": writer.jsonl_path,
         "tensorboard": writer.tensorboard_dir,
@@ -185,6 +189,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             json.dump(summary, f, indent=2)
         print(format_summary(config, summary), flush=True)
     return summary
+
+
+def _read_summary(workdir: str) -> dict:
+    """The summary.json a finished run wrote, or {} when there is none (or it is unreadable)."""
+    try:
+        with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, shardings) -> TrainState:
