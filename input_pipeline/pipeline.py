@@ -18,13 +18,15 @@ TEXT_AUGMENTATIONS = ("none", "laclip")
 @dataclasses.dataclass
 class TrainTransform(grain.transforms.RandomMap):
     """Record -> {"image": float32 [S, S, 3], "text": int32 [max_len], **batch_fields}, drawn afresh per
-    example per epoch. `batch_fields(record, rng, encode)` adds an objective's own inputs (Objective)."""
+    example per epoch. `batch_fields(record, rng, encode)` adds an objective's own inputs (Objective).
+    S is `image_size` (None: the record's image side; records of any aspect need it set)."""
 
     tokenizer: Tokenizer
     max_len: int
     text_augmentation: str = "none"
     crop_scale: tuple[float, float] = (0.8, 1.0)
     batch_fields: Callable[..., dict] | None = None
+    image_size: int | None = None
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         if self.text_augmentation == "laclip":
@@ -32,8 +34,11 @@ class TrainTransform(grain.transforms.RandomMap):
         else:
             text = record["caption"]
         image = record["image"]
+        size = self.image_size or image.shape[0]
         if self.crop_scale[0] < 1.0:
-            image = transforms.random_resized_crop(image, rng, self.crop_scale)
+            image = transforms.random_resized_crop(image, rng, self.crop_scale, size=size)
+        else:
+            image = transforms.central_square(image, size)
         example = {
             "image": transforms.normalize_image(image),
             "text": self.tokenizer.encode([text], self.max_len)[0],

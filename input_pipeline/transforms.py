@@ -29,12 +29,14 @@ def random_resized_crop(
     rng: np.random.Generator,
     scale: tuple[float, float],
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    size: int | None = None,
 ) -> np.ndarray:
-    """Inception-style crop of uint8 [H, W, 3] covering `scale` of the area, resized back to uint8 [H, W, 3].
+    """Inception-style crop of uint8 [H, W, 3] covering `scale` of its area, resized to uint8
+    [size, size, 3] ([H, W, 3] when size is None).
 
     The crop box is drawn from `rng` (deterministic per seed) and resampled by PIL's bilinear resize
-    with `box=` on uint8, which fuses crop and resize in C (decode + crop went from 0.15x to 0.97x
-    a plain PIL loop's rate, BENCHMARKS.md).
+    with `box=` on uint8, which fuses crop and resize in C. Given the decoded image at its own aspect
+    (DecodedSource(square=False)), this is the only resize an example goes through (BENCHMARKS.md).
     """
     height, width = image.shape[:2]
     area = height * width
@@ -43,12 +45,28 @@ def random_resized_crop(
         aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
         w, h = np.sqrt(target * aspect), np.sqrt(target / aspect)
         if w <= width and h <= height:
+            x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
             break
-    else:
-        w, h = float(width), float(height)
-    x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+    else:  # no box fits (extreme aspect): the central square, as torchvision's fallback
+        w = h = float(min(width, height))
+        rng.uniform(size=2)  # the draws a fitting box takes: later draws do not depend on the branch
+        x0, y0 = (width - w) / 2, (height - h) / 2
     box = (float(x0), float(y0), float(x0 + w), float(y0 + h))
-    resized = Image.fromarray(np.ascontiguousarray(image, np.uint8)).resize(
-        (width, height), Image.Resampling.BILINEAR, box=box
-    )
+    out = (size, size) if size else (width, height)
+    resized = Image.fromarray(np.ascontiguousarray(image, np.uint8)).resize(out, Image.Resampling.BILINEAR, box=box)
     return np.asarray(resized)
+
+
+def central_square(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> its central square resized to uint8 [size, size, 3] (unchanged if it is one)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(square_crop(Image.fromarray(np.ascontiguousarray(image, np.uint8)), size))
+
+
+def square_crop(img: Image.Image, size: int) -> Image.Image:
+    """PIL image -> its central square, bilinearly resized to size x size in one step."""
+    width, height = img.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))

@@ -11,7 +11,7 @@ import real_data as rd
 from PIL import Image
 
 from input_pipeline.array_record import ArrayRecordSource, decode_record, encode_record
-from input_pipeline.cleaning import PROBLEM_INDEX, PROBLEMS, clean_text
+from input_pipeline.cleaning import PROBLEM_INDEX, PROBLEMS, clean_text, decode_image
 from input_pipeline.convert import convert
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.jsonl import JsonlSource
@@ -55,6 +55,18 @@ def test_good_examples_decode_to_their_colour_and_caption(source):
         np.testing.assert_allclose(record["image"].mean(axis=(0, 1)), rd.colour(i), atol=2)
         assert record["caption"] == rd.caption(i) and record["rewrites"] == ()
         assert not record["problems"].any()
+
+
+@pytest.mark.parametrize("fmt, shape", [("JPEG", (50, 150, 3)), ("PNG", (34, 100, 3))])
+def test_training_decode_keeps_the_aspect_and_shrinks_by_an_integer_factor(fmt, shape):
+    # 300 x 100 at size 32: JPEG's DCT draft decodes at 1/2 (1/4 would leave 25 < 32 rows); PNG has no
+    # draft and is box-reduced by 100 // 32 = 3 (PIL rounds up: 34 x 100). The training crop then
+    # resizes once, from the whole image.
+    data = rd.encode(Image.new("RGB", (300, 100), (10, 200, 30)), fmt)
+    image = decode_image(data, 32, [], square=False)
+    assert image.shape == shape and image.dtype == np.uint8
+    np.testing.assert_allclose(image.reshape(-1, 3).mean(axis=0), (10, 200, 30), atol=2)
+    assert decode_image(data, 32, []).shape == (32, 32, 3)
 
 
 def test_each_bad_kind_is_skipped_or_repaired_and_counted(source):

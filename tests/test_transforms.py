@@ -35,6 +35,24 @@ def test_full_crop_is_identity_and_small_crop_zooms():
     assert np.ptp(crop) < 1e-3, "a 1.6-pixel crop inside one quadrant is a constant image"
 
 
+def test_crop_of_a_wide_image_resizes_once_to_the_requested_square():
+    # 16 x 32 image whose middle 16 columns are 200 and outer columns 0: its central square is constant.
+    wide = np.zeros((16, 32, 3), np.uint8)
+    wide[:, 8:24] = 200
+    # (At the same scale: a downscale's filter would also read pixels just outside the box.)
+    np.testing.assert_array_equal(transforms.central_square(wide, 16), np.full((16, 16, 3), 200, np.uint8))
+    # A square crop of the whole area cannot fit a 16 x 32 image: it falls back to the central square.
+    fallback = transforms.random_resized_crop(wide, np.random.default_rng(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), size=16)
+    np.testing.assert_array_equal(fallback, np.full((16, 16, 3), 200, np.uint8))
+    # Crops of a quarter of the area land anywhere on the whole image, each resized to 8 x 8.
+    crops = [
+        transforms.random_resized_crop(wide, rng, scale=(0.25, 0.25), ratio=(1.0, 1.0), size=8)
+        for rng in map(np.random.default_rng, range(40))
+    ]
+    assert {c.shape for c in crops} == {(8, 8, 3)}
+    assert min(c.mean() for c in crops) < 100 < 200 - 1e-6 <= max(c.mean() for c in crops) + 1e-6
+
+
 def test_normalisation_uses_clip_statistics():
     image = np.full((2, 2, 3), 255, np.uint8)
     expected = (1.0 - np.array([0.48145466, 0.4578275, 0.40821073])) / np.array([0.26862954, 0.26130258, 0.27577711])

@@ -91,6 +91,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             config.data.text_augmentation,
             tuple(config.data.crop_scale),
             objective.batch_fields,
+            image_size=config.data.image_size,
         )
     data_iter = make_train_iterator(
         source,
