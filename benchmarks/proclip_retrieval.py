@@ -18,9 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages are importable from anywhere
 
 import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
 
-from launch.results import runs_by_name  # noqa: E402
+from launch.results import mean_std_cell, runs_by_name  # noqa: E402
 
 COLUMNS = ("clip", "proclip")
 
@@ -56,7 +55,7 @@ def main() -> None:
         for column in COLUMNS:
             for metric in metrics:
                 values = [100 * r[f"{column}/{metric}"] for r in runs if f"{column}/{metric}" in r]
-                cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "—")
+                cells.append(mean_std_cell(values, 1))
         print(f"| {name} | {len(runs)} | {' | '.join(cells)} |")
 
 

@@ -18,9 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages are importable from anywhere
 
 import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
 
-from launch.results import runs_by_name  # noqa: E402
+from launch.results import mean_std_cell, runs_by_name  # noqa: E402
 
 COLUMNS = ("clip_english", "clip_second", "uclip_english", "uclip_second")
 
@@ -54,7 +53,7 @@ def table(results: dict[str, list[dict[str, float]]], metric: str) -> str:
         cells = []
         for column in COLUMNS:
             values = [100 * r[f"{column}/{metric}"] for r in runs if f"{column}/{metric}" in r]
-            cells.append(f"{np.mean(values):.1f} ± {np.std(values):.1f}" if values else "—")
+            cells.append(mean_std_cell(values, 1))
         lines.append(f"| {name} | {len(runs)} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

@@ -55,7 +55,8 @@ def _values(summaries: list[dict], key: str, scale: float) -> list[float]:
     return [scale * v for v in found if v is not None]
 
 
-def _cell(values: list[float], decimals: int) -> str:
+def mean_std_cell(values: list[float], decimals: int) -> str:
+    """"mean ± sample standard deviation" (ddof 1) of `values`, the value alone for one, "—" for none."""
     if not values:
         return "—"
     if len(values) == 1:
@@ -72,7 +73,7 @@ def results_table(results: dict[str, list[dict]], name_header: str = "config", w
     columns = {**COLUMNS, **(LOSS_COLUMN if with_loss else {})}
     lines = [f"| {name_header} | seeds | minutes | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 3)]
     for name, summaries in results.items():
-        cells = [_cell(_values(summaries, key, scale), decimals) for key, scale, decimals in columns.values()]
+        cells = [mean_std_cell(_values(summaries, key, scale), decimals) for key, scale, decimals in columns.values()]
         minutes = np.mean([s["wall_time_s"] for s in summaries]) / 60
         lines.append(f"| {name} | {len(summaries)} | {minutes:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
