@@ -41,7 +41,9 @@ def get_config(arg: str | None = None):
     if arg.mode not in ("unsup", "sup"):
         raise ValueError(f"Unknown SimCSE mode {arg.mode!r}; use mode=unsup or mode=sup.")
     if arg.text not in ("", "minilm"):
-        raise ValueError(f"Unknown SimCSE text tower {arg.text!r}; leave text out for a fresh tower or use text=minilm.")
+        raise ValueError(
+            f"Unknown SimCSE text tower {arg.text!r}; leave text out for a fresh tower or use text=minilm."
+        )
     config = text_only(common.get_base_config(f"size={arg.size}"), "shape_sentences")
     if arg.text == "minilm":
         common.use_minilm_text_tower(config)

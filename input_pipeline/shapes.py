@@ -123,7 +123,6 @@ def _sample_objects(rng: np.random.Generator, split: str) -> list[ShapeObject]:
     ]
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Mentions:
     """Which optional attributes a caption states (alt-text is often incomplete)."""

@@ -24,7 +24,6 @@ COLUMNS = {
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
-
 def runs_by_name(patterns: str) -> dict[str, list[str]]:
     """Run folders matching comma-separated globs, grouped by name without its `_seed<N>` suffix.
 
@@ -56,7 +55,7 @@ def _values(summaries: list[dict], key: str, scale: float) -> list[float]:
 
 
 def mean_std_cell(values: list[float], decimals: int) -> str:
-    """"mean ± sample standard deviation" (ddof 1) of `values`, the value alone for one, "—" for none."""
+    """ "mean ± sample standard deviation" (ddof 1) of `values`, the value alone for one, "—" for none."""
     if not values:
         return "—"
     if len(values) == 1:

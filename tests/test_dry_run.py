@@ -42,7 +42,7 @@ def test_b16_state_per_device_matches_a_count_by_hand():
     params = 149.6e6 - (49_408 - config.text.vocab_size) * 512
     assert report["params_gib"] == pytest.approx(params * 4 / 4 / GIB, rel=0.02)
     assert report["optimizer_state_gib"] == pytest.approx(2 * report["params_gib"], rel=0.01)
-    assert report["batch_gib"] == pytest.approx(16 / 8 * (224 * 224 * 3 * 4 + 77 * 4) / GIB, rel=1e-6)
+    assert report["batch_gib"] == pytest.approx(16 / 8 * (224 * 224 * 3 + 77 * 4) / GIB, rel=1e-6)  # uint8 pixels
     assert report["other_state_gib"] * GIB == 4 + 8  # step (int32) and the rng key (2 x uint32)
 
 

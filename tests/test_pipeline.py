@@ -3,7 +3,6 @@ import numpy as np
 from input_pipeline import shapes
 from input_pipeline.pipeline import TrainTransform, make_train_iterator
 from input_pipeline.tokenizer import train_tokenizer
-from input_pipeline.transforms import normalize_image
 
 SOURCE = shapes.ShapesSource("train", 64, seed=0, image_size=32)
 TOKENIZER = train_tokenizer((SOURCE[i]["caption"] for i in range(64)), vocab_size=400)
@@ -20,7 +19,7 @@ def _batches(seed, n=4, process_index=0, process_count=1, augmentation="laclip",
 
 def test_batches_have_the_documented_shapes():
     batch = _batches(0, n=1)[0]
-    assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.float32
+    assert batch["image"].shape == (16, 32, 32, 3) and batch["image"].dtype == np.uint8
     assert batch["text"].shape == (16, 24) and batch["text"].dtype == np.int32
 
 
@@ -56,7 +55,7 @@ def test_processes_read_disjoint_halves():
         batches = [next(it) for _ in range(4)]  # 4 x 8 = each process's 32 examples, once
         assert batches[0]["image"].shape[0] == 8
         seen.append({image.tobytes() for b in batches for image in b["image"]})
-    expected = {normalize_image(SOURCE[i]["image"]).tobytes() for i in range(64)}
+    expected = {SOURCE[i]["image"].tobytes() for i in range(64)}
     assert len(seen[0]) == len(seen[1]) == 32
     assert not seen[0] & seen[1] and seen[0] | seen[1] == expected
 
@@ -81,13 +80,8 @@ def test_objective_batch_fields_join_each_example():
     transform = TrainTransform(TOKENIZER, 24, "none", (1.0, 1.0), hard_negative_tokens)
     batch = next(make_train_iterator(SOURCE, transform, global_batch_size=4, seed=0))
     assert batch["hard_negatives"].shape == (4, 6, 24)
-    images = np.round(batch["image"] * 1e3)
     for row in range(4):  # the row's hard negatives are those of the record whose image it holds
-        index = next(i for i in range(len(SOURCE)) if np.array_equal(images[row], _rounded_image(i)))
+        index = next(i for i in range(len(SOURCE)) if np.array_equal(batch["image"][row], SOURCE[i]["image"]))
         expected = TOKENIZER.encode(list(SOURCE[index]["hard_negatives"]), 24)
         np.testing.assert_array_equal(batch["hard_negatives"][row], expected)
     assert len(set(batch["draw"].tolist())) == 4  # each example gets its own generator
-
-
-def _rounded_image(index):
-    return np.round(normalize_image(SOURCE[index]["image"]) * 1e3)

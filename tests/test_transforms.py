@@ -42,7 +42,8 @@ def test_crop_of_a_wide_image_resizes_once_to_the_requested_square():
     # (At the same scale: a downscale's filter would also read pixels just outside the box.)
     np.testing.assert_array_equal(transforms.central_square(wide, 16), np.full((16, 16, 3), 200, np.uint8))
     # A square crop of the whole area cannot fit a 16 x 32 image: it falls back to the central square.
-    fallback = transforms.random_resized_crop(wide, np.random.default_rng(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), size=16)
+    rng = np.random.default_rng(0)
+    fallback = transforms.random_resized_crop(wide, rng, scale=(1.0, 1.0), ratio=(1.0, 1.0), size=16)
     np.testing.assert_array_equal(fallback, np.full((16, 16, 3), 200, np.uint8))
     # Crops of a quarter of the area land anywhere on the whole image, each resized to 8 x 8.
     crops = [

@@ -48,7 +48,7 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.Sha
     """ShapeDtypeStructs of one global batch (images and caption tokens), split over the batch axes."""
     side, sharding = config.data.image_size, mesh_lib.batch_sharding(mesh)
     return {
-        "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.float32, sharding=sharding),
+        "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.uint8, sharding=sharding),
         "text": jax.ShapeDtypeStruct((config.batch_size, config.model.text.max_len), jnp.int32, sharding=sharding),
     }
 

@@ -7,8 +7,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
+from input_pipeline import transforms
 from losses.objectives import Objective
 from training.grad_cache import grad_cache_value_and_grad
 from training.train_state import TrainState
@@ -23,6 +25,18 @@ def all_finite(tree: Any) -> jax.Array:
 def keep_unless(ok: jax.Array, new: Any, old: Any) -> Any:
     """`new` where the bool scalar `ok` holds, else `old`, leaf by leaf (same structure, shapes, dtypes)."""
     return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+# normalize_image of every uint8 value, per channel: float32 [256, 3].
+_PIXEL_TABLE = transforms.normalize_image(np.arange(256, dtype=np.uint8)[:, None].repeat(3, axis=1))
+
+
+def normalize_pixels(images: jax.Array) -> jax.Array:
+    """uint8 [..., 3] -> float32 [..., 3], on the device and bit-identical to the host's
+    transforms.normalize_image: a lookup in the table of its 768 possible values. (XLA turns the
+    division into a multiplication by the reciprocal, which rounds differently: figures measured with
+    host normalisation would move.) Costs as much as the arithmetic on the CPU (BENCHMARKS.md)."""
+    return jnp.asarray(_PIXEL_TABLE)[images.astype(jnp.int32), jnp.arange(3)]
 
 
 def train_step(
@@ -40,6 +54,8 @@ def train_step(
 
     A step whose loss or any gradient is non-finite is skipped: params, opt_state and extra stay as
     they were (step and rng still advance, so the next batch and key are fresh) and `skipped` is 1."""
+    if "image" in batch and batch["image"].dtype == jnp.uint8:  # pipeline batches; tests may pass floats
+        batch = dict(batch, image=normalize_pixels(batch["image"]))
     rng, step_rng = jax.random.split(state.rng)
 
     def loss_fn(params):
