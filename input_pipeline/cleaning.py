@@ -27,7 +27,8 @@ Every text has runs of whitespace and control characters collapsed to one space 
 Images are decoded, reduced in the JPEG DCT domain where possible (PIL's `draft`), then the central
 square is resized bilinearly to `image_size` x `image_size`; or, for training (`square=False`), kept
 at their aspect, shrunk by an integer factor while the shorter side stays >= `image_size`, so that
-the random crop draws its box on the whole image and resizes once (input_pipeline/transforms.py).
+the random crop draws its box on the whole image and resizes once (input_pipeline/transforms.py);
+those stay PIL images, which the crop resizes without a round trip through NumPy.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def clean_example(image, caption, rewrites: Sequence, image_size: int, square: b
     """Raw fields -> {"image": uint8 [S, S, 3], "caption", "rewrites", "problems": int32 [P]} or a skip record.
 
     `image` is encoded bytes, a uint8 array [H, W] or [H, W, C], or None; texts are str, bytes or None.
-    With square=False the image is uint8 [H, W, 3] at its own aspect, min(H, W) in [S, 2S) unless smaller.
+    With square=False the image is a PIL RGB image at its own aspect, min(H, W) in [S, 2S) unless smaller.
     """
     repairs: list[str] = []
     try:
@@ -126,9 +127,9 @@ def clean_example(image, caption, rewrites: Sequence, image_size: int, square: b
     return {"image": pixels, "caption": caption, "rewrites": rewrites, "problems": problem_counts(repairs)}
 
 
-def decode_image(data: bytes, size: int, repairs: list[str], square: bool = True) -> np.ndarray:
-    """Encoded image -> uint8 [size, size, 3], the central square resized (square=False: [H, W, 3] at its
-    aspect, see _shrink); raises Skip; appends repairs."""
+def decode_image(data: bytes, size: int, repairs: list[str], square: bool = True) -> np.ndarray | Image.Image:
+    """Encoded image -> uint8 [size, size, 3], the central square resized (square=False: a PIL RGB image
+    at its aspect, see _shrink); raises Skip; appends repairs."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if min(img.size) < MIN_IMAGE_SIDE:
@@ -137,7 +138,7 @@ def decode_image(data: bytes, size: int, repairs: list[str], square: bool = True
             img.draft("RGB", (size, size))
             img.load()
             img = _to_rgb(img, repairs)
-            return np.asarray(square_crop(img, size) if square else _shrink(img, size), np.uint8)
+            return np.asarray(square_crop(img, size), np.uint8) if square else _shrink(img, size)
     except Image.DecompressionBombError:
         raise Skip("oversized_image") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError):
@@ -171,9 +172,9 @@ def _shrink(img: Image.Image, size: int) -> Image.Image:
     return img.reduce(factor) if factor >= 2 else img
 
 
-def _array_to_image(array: np.ndarray, size: int, repairs: list[str], square: bool) -> np.ndarray:
+def _array_to_image(array: np.ndarray, size: int, repairs: list[str], square: bool) -> np.ndarray | Image.Image:
     """Decoded uint8 pixels (TFDS without TensorFlow decodes some features itself) -> [size, size, 3]
-    (square=False: [H, W, 3], as decode_image)."""
+    (square=False: a PIL image, as decode_image)."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -185,4 +186,4 @@ def _array_to_image(array: np.ndarray, size: int, repairs: list[str], square: bo
         repairs.append("repaired_high_bit_depth")
         array = np.round(array * (255 / 65535)).astype(np.uint8)
     img = _to_rgb(Image.fromarray(array.astype(np.uint8, copy=False)), repairs)
-    return np.asarray(square_crop(img, size) if square else _shrink(img, size), np.uint8)
+    return np.asarray(square_crop(img, size), np.uint8) if square else _shrink(img, size)

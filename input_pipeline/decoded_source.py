@@ -11,7 +11,7 @@ from input_pipeline.cleaning import clean_example, clean_text, skipped
 
 class DecodedSource:
     """Random access to cleaned, decoded examples of a raw source, images resized to `image_size`
-    squares; with square=False kept at their aspect for the training crop to resize once
+    squares; with square=False kept at their aspect, as PIL images, for the training crop to resize once
     (input_pipeline/cleaning.py)."""
 
     def __init__(self, raw_source, image_size: int, square: bool = True):

@@ -36,7 +36,7 @@ class TrainTransform(grain.transforms.RandomMap):
         else:
             text = record["caption"]
         image = record["image"]
-        size = self.image_size or image.shape[0]
+        size = self.image_size or transforms.height_width(image)[0]
         if self.crop_scale[0] < 1.0:
             image = transforms.random_resized_crop(image, rng, self.crop_scale, size=size)
         else:

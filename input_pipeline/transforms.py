@@ -24,21 +24,31 @@ def normalize_image(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) / 255.0 - IMAGE_MEAN) / IMAGE_STD
 
 
+def height_width(image: np.ndarray | Image.Image) -> tuple[int, int]:
+    """(H, W) of uint8 pixels [H, W, 3] or of a PIL image."""
+    return (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
+
+
+def _as_pil(image: np.ndarray | Image.Image) -> Image.Image:
+    return image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image, np.uint8))
+
+
 def random_resized_crop(
-    image: np.ndarray,
+    image: np.ndarray | Image.Image,
     rng: np.random.Generator,
     scale: tuple[float, float],
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     size: int | None = None,
 ) -> np.ndarray:
-    """Inception-style crop of uint8 [H, W, 3] covering `scale` of its area, resized to uint8
-    [size, size, 3] ([H, W, 3] when size is None).
+    """Inception-style crop of uint8 [H, W, 3] (or a PIL RGB image) covering `scale` of its area,
+    resized to uint8 [size, size, 3] ([H, W, 3] when size is None).
 
     The crop box is drawn from `rng` (deterministic per seed) and resampled by PIL's bilinear resize
     with `box=` on uint8, which fuses crop and resize in C. Given the decoded image at its own aspect
-    (DecodedSource(square=False)), this is the only resize an example goes through (BENCHMARKS.md).
+    (DecodedSource(square=False), a PIL image: no copy into NumPy and back), this is the only resize
+    an example goes through (BENCHMARKS.md).
     """
-    height, width = image.shape[:2]
+    height, width = height_width(image)
     area = height * width
     for _ in range(10):
         target = area * rng.uniform(*scale)
@@ -53,15 +63,14 @@ def random_resized_crop(
         x0, y0 = (width - w) / 2, (height - h) / 2
     box = (float(x0), float(y0), float(x0 + w), float(y0 + h))
     out = (size, size) if size else (width, height)
-    resized = Image.fromarray(np.ascontiguousarray(image, np.uint8)).resize(out, Image.Resampling.BILINEAR, box=box)
-    return np.asarray(resized)
+    return np.asarray(_as_pil(image).resize(out, Image.Resampling.BILINEAR, box=box))
 
 
-def central_square(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> its central square resized to uint8 [size, size, 3] (unchanged if it is one)."""
-    if image.shape[:2] == (size, size):
+def central_square(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
+    """uint8 [H, W, 3] (or a PIL RGB image) -> its central square resized to uint8 [size, size, 3]."""
+    if isinstance(image, np.ndarray) and image.shape[:2] == (size, size):
         return image
-    return np.asarray(square_crop(Image.fromarray(np.ascontiguousarray(image, np.uint8)), size))
+    return np.asarray(square_crop(_as_pil(image), size))
 
 
 def square_crop(img: Image.Image, size: int) -> Image.Image:

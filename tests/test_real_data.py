@@ -63,7 +63,7 @@ def test_training_decode_keeps_the_aspect_and_shrinks_by_an_integer_factor(fmt, 
     # draft and is box-reduced by 100 // 32 = 3 (PIL rounds up: 34 x 100). The training crop then
     # resizes once, from the whole image.
     data = rd.encode(Image.new("RGB", (300, 100), (10, 200, 30)), fmt)
-    image = decode_image(data, 32, [], square=False)
+    image = np.asarray(decode_image(data, 32, [], square=False))  # a PIL image, for the crop
     assert image.shape == shape and image.dtype == np.uint8
     np.testing.assert_allclose(image.reshape(-1, 3).mean(axis=0), (10, 200, 30), atol=2)
     assert decode_image(data, 32, []).shape == (32, 32, 3)
