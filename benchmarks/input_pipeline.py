@@ -12,7 +12,11 @@ shard. Rows:
   then an integer box reduction), then transforms.random_resized_crop to 224, the one resize;
 - `grain, N workers`: make_train_iterator over the shard (tiled to a million records, `Tiled`) as
   training reads it: DecodedSource with square=False; decode, crop 0.5-1, tokenise, batch 32 uint8
-  images (the train step normalises them on the device, training/train_step.normalize_pixels).
+  images (the train step normalises them on the device, training/train_step.normalize_pixels), with
+  2 reader threads per process (data.read_threads' default for files) and once inline (0 threads).
+A second table times the normalisation of one batch of 128 such crops: on the host
+(transforms.normalize_image, as the pipeline did before 2026-11-28) against the train step's
+lookup (training/train_step.normalize_pixels) and plain arithmetic, both jitted on the default device.
 Rates per core are images per CPU second of all processes involved (psutil), so they stay meaningful
 on a busy machine; wall-clock rates are shown beside them.
 """
@@ -92,16 +96,23 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def time_loop(fn, jpegs: list[bytes], repeats: int) -> tuple[float, float]:
+def time_loops(fns: dict, jpegs: list[bytes], repeats: int) -> list[tuple[str, float, float]]:
+    """(name, per-core rate, wall rate) of each loop; the loops take turns pass by pass, so that the
+    machine's drift (other jobs, clock speed) spreads over all of them alike."""
     rng = np.random.default_rng(0)
-    fn(jpegs[0], rng)  # warm caches
     me = psutil.Process()
-    cpu, wall = cpu_seconds(me), time.perf_counter()
+    cpu, wall = dict.fromkeys(fns, 0.0), dict.fromkeys(fns, 0.0)
+    for fn in fns.values():
+        fn(jpegs[0], rng)  # warm caches
     for _ in range(repeats):
-        for jpeg in jpegs:
-            fn(jpeg, rng)
+        for name, fn in fns.items():
+            cpu_start, wall_start = cpu_seconds(me), time.perf_counter()
+            for jpeg in jpegs:
+                fn(jpeg, rng)
+            cpu[name] += cpu_seconds(me) - cpu_start
+            wall[name] += time.perf_counter() - wall_start
     n = repeats * len(jpegs)
-    return n / (cpu_seconds(me) - cpu), n / (time.perf_counter() - wall)
+    return [(name, n / cpu[name], n / wall[name]) for name in fns]
 
 
 class Tiled:
@@ -118,10 +129,12 @@ class Tiled:
         return self.source.raw(index % len(self.source))
 
 
-def time_grain(shard: str, tokenizer, workers: int, batches: int) -> tuple[float, float]:
+def time_grain(shard: str, tokenizer, workers: int, batches: int, read_threads: int = 2) -> tuple[float, float]:
     source = DecodedSource(Tiled(WebDatasetSource([shard]), 1_000_000), SIZE, square=False)
     transform = TrainTransform(tokenizer, 32, "none", SCALE, image_size=SIZE)
-    it = make_train_iterator(source, transform, global_batch_size=32, seed=0, worker_count=workers)
+    it = make_train_iterator(
+        source, transform, global_batch_size=32, seed=0, worker_count=workers, read_threads=read_threads
+    )
     next(it)  # start-up (worker processes, first reads) is not the steady state
     me = psutil.Process()
     cpu, wall = cpu_seconds(me), time.perf_counter()
@@ -131,6 +144,35 @@ def time_grain(shard: str, tokenizer, workers: int, batches: int) -> tuple[float
     rates = n / (cpu_seconds(me) - cpu), n / (time.perf_counter() - wall)
     it.close()
     return rates
+
+
+def time_normalisation(repeats: int = 5) -> list[tuple[str, float]]:
+    """(path, ms per batch of 128 uint8 224 px images): host NumPy, device lookup, device arithmetic."""
+    import jax
+    import jax.numpy as jnp
+
+    from training.train_step import normalize_pixels
+
+    pixels = np.random.default_rng(0).integers(0, 256, (128, SIZE, SIZE, 3), dtype=np.uint8)
+    on_device = jax.device_put(pixels)
+
+    def arithmetic(u):
+        return (u.astype(jnp.float32) / 255.0 - transforms.IMAGE_MEAN) / transforms.IMAGE_STD
+
+    lookup, arithmetic = jax.jit(normalize_pixels), jax.jit(arithmetic)
+    paths = {
+        "host, NumPy (transforms.normalize_image)": lambda: transforms.normalize_image(pixels),
+        "device, lookup (normalize_pixels; bit-identical)": lambda: lookup(on_device).block_until_ready(),
+        "device, arithmetic (not bit-identical)": lambda: arithmetic(on_device).block_until_ready(),
+    }
+    rows = []
+    for name, fn in paths.items():
+        fn()  # compile
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        rows.append((name, (time.perf_counter() - start) / repeats * 1e3))
+    return rows
 
 
 def main() -> None:
@@ -144,15 +186,15 @@ def main() -> None:
     flags.FLAGS.mark_as_parsed()
 
     jpegs = make_jpegs(args.images, args.side, np.random.default_rng(0))
-    rows = []
-    for name, fn in (("PIL loop", pil_loop), ("ours, decode", ours_decode), ("ours, decode + crop", ours_decode_crop)):
-        rows.append((name, *time_loop(fn, jpegs, args.repeats)))
+    loops = {"PIL loop": pil_loop, "ours, decode": ours_decode, "ours, decode + crop": ours_decode_crop}
+    rows = time_loops(loops, jpegs, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         from tests.real_data import write_shard
 
         shard = os.path.join(tmp, "bench.tar")
         write_shard(shard, [{"key": f"{i:06d}", "jpg": j, "txt": b"a photo"} for i, j in enumerate(jpegs)])
         tokenizer = train_tokenizer(["a photo of a flower", "a photo of a temple"] * 50, vocab_size=300)
+        rows.append(("grain, inline (0 workers, 0 reader threads)", *time_grain(shard, tokenizer, 0, args.batches, 0)))
         for workers in (int(w) for w in args.workers.split(",")):
             rows.append((f"grain, {workers} workers", *time_grain(shard, tokenizer, workers, args.batches)))
 
@@ -163,6 +205,11 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, per_core, wall in rows:
         print(f"| {name} | {per_core:.0f} | {per_core / base:.2f}x | {wall:.0f} |")
+    print()
+    print("| normalise 128 images of 224 px | ms per batch |")
+    print("|---|---|")
+    for name, ms in time_normalisation():
+        print(f"| {name} | {ms:.0f} |")
 
 
 if __name__ == "__main__":
