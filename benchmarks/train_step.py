@@ -36,6 +36,7 @@ from losses.objectives import get_objective  # noqa: E402
 from models.two_tower import build_model  # noqa: E402
 from training.flops import matmul_flops  # noqa: E402
 from training.mesh import global_batch  # noqa: E402
+from training.op_profile import by_layer_kind, categorize_hlo, summarize_trace  # noqa: E402
 from training.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
 from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings  # noqa: E402
 
@@ -44,6 +45,12 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats, JAX and open_clip alternating; the best is reported.")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s of one device for MFU; 0 = from the device kind.")
 _OPEN_CLIP = flags.DEFINE_bool("open_clip", True, "Also time open_clip when it imports.")
+_PROFILE = flags.DEFINE_string(
+    "profile_dir",
+    "",
+    "Also trace --profile_steps JAX steps into this folder and print their device time per kind of op.",
+)
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
 _VOCAB = 1000
 
 # Dense (no sparsity) peak TFLOP/s per chip from the vendors' data sheets: (bf16, fp32).
@@ -118,6 +125,15 @@ class JaxStep:
                 self.state, metrics = self.step(self.state, self.batch)
             jax.block_until_ready(metrics)
         return time.perf_counter() - start
+
+    def profile(self, log_dir: str, steps: int):
+        """(ops by name, [(category, s/step, distinct ops)], [(op, s/step)], wall s/step) over `steps` traced steps."""
+        with jax.set_mesh(self.mesh):
+            ops = categorize_hlo(self.step.lower(self.state, self.batch).compile().as_text())
+        with jax.profiler.trace(log_dir):
+            seconds = self.run(steps)
+        by_category, by_op = summarize_trace(log_dir, ops)
+        return ops, [(c, t / steps, n) for c, t, n in by_category], [(o, t / steps) for o, t in by_op], seconds / steps
 
 
 class OpenClipStep:
@@ -195,7 +211,8 @@ def main(argv):
     print(
         f"{jax.devices()[0].device_kind} x {devices}; ViT w{image.width} d{image.depth} p{image.patch_size} "
         f"stem {image.conv_stem_depth} at {config.data.image_size} px + text w{text.width} d{text.depth} "
-        f"L{text.max_len}; batch {config.batch_size}, {config.model.dtype}, remat {config.model.remat}; "
+        f"L{text.max_len}; batch {config.batch_size}, {config.model.dtype}, remat {config.model.remat}, "
+        f"attention {config.model.attention}, LayerNorm {config.model.layer_norm_dtype}; "
         f"{flops / config.batch_size / 1e9:.3f} GFLOP/example (model); "
         f"peak {peak:.2f} TFLOP/s per device ({peak_source})"
     )
@@ -210,6 +227,26 @@ def main(argv):
         )
     if skipped:
         print(skipped)
+    if _PROFILE.value:
+        print_profile(*runners["jax (this repo)"].profile(_PROFILE.value, _PROFILE_STEPS.value), _PROFILE.value)
+
+
+def print_profile(ops, rows, top, wall: float, log_dir: str, count: int = 15) -> None:
+    """The device time of one traced step by kind of op and its `count` costliest ops (training/op_profile.py)."""
+    busy = sum(seconds for _, seconds, _ in rows)
+    print(
+        f"\nDevice time per step by kind of op, {wall * 1e3:.1f} ms/step traced, {busy * 1e3:.1f} ms in ops "
+        f"(summed over streams or threads; the trace for TensorBoard or Perfetto is in {log_dir}):\n"
+        "\n| ops | ms/step | share | distinct ops |\n|---|---|---|---|"
+    )
+    for category, seconds, distinct in rows:
+        print(f"| {category} | {seconds * 1e3:.1f} | {seconds / busy:.1%} | {distinct} |")
+    print("\n| layer (all blocks) | ms/step | share | ops |\n|---|---|---|---|")
+    for kind, seconds, distinct in by_layer_kind(top, ops)[:count]:
+        print(f"| {kind} | {seconds * 1e3:.2f} | {seconds / busy:.1%} | {distinct} |")
+    print("\n| op | kind | ms/step | share | from |\n|---|---|---|---|---|")
+    for op, seconds in top[:count]:
+        print(f"| {op} | {ops[op].category} | {seconds * 1e3:.2f} | {seconds / busy:.1%} | {ops[op].source[-90:]} |")
 
 
 if __name__ == "__main__":

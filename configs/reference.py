@@ -56,6 +56,10 @@ DESCRIPTIONS = {
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
     "model.dtype": "Compute dtype (`float32` or `bfloat16`); parameters stay float32.",
     "model.remat": "Recompute each transformer block in the backward pass to save memory.",
+    "model.attention": "Attention kernel of the transformer towers: `dense` (Flax's einsum softmax), `xla` "
+    "(`jax.nn.dot_product_attention`'s portable path) or `cudnn` (its fused flash attention: NVIDIA GPUs, bfloat16).",
+    "model.layer_norm_dtype": "Output dtype of the towers' LayerNorms, which also sets the ViT's residual stream "
+    "(`float32` or `bfloat16`; statistics are float32 either way).",
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
     "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "

@@ -15,8 +15,11 @@ TEXT_TOWERS = {"clip": TextTransformer, "bert": BertEncoder}
 TEXT_POOLING = {"clip": ("last", "argmax"), "bert": ("mean", "first")}
 
 
-def text_tower(config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtype) -> nn.Module:
-    """The tower named by config["kind"] (default `clip`), built from the rest of `config` (config.model.text)."""
+def text_tower(config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtype, **transformer) -> nn.Module:
+    """The tower named by config["kind"] (default `clip`), built from the rest of `config` (config.model.text);
+    `transformer` (attention, layer_norm_dtype: models/transformer.py) applies to the `clip` tower only."""
     options = dict(config)
     kind = options.pop("kind", "clip")
+    if kind == "clip":
+        options.update(transformer)
     return TEXT_TOWERS[kind](vocab_size=vocab_size, **options, remat=remat, dtype=dtype)

@@ -29,6 +29,8 @@ class TextTransformer(nn.Module):
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
     dropout_rate: float = 0.0  # BERT-style dropout in training (SimCSE's augmentation); 0 = none
+    attention: str = "dense"  # models/transformer.py: ATTENTION
+    layer_norm_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, tokens: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -39,11 +41,11 @@ class TextTransformer(nn.Module):
         posemb = self.param("pos_embedding", nn.initializers.normal(0.01), (1, self.max_len, self.width), jnp.float32)
         x = (x + posemb[:, :length]).astype(self.dtype)
         x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
-        causal = nn.make_causal_mask(tokens, dtype=bool)
         x = Encoder(
             self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            self.dropout_rate, name="encoder",
-        )(x, causal, deterministic)  # fmt: skip
+            self.dropout_rate, causal=True, attention=self.attention, layer_norm_dtype=self.layer_norm_dtype,
+            name="encoder",
+        )(x, deterministic)  # fmt: skip
         # The causal mask makes the end-of-text position a summary of the whole caption.
         if self.pool == "argmax":
             eot = jnp.argmax(tokens, axis=1)

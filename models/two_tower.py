@@ -38,6 +38,8 @@ class TwoTower(nn.Module):
     logit_bias_init: float = 0.0
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    attention: str = "dense"  # the transformer towers' attention kernel (models/transformer.py: ATTENTION)
+    layer_norm_dtype: jnp.dtype = jnp.float32  # their LayerNorms' outputs and, in the ViT, residual stream
     # Towers ("image_tower", "text_tower") whose outputs stop gradients: a locked tower (LiT) costs no backward pass.
     locked: tuple[str, ...] = ()
     head_hidden_dim: int = 0
@@ -46,8 +48,9 @@ class TwoTower(nn.Module):
     text_mlp_head: str = "none"
 
     def setup(self):
-        self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype)
-        self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype)
+        transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
+        self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype, **transformer)
+        self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype, **transformer)
         self.image_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.text_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
@@ -104,6 +107,11 @@ class TwoTower(nn.Module):
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
     m = config.model
+    if m.attention == "cudnn" and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "
+            "set config.model.attention='dense'."
+        )
     return TwoTower(
         image=m.image,
         text=m.text,
@@ -113,6 +121,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        attention=m.attention,
+        layer_norm_dtype=jnp.dtype(m.layer_norm_dtype),
         locked=tuple(p for p in config.optimizer.get("frozen_prefixes", ()) if p in ("image_tower", "text_tower")),
         head_hidden_dim=m.head_hidden_dim,
         head_dim=m.head_dim,

@@ -29,6 +29,8 @@ class VisionTransformer(nn.Module):
     layer_norm_eps: float = 1e-6
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
+    attention: str = "dense"  # models/transformer.py: ATTENTION
+    layer_norm_dtype: jnp.dtype = jnp.float32  # also the residual stream's dtype: ln_pre's output starts it
 
     @nn.compact
     def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -47,10 +49,10 @@ class VisionTransformer(nn.Module):
         if self.pool == "cls":
             cls = self.param("cls", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1)
-        x = nn.LayerNorm(epsilon=self.layer_norm_eps, name="ln_pre")(x)
+        x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln_pre")(x)
         x = Encoder(
             self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            name="encoder",
+            attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
         )(x)  # fmt: skip
         if self.pool == "cls":
             return x[:, 0], x[:, 1:]

@@ -19,7 +19,7 @@ from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
-from models.transformer import ACTIVATIONS
+from models.transformer import ACTIVATIONS, ATTENTION
 
 
 class ConfigError(ValueError):
@@ -33,6 +33,8 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "data.text_augmentation": ("text augmentation", list(TEXT_AUGMENTATIONS)),
     "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
+    "model.layer_norm_dtype": ("LayerNorm dtype", ["float32", "bfloat16"]),
+    "model.attention": ("attention kernel", list(ATTENTION)),
     "model.image.pool": ("image pooling", ["cls", "gap"]),
     "model.image.activation": ("activation", list(ACTIVATIONS)),
     "model.text.activation": ("activation", list(ACTIVATIONS)),
@@ -168,6 +170,13 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"Tokenizer file {c.text.tokenizer_path!r} does not exist; fix config.text.tokenizer_path "
             "or set it to '' to train a tokenizer on the training captions."
+        )
+    if c.model.attention == "cudnn" and c.model.dtype != "bfloat16":
+        raise ConfigError("config.model.attention='cudnn' runs in bfloat16 only; set config.model.dtype=bfloat16.")
+    if c.model.attention != "dense" and c.model.text.kind == "clip" and c.model.text.dropout_rate:
+        raise ConfigError(
+            f"config.model.attention={c.model.attention!r} has no attention dropout; set config.model.attention="
+            "'dense' or config.model.text.dropout_rate=0."
         )
     kind, pool = c.model.text.kind, c.model.text.pool
     if pool not in TEXT_POOLING[kind]:

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# ViT-B/16 CLIP train-step variants on one NVIDIA GPU in a single call (BENCHMARKS.md "On one H100").
+#
+#   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
+#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, then four timed variants
+#
+# Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline) and where
+# the step's device time goes by kind of op and by layer; everything also lands in $OUT (default /tmp/out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == fetch ]]; then
+    # Not in the GPU image (KINDS.md lists its packages): the repo's config/data imports and open_clip.
+    exec pip download --only-binary=:all: --python-version 3.12 --no-deps -d .whl \
+        --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
+        ml-collections grain array-record portpicker open-clip-torch ftfy wcwidth
+fi
+
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | grep -v WARNING
+nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
+python3 -m pytest -q -p no:warnings tests/test_attention_kernels.py tests/test_op_profile.py 2>&1 | tail -3 \
+    | tee "$OUT/tests.txt"
+
+B16=(--config=configs/clip.py:size=B/16 --config.model.dtype=bfloat16 --config.batch_size=256 --steps=10 --repeats=2)
+variant() {  # name, then train_step.py flags
+    local name=$1
+    shift
+    echo "== $name: $*"
+    timeout 170 python3 benchmarks/train_step.py "${B16[@]}" --profile_dir="/tmp/profile_$name" "$@" 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/$name.txt"
+}
+variant dense
+variant cudnn --config.model.attention=cudnn --open_clip=false
+variant cudnn_bf16_norms --config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false
+variant cudnn_bf16_norms_b512 --config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 \
+    --config.batch_size=512 --open_clip=false

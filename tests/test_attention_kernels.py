@@ -1,0 +1,103 @@
+"""The towers' attention kernels (config.model.attention) and LayerNorm dtype (config.model.layer_norm_dtype)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tiny_training import VOCAB, batch, tiny_config
+
+from models.transformer import fused_attention
+from models.two_tower import build_model
+from training.validation import ConfigError, validate_config
+
+
+def _numpy_attention(q, k, v, causal):
+    """Softmax(q k^T / sqrt(d)) v per head in float64; q, k, v [B, N, heads, d]."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    if causal:
+        n = q.shape[1]
+        logits = np.where(np.tril(np.ones((n, n), bool)), logits, -np.inf)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    return np.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_attention_xla_matches_numpy(causal):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=(2, 7, 3, 8)).astype(np.float32) for _ in range(3))  # odd length, as ViT's 197
+    out = fused_attention(q, k, v, implementation="xla", causal=causal)
+    np.testing.assert_allclose(out, _numpy_attention(q, k, v, causal), atol=1e-5)
+
+
+def _embeddings(config, params=None):
+    model = build_model(config, VOCAB)
+    data = batch(config, size=4)
+    if params is None:
+        params = model.init(jax.random.PRNGKey(0), data["image"], data["text"])
+    out = model.apply(params, data["image"], data["text"])
+    return params, out
+
+
+def test_xla_attention_gives_the_dense_towers_outputs_with_the_same_params():
+    params, dense = _embeddings(tiny_config())
+    fused_params, _ = _embeddings(tiny_config(**{"model.attention": "xla"}))
+    # Same parameter tree: checkpoints move between kernels.
+    assert jax.tree.structure(params) == jax.tree.structure(fused_params)
+    _, fused = _embeddings(tiny_config(**{"model.attention": "xla"}), params)
+    for key in ("image_embedding", "text_embedding", "image_tokens"):
+        np.testing.assert_allclose(fused[key], dense[key], atol=2e-5)
+
+
+def test_text_tower_stays_causal_with_the_fused_kernel():
+    """Changing the last token must leave every earlier position of the text tower unchanged."""
+    config = tiny_config(**{"model.attention": "xla"})
+    model = build_model(config, VOCAB)
+    tokens = batch(config, size=2)["text"]
+    changed = tokens.copy()
+    changed[:, -1] = np.where(tokens[:, -1] == 1, 2, 1)
+    params = model.init(jax.random.PRNGKey(0), None, tokens)
+    states, new_states = (model.apply(params, t, method=lambda m, t: m.text_tower(t)[1]) for t in (tokens, changed))
+    np.testing.assert_allclose(new_states[:, :-1], states[:, :-1], atol=1e-6)
+    assert np.abs(new_states[:, -1] - states[:, -1]).max() > 1e-3
+
+
+def test_bfloat16_layer_norms_carry_the_vit_residual_stream_in_bfloat16():
+    config = tiny_config(**{"model.dtype": "bfloat16"})
+    params, mixed = _embeddings(config)
+    assert mixed["image_tokens"].dtype == jnp.float32  # ln_final's output: fp32 stream by default
+    config.model.layer_norm_dtype = "bfloat16"
+    _, low = _embeddings(config, params)
+    assert low["image_tokens"].dtype == jnp.bfloat16
+    # The embeddings agree to bf16's precision (8 mantissa bits) and are not bit-equal.
+    for key in ("image_embedding", "text_embedding"):
+        np.testing.assert_allclose(low[key], mixed[key], atol=3e-2)
+    assert not np.array_equal(low["image_embedding"], mixed["image_embedding"])
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ConfigError, match="set config.model.dtype=bfloat16"):
+        validate_config(tiny_config(**{"model.attention": "cudnn"}))
+    with pytest.raises(ConfigError, match="config.model.text.dropout_rate=0"):
+        validate_config(tiny_config(**{"model.attention": "xla", "model.text.dropout_rate": 0.1}))
+    with pytest.raises(ConfigError, match="attention kernel 'flash'"):
+        validate_config(tiny_config(**{"model.attention": "flash"}))
+
+
+@pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the message shown off a GPU")
+def test_cudnn_attention_off_a_gpu_says_what_to_set():
+    config = tiny_config(**{"model.attention": "cudnn", "model.dtype": "bfloat16"})
+    with pytest.raises(ValueError, match="needs an NVIDIA GPU.*set config.model.attention='dense'"):
+        build_model(config, VOCAB)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN flash attention needs an NVIDIA GPU")
+@pytest.mark.parametrize(("length", "causal"), [(197, False), (77, True)])  # ViT-B/16's tokens, CLIP's captions
+def test_cudnn_attention_matches_numpy_on_a_gpu(length, causal):
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=(4, length, 12, 64)).astype(np.float32) for _ in range(3))
+    out = fused_attention(*(jnp.asarray(x, jnp.bfloat16) for x in (q, k, v)), implementation="cudnn", causal=causal)
+    np.testing.assert_allclose(np.asarray(out, np.float32), _numpy_attention(q, k, v, causal), atol=3e-2)
