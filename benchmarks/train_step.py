@@ -108,15 +108,16 @@ class JaxStep:
         optimizer = make_optimizer(config)
         _, shardings = state_shardings(config, model, optimizer, objective, mesh)
         self.state = create_train_state(config, model, optimizer, objective, mesh)
-        self.step = jit_train_step(config, model, objective, optimizer, learning_rate_schedule(config), mesh, shardings)
+        step = jit_train_step(config, model, objective, optimizer, learning_rate_schedule(config), mesh, shardings)
         self.mesh, self.batch = mesh, global_batch(_batch(config), mesh)
 
         def forward(params, batch):
             return objective.loss(params, batch, {}, jax.random.PRNGKey(0), model=model, config=config)[0]
 
         with jax.set_mesh(mesh):
+            self.step = step.lower(self.state, self.batch).compile()  # compiled once; its HLO feeds profile()
             self.model_flops = 3 * matmul_flops(forward, self.state.params, self.batch)
-        self.run(2)  # compile and warm up
+        self.run(2)  # warm up
 
     def run(self, steps: int) -> float:
         with jax.set_mesh(self.mesh):
@@ -128,8 +129,7 @@ class JaxStep:
 
     def profile(self, log_dir: str, steps: int):
         """(ops by name, [(category, s/step, distinct ops)], [(op, s/step)], wall s/step) over `steps` traced steps."""
-        with jax.set_mesh(self.mesh):
-            ops = categorize_hlo(self.step.lower(self.state, self.batch).compile().as_text())
+        ops = categorize_hlo(self.step.as_text())
         with jax.profiler.trace(log_dir):
             seconds = self.run(steps)
         by_category, by_op = summarize_trace(log_dir, ops)
@@ -189,6 +189,16 @@ class OpenClipStep:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    def profile(self, steps: int, rows: int = 15) -> str:
+        """torch.profiler's table of the `rows` costliest ops over `steps` steps (device time on a GPU)."""
+        activities = [self.torch.profiler.ProfilerActivity.CPU]
+        if self.device == "cuda":
+            activities.append(self.torch.profiler.ProfilerActivity.CUDA)
+        with self.torch.profiler.profile(activities=activities) as profiler:
+            self.run(steps)
+        key = "self_cuda_time_total" if self.device == "cuda" else "self_cpu_time_total"
+        return profiler.key_averages().table(sort_by=key, row_limit=rows)
+
 
 def main(argv):
     del argv
@@ -229,6 +239,9 @@ def main(argv):
         print(skipped)
     if _PROFILE.value:
         print_profile(*runners["jax (this repo)"].profile(_PROFILE.value, _PROFILE_STEPS.value), _PROFILE.value)
+        if "open_clip (PyTorch)" in runners:
+            steps = _PROFILE_STEPS.value
+            print(f"\nopen_clip, {steps} steps (torch.profiler):\n{runners['open_clip (PyTorch)'].profile(steps)}")
 
 
 def print_profile(ops, rows, top, wall: float, log_dir: str, count: int = 15) -> None:
