@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from interop.torchvision_ops import declare_torchvision_ops  # noqa: E402
 from losses.objectives import get_objective  # noqa: E402
 from models.two_tower import build_model  # noqa: E402
 from training.flops import matmul_flops  # noqa: E402
@@ -142,12 +143,7 @@ class OpenClipStep:
     def __init__(self, config):
         import torch
 
-        try:
-            import torchvision  # noqa: F401
-        except RuntimeError:  # the CPU torchvision wheel needs its ops declared first (ENVIRONMENT.md)
-            self._torchvision_ops = torch.library.Library("torchvision", "DEF")  # kept alive with the runner
-            for op in ("nms", "qnms"):
-                self._torchvision_ops.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        declare_torchvision_ops(torch)
         import open_clip
         from open_clip.loss import ClipLoss
 

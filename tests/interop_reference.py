@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-_KEEP: list = []  # torch.library registrations live as long as their Library object
+from interop.torchvision_ops import declare_torchvision_ops
 
 
 def require_torch():
@@ -13,14 +13,7 @@ def require_torch():
     registered before import, or transformers' and open_clip's imports fail (see ENVIRONMENT.md)."""
     reason = "the interop extra is not installed (pip install -e '.[interop]')"
     torch = pytest.importorskip("torch", reason=reason)
-    try:
-        import torchvision  # noqa: F401
-    except (RuntimeError, ImportError):
-        if not hasattr(torch.ops.torchvision, "nms"):
-            lib = torch.library.Library("torchvision", "DEF")
-            lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _KEEP.append(lib)
+    declare_torchvision_ops(torch)
     transformers = pytest.importorskip("transformers", reason=reason)
     torch.manual_seed(0)
     return torch, transformers
