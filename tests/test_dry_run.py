@@ -46,6 +46,14 @@ def test_b16_state_per_device_matches_a_count_by_hand():
     assert report["other_state_gib"] * GIB == 4 + 8  # step (int32) and the rng key (2 x uint32)
 
 
+def test_a_cudnn_attention_config_is_planned_with_xla_attention(capsys):
+    """cuDNN's kernel cannot lower on the fake CPU devices; the plan swaps in XLA's and says so."""
+    config = _b16_on_8_devices(**{"model.attention": "cudnn", "model.dtype": "bfloat16"})
+    p = plan(config)
+    assert p.model.attention == "xla" and config.model.attention == "cudnn"  # the caller's config is untouched
+    assert "compiled with 'xla'" in capsys.readouterr().out
+
+
 def test_b16_blocks_compile_on_an_fsdp_mesh_and_report_memory(capsys):
     # The real B/16 widths, heads, patch size, image size and text length, with one block per tower:
     # compiling 12 + 12 unrolled blocks takes minutes on two cores, one block each some seconds.

@@ -100,6 +100,12 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
         )
     mesh = mesh_from_config(config, jax.devices()[:count])
     validate_batch_division(config.batch_size, mesh_lib.batch_device_count(mesh), 1, config.microbatches)
+    if config.model.attention == "cudnn":
+        # cuDNN's kernel lowers only for a GPU. XLA's attention computes the same function but keeps the
+        # [B, heads, N, N] weights that flash attention recomputes: the activations reported are an upper bound.
+        print("Dry run: config.model.attention='cudnn' lowers only on a GPU; compiled with 'xla' (an upper bound).")
+        config = config.copy_and_resolve_references()
+        config.model.attention = "xla"
     model = build_model(config, config.text.vocab_size)
     optimizer = make_optimizer(config)
     abstract, shardings = state_shardings(config, model, optimizer, objective, mesh)
