@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from training.op_profile import by_layer_kind, categorize_hlo, layer_kind, summarize_trace
+from training import op_profile
+from training.op_profile import TraceEvent, by_layer_kind, categorize_hlo, layer_kind, summarize_trace
 
 # The forms a GPU program's optimised HLO takes (hand-written, so the test does not need a GPU).
 FC1 = "jit(step)/jvp(TwoTower)/TwoTower.encode_image/image_tower/encoder/block3/mlp/fc1/dot_general"
@@ -89,3 +90,25 @@ def test_a_traced_step_is_mostly_its_matmul(tmp_path):
     assert {ops[op].category for op, _ in by_op} <= set(seconds)
     kinds = by_layer_kind(by_op, ops)
     assert sum(t for _, t, _ in kinds) == pytest.approx(sum(seconds.values()))
+
+
+def test_device_events_are_matched_by_hlo_op_or_kernel_name(monkeypatch):
+    events = [
+        TraceEvent("custom-call.3", "sm90_xmma_gemm_bf16", 3.0),  # annotated: its hlo_op names it
+        TraceEvent("", "loop_tanh_fusion", 1.0),  # no stat: the kernel is named after the fusion
+        TraceEvent("", "input_reduce_fusion", 0.5),
+        TraceEvent("", "gemm_fusion_2", 2.0),  # XLA writes "gemm_fusion.2" with "_" in the kernel name
+        TraceEvent("other_program.7", "", 9.0),  # another program's op: left out
+        TraceEvent("", "Memcpy HtoD", 0.25),  # no op claims it
+    ]
+    monkeypatch.setattr(op_profile, "trace_events", lambda log_dir: events)
+    by_category, by_op = summarize_trace("unused", categorize_hlo(GPU_HLO))
+    assert by_category == [
+        ("matmul", 5.0, 2), ("elementwise", 1.0, 1), ("reduction", 0.5, 1), ("unattributed", 0.25, 1)
+    ]  # fmt: skip
+    assert dict(by_op) == {
+        "custom-call.3": 3.0,
+        "gemm_fusion.2": 2.0,
+        "loop_tanh_fusion": 1.0,
+        "input_reduce_fusion": 0.5,
+    }

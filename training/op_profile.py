@@ -9,8 +9,10 @@ Each launched HLO instruction is put in one category from the optimised HLO: `ma
 / cuDNN / Triton GEMMs, and any fusion around a dot: XLA fuses a matmul with its epilogue),
 `convolution`, `attention` (cuDNN's fused flash attention), `reduction` (any other fusion with a
 reduce: softmax sums, LayerNorm statistics, gradient sums), `elementwise` (the other fusions),
-`copy/transpose`, `collective`, else `other`. The trace's events carry the instruction's name as their `hlo_op`
-stat (on a GPU one per kernel on the device's streams; on a CPU one per thunk on the host threads).
+`copy/transpose`, `collective`, else `other`. A trace event names its op by its `hlo_op` stat (a
+CPU's thunks on the host threads; a GPU's kernels on the device streams, where a kernel without the
+stat is matched by name, as XLA names a fusion's kernel after it); device time no op claims is
+reported as `unattributed`.
 """
 
 from __future__ import annotations
@@ -95,9 +97,15 @@ def categorize_hlo(hlo_text: str) -> dict[str, Op]:
     return categories
 
 
-def trace_events(log_dir: str) -> list[tuple[str, float]]:
-    """(hlo_op, seconds) of every event in the newest trace under `log_dir` that names an HLO op; device
-    planes (/device:GPU:0, TPU) when the trace has any, else the host's (a CPU backend runs ops there)."""
+class TraceEvent(NamedTuple):
+    hlo_op: str  # the op's name from the event's `hlo_op` stat; "" when it has none
+    kernel: str  # on device planes, the event's own name (a kernel's, a copy's); "" on the host
+    seconds: float
+
+
+def trace_events(log_dir: str) -> list[TraceEvent]:
+    """The events of the newest trace under `log_dir` that ran ops: on device planes (/device:GPU:0,
+    TPU) every event; without device planes (a CPU backend runs ops on the host) those with `hlo_op`."""
     paths = sorted(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True), key=os.path.getmtime)
     if not paths:
         raise FileNotFoundError(f"No *.xplane.pb trace under {log_dir!r}; run the step inside jax.profiler.trace.")
@@ -107,24 +115,41 @@ def trace_events(log_dir: str) -> list[tuple[str, float]]:
     for plane in devices or [p for p in planes if p.name.startswith("/host:")]:
         for line in plane.lines:
             for event in line.events:
-                op = dict(event.stats).get("hlo_op")
-                if op:
-                    events.append((str(op), event.duration_ns / 1e9))
+                op = str(dict(event.stats).get("hlo_op", ""))
+                if op or devices:
+                    events.append(TraceEvent(op, event.name if devices else "", event.duration_ns / 1e9))
     return events
+
+
+def _kernel_name(name: str) -> str:
+    """XLA:GPU names a fusion's kernel after its HLO instruction, with '.' and '-' as '_'."""
+    return re.sub(r"[.\-]", "_", name)
 
 
 def summarize_trace(log_dir: str, ops: dict[str, Op]) -> tuple[list[tuple[str, float, int]], list[tuple[str, float]]]:
     """Over the traced events of the ops in `ops` (categorize_hlo): ([(category, summed seconds, distinct
-    ops)], [(op name, summed seconds)]), each largest first."""
-    per_op = collections.Counter()
-    for op, duration in trace_events(log_dir):
-        if op in ops:
-            per_op[op] += duration
-    seconds, names = collections.Counter(), collections.defaultdict(set)
+    ops)], [(op name, summed seconds)]), each largest first. An event whose `hlo_op` is not in `ops` ran
+    another program and is left out; a device event with no `hlo_op` whose kernel name is no op's (a
+    library kernel without XLA's annotation, a host-device copy) is summed as "unattributed"."""
+    kernels = {_kernel_name(name): name for name in ops}
+    per_op, unattributed, unknown = collections.Counter(), 0.0, set()
+    for event in trace_events(log_dir):
+        if event.hlo_op:
+            if event.hlo_op in ops:
+                per_op[event.hlo_op] += event.seconds
+        elif _kernel_name(event.kernel) in kernels:
+            per_op[kernels[_kernel_name(event.kernel)]] += event.seconds
+        else:
+            unattributed += event.seconds
+            unknown.add(event.kernel)
+    seconds, distinct = collections.Counter(), collections.defaultdict(set)
     for op, duration in per_op.items():
         seconds[ops[op].category] += duration
-        names[ops[op].category].add(op)
-    return [(c, total, len(names[c])) for c, total in seconds.most_common()], per_op.most_common()
+        distinct[ops[op].category].add(op)
+    rows = [(c, total, len(distinct[c])) for c, total in seconds.most_common()]
+    if unattributed:
+        rows.append(("unattributed", unattributed, len(unknown)))
+    return rows, per_op.most_common()
 
 
 def layer_kind(source: str) -> str:
