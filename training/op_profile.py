@@ -11,8 +11,8 @@ Each launched HLO instruction is put in one category from the optimised HLO: `ma
 reduce: softmax sums, LayerNorm statistics, gradient sums), `elementwise` (the other fusions),
 `copy/transpose`, `collective`, else `other`. A trace event names its op by its `hlo_op` stat (a
 CPU's thunks on the host threads; a GPU's kernels on the device streams, where a kernel without the
-stat is matched by name, as XLA names a fusion's kernel after it); device time no op claims is
-reported as `unattributed`.
+stat is matched by name, as XLA names a fusion's kernel after it); time no op claims is reported
+as `unattributed`.
 """
 
 from __future__ import annotations
@@ -127,21 +127,21 @@ def _kernel_name(name: str) -> str:
 
 
 def summarize_trace(log_dir: str, ops: dict[str, Op]) -> tuple[list[tuple[str, float, int]], list[tuple[str, float]]]:
-    """Over the traced events of the ops in `ops` (categorize_hlo): ([(category, summed seconds, distinct
-    ops)], [(op name, summed seconds)]), each largest first. An event whose `hlo_op` is not in `ops` ran
-    another program and is left out; a device event with no `hlo_op` whose kernel name is no op's (a
-    library kernel without XLA's annotation, a host-device copy) is summed as "unattributed"."""
+    """Over the traced events (trace only the program that `ops`, from categorize_hlo, describes):
+    ([(category, summed seconds, distinct ops)], [(op name, summed seconds)]), each largest first. An
+    event is matched by its `hlo_op` (or that path's last part) or its kernel's name; events that match
+    no op (a library kernel without XLA's annotation, a host-device copy, a CUDA graph) are summed as
+    "unattributed" rather than dropped."""
     kernels = {_kernel_name(name): name for name in ops}
     per_op, unattributed, unknown = collections.Counter(), 0.0, set()
     for event in trace_events(log_dir):
-        if event.hlo_op:
-            if event.hlo_op in ops:
-                per_op[event.hlo_op] += event.seconds
-        elif _kernel_name(event.kernel) in kernels:
-            per_op[kernels[_kernel_name(event.kernel)]] += event.seconds
+        names = [n for n in (event.hlo_op, event.hlo_op.rsplit("/", 1)[-1], event.kernel) if n]
+        op = next((kernels[_kernel_name(n)] for n in names if _kernel_name(n) in kernels), None)
+        if op:
+            per_op[op] += event.seconds
         else:
             unattributed += event.seconds
-            unknown.add(event.kernel)
+            unknown.add(names[0])
     seconds, distinct = collections.Counter(), collections.defaultdict(set)
     for op, duration in per_op.items():
         seconds[ops[op].category] += duration
