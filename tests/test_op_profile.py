@@ -37,9 +37,10 @@ ENTRY %main (x: bf16[8,16], w: bf16[16,16]) -> f32[8] {
   %custom-call.3 = bf16[8,16]{1,0} custom-call(%x, %w), custom_call_target="__cublas$gemm", metadata={op_name="FC1"}
   %gemm_fusion.2 = bf16[8,16]{1,0} fusion(%x, %w), kind=kCustom, calls=%triton_gemm_computation
   %custom-call.9 = (bf16[8,4,2,2]{3,2,1,0}, u8[0]{0}) custom-call(%x, %x, %x), custom_call_target="__cudnn$fmhaSoftmax"
-  %loop_tanh_fusion = bf16[8,16]{1,0} fusion(%x), kind=kLoop, calls=%fused_gelu
+  %loop_tanh_fusion = bf16[8,16]{1,0} fusion(%gemm_fusion.2), kind=kLoop, calls=%fused_gelu
   %input_reduce_fusion = f32[8]{0} fusion(%loop_tanh_fusion), kind=kInput, calls=%fused_reduce
   %copy.4 = bf16[16,8]{0,1} copy(%x)
+  %wrapped_transpose = bf16[16,8]{1,0} fusion(%x), kind=kLoop, calls=%fused_gelu
   %all-reduce-start = f32[8]{0} all-reduce-start(%input_reduce_fusion), to_apply=%add
   ROOT %all-reduce-done = f32[8]{0} all-reduce-done(%all-reduce-start)
 }
@@ -52,9 +53,10 @@ def test_gpu_hlo_forms_fall_in_their_categories():
         "custom-call.3": "matmul",
         "gemm_fusion.2": "matmul",
         "custom-call.9": "attention",
-        "loop_tanh_fusion": "elementwise",
+        "loop_tanh_fusion": "elementwise",  # reads a GEMM's output, but is no GEMM
         "input_reduce_fusion": "reduction",
         "copy.4": "copy/transpose",
+        "wrapped_transpose": "copy/transpose",
         "all-reduce-start": "collective",
         "all-reduce-done": "collective",
     }

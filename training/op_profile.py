@@ -69,32 +69,37 @@ def categorize_hlo(hlo_text: str) -> dict[str, Op]:
             )
         return memo[key]
 
-    categories = {}
+    def category(name: str, opcode: str, rest: str) -> str:
+        # Library calls and Triton GEMMs say what they are in their target or backend config (not in their
+        # operands, which may be named after another op, e.g. a loop fusion reading "%gemm_fusion.2").
+        target = re.search(r'custom_call_target="([^"]+)"', rest)
+        config = re.search(r"backend_config=(.*)", rest)
+        library = (target.group(1) if target else "").lower() + (config.group(1) if config else "").lower()
+        called = _CALLS.findall(rest)
+        if "fmha" in library or "flash" in library:
+            return "attention"
+        if opcode == "convolution" or "conv" in library:
+            return "convolution"
+        if opcode == "dot" or "gemm" in library or "matmul" in library:
+            return "matmul"
+        if opcode == "fusion" and any(contains(c, ("dot", "convolution")) for c in called):
+            return "matmul"
+        if opcode == "fusion" and any(contains(c, ("reduce",)) for c in called):
+            return "reduction"
+        if opcode in ("copy", "transpose", "copy-start", "copy-done") or "transpose" in name or "copy" in name:
+            return "copy/transpose"
+        if opcode == "fusion":
+            return "elementwise"
+        if opcode.replace("-start", "").replace("-done", "") in _COLLECTIVES:
+            return "collective"
+        return "other"
+
+    ops = {}
     for instructions in computations.values():
         for name, opcode, rest in instructions:
-            target = re.search(r'custom_call_target="([^"]+)"', rest)
-            target = target.group(1).lower() if target else ""
-            if "fmha" in target or "flash" in target:
-                category = "attention"
-            elif opcode == "convolution" or "conv" in target:
-                category = "convolution"
-            elif opcode == "dot" or "gemm" in target or "matmul" in target or "gemm" in rest:
-                category = "matmul"
-            elif opcode == "fusion" and any(contains(c, ("dot", "convolution")) for c in _CALLS.findall(rest)):
-                category = "matmul"
-            elif opcode == "fusion" and any(contains(c, ("reduce",)) for c in _CALLS.findall(rest)):
-                category = "reduction"
-            elif opcode == "fusion":
-                category = "elementwise"
-            elif opcode in ("copy", "transpose", "copy-start", "copy-done") or "transpose" in name:
-                category = "copy/transpose"
-            elif opcode.replace("-start", "").replace("-done", "") in _COLLECTIVES:
-                category = "collective"
-            else:
-                category = "other"
             source = re.search(r'op_name="([^"]*)"', rest)
-            categories[name] = Op(category, source.group(1) if source else "")
-    return categories
+            ops[name] = Op(category(name, opcode, rest), source.group(1) if source else "")
+    return ops
 
 
 class TraceEvent(NamedTuple):
