@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
 #   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, then five timed variants
 #
+# Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600).
+#
 # Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline) and where
 # the step's device time goes by kind of op and by layer; everything also lands in $OUT (default /tmp/out).
 # Most telling first: a call cut at its limit still returns the finished variants' files.
@@ -31,7 +33,7 @@ variant() {  # name, then train_step.py flags
     local name=$1
     shift
     echo "== $name: $*"
-    timeout 170 python3 benchmarks/train_step.py "${B16[@]}" --profile_dir="/tmp/profile_$name" "$@" 2>&1 \
+    timeout 240 python3 benchmarks/train_step.py "${B16[@]}" --profile_dir="/tmp/profile_$name" "$@" 2>&1 \
         | grep -v '^[WI][0-9]' | tee "$OUT/$name.txt"
 }
 variant dense
