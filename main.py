@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging as pylogging
 import os
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs.extras import missing_extra
 from training.validation import ConfigError, validate_config, validate_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
@@ -50,6 +52,8 @@ def main(argv):
         if _MODE.value == "eval" and not os.path.isdir(workdir):
             raise ConfigError(f"Workdir {workdir!r} does not exist; pass the --workdir of a trained run.")
         validate_workdir(workdir)
+        if missing := missing_extra(config, _MODE.value):
+            raise ConfigError(missing)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     if _DRY_RUN.value:
@@ -60,14 +64,27 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
     from training.distributed import maybe_initialize
+    from training.guards import RunStopped
     from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config
 
     try:  # problems found once jax is up: mesh divisibility, checkpoint shapes, runs of non-finite steps
         maybe_initialize(config)  # before anything starts jax's backend
         train_and_evaluate(config, workdir)
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        _fail(str(e))
+    except RunStopped as e:  # an exception in the loop, a data worker or a checkpoint write; Ctrl-C
+        _fail(str(e), None if isinstance(e.__cause__, ConfigError) else e.__cause__)
     logging.info("Logs in %s", os.path.abspath(workdir))
+
+
+def _fail(message: str, cause: BaseException | None = None) -> None:
+    """Ends the run with one line `error: message` on stderr and in train.INFO (there with the traceback)."""
+    logging.set_stderrthreshold(logging.FATAL)  # the log file only: stderr gets the line below, once
+    if cause is not None:
+        logging.error("".join(traceback.format_exception(cause)))
+    logging.error("error: %s", message)
+    logging.flush()
+    sys.exit(f"error: {message}")
 
 
 def dry_run(config) -> None:

@@ -75,6 +75,12 @@ class Checkpointer:
         self._manager.close()
 
 
+def last_good_checkpoint(checkpointer: Checkpointer) -> str:
+    """'step N in DIR' for the latest complete checkpoint, or 'none yet'."""
+    last = checkpointer.latest_step()
+    return f"step {last} in {checkpointer.directory}" if last is not None else "none yet"
+
+
 def checkpoints_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from training.checkpointing import last_good_checkpoint
 from training.validation import ConfigError
 
 
@@ -52,6 +53,36 @@ class PreemptionNotice:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
+
+
+class RunStopped(Exception):
+    """A run ended abnormally at `step`; str() is the one line main.py logs and prints, the cause is chained."""
+
+    def __init__(self, step: int, cause: BaseException, checkpoint: str):
+        self.step = step
+        if isinstance(cause, NonFiniteStepsError):  # already names its step, checkpoint and fixes
+            message = str(cause)
+        else:
+            reason = (str(cause).strip().splitlines() or [""])[0]
+            message = (
+                f"Run stopped at step {step} by {type(cause).__name__}{': ' + reason if reason else ''}; "
+                f"last good checkpoint: {checkpoint}; rerun the same command to resume from it "
+                "(the traceback is in the workdir's train.INFO)."
+            )
+        super().__init__(message)
+
+
+def stopped_run(error: BaseException, step: int, checkpointer) -> RunStopped:
+    """`error` raised while training `step`, as a RunStopped, once the checkpoint writes in flight are done.
+
+    Waiting keeps the last checkpoint usable: an interrupted asynchronous write would leave only a
+    temporary folder, and the step before it would be the one to resume from.
+    """
+    try:
+        checkpointer.wait()
+    except Exception as wait_error:  # the error that stopped the run may be the checkpoint write itself
+        logging.warning("waiting for checkpoint writes failed: %s", wait_error)
+    return RunStopped(step, error, last_good_checkpoint(checkpointer))
 
 
 class NonFiniteStepsError(ConfigError):
@@ -99,8 +130,7 @@ class NonFiniteGuard:
                 )  # fmt: skip
         if self.consecutive >= self.max_consecutive:
             checkpointer.wait()
-            last = checkpointer.latest_step()
-            kept = f"step {last} in {checkpointer.directory}" if last is not None else "none yet"
+            kept = last_good_checkpoint(checkpointer)
             raise NonFiniteStepsError(
                 f"Stopped at step {step}: the last {self.consecutive} steps had a non-finite loss or gradient and "
                 f"were skipped (config.max_consecutive_skipped_steps = {self.max_consecutive}; last good "

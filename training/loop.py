@@ -25,7 +25,7 @@ from models.two_tower import build_model
 from training import mesh as mesh_lib
 from training import text_task
 from training.checkpointing import Checkpointer, init_params_from
-from training.guards import NonFiniteGuard, PreemptionNotice
+from training.guards import NonFiniteGuard, PreemptionNotice, stopped_run
 from training.metric_writers import MetricWriter
 from training.optimizer import learning_rate_schedule, make_optimizer
 from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings
@@ -133,37 +133,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     interval_start, interval_step = time.time(), first_step
     guard = NonFiniteGuard(config.max_consecutive_skipped_steps)
     data_problems = ProblemCounter()  # skipped and repaired examples: train/data_* metrics
-    for step in range(first_step + 1, config.total_steps + 1):
-        batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
-        with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
-            state, metrics = step_fn(state, batch)
-        pending.append(metrics)
-        guard.record(metrics["skipped"])
-        last = step == config.total_steps
-        if step % config.log_every_steps == 0 or last:
-            train_metrics = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
-            pending = []
-            elapsed = time.time() - interval_start
-            steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
-            interval_start, interval_step = time.time(), step
-            train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
-            train_metrics.update(data_problems.interval_metrics())
-            writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
-            eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
-            logging.info(
-                "step %d/%d | loss %.4f | %.2f steps/s | %.0f examples/s | ETA %s",
-                step, config.total_steps, train_metrics["loss"], steps_per_s,
-                steps_per_s * config.batch_size, _duration(eta),
-            )  # fmt: skip
-            guard.check(step, checkpointer)
-        if step % config.eval_every_steps == 0 or last:
-            eval_metrics = evaluator.evaluate(state.params)
-            writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-            logging.info("eval at step %d: %s", step, _short(eval_metrics))
-        if (step % config.checkpoint_every_steps == 0 or last) and guard.check(step, checkpointer):
-            checkpointer.save(state, data_iter.get_state())
-        if preemption.requested and not last:
-            return _stop_for_preemption(state, data_iter.get_state(), checkpointer, writer, preemption)
+    step = first_step
+    try:
+        for step in range(first_step + 1, config.total_steps + 1):
+            batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
+            with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
+                state, metrics = step_fn(state, batch)
+            pending.append(metrics)
+            guard.record(metrics["skipped"])
+            last = step == config.total_steps
+            if step % config.log_every_steps == 0 or last:
+                train_metrics = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
+                pending = []
+                elapsed = time.time() - interval_start
+                steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
+                interval_start, interval_step = time.time(), step
+                train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+                train_metrics.update(data_problems.interval_metrics())
+                writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
+                eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
+                logging.info(
+                    "step %d/%d | loss %.4f | %.2f steps/s | %.0f examples/s | ETA %s",
+                    step, config.total_steps, train_metrics["loss"], steps_per_s,
+                    steps_per_s * config.batch_size, _duration(eta),
+                )  # fmt: skip
+                guard.check(step, checkpointer)
+            if step % config.eval_every_steps == 0 or last:
+                eval_metrics = evaluator.evaluate(state.params)
+                writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+                logging.info("eval at step %d: %s", step, _short(eval_metrics))
+            if (step % config.checkpoint_every_steps == 0 or last) and guard.check(step, checkpointer):
+                checkpointer.save(state, data_iter.get_state())
+            if preemption.requested and not last:
+                return _stop_for_preemption(state, data_iter.get_state(), checkpointer, writer, preemption)
+    except (Exception, KeyboardInterrupt) as error:  # one clear line in train.INFO and on stderr (main.py)
+        raise stopped_run(error, step, checkpointer) from error
     preemption.close()
     checkpointer.wait()
     finished_before = first_step >= config.total_steps
