@@ -175,7 +175,7 @@ def _reference_loss(kind, features, d):
         else:
             rows = jnp.concatenate([logits, row_extra], 1)
             cols = jnp.concatenate([logits.T, col_extra], 1)
-            row_lse = _logsumexp(rows, np.concatenate([row_keep, row_extra_keep], 1))
+            row_lse = _logsumexp(rows, jnp.concatenate([row_keep, row_extra_keep], 1))
             col_lse = _logsumexp(cols, jnp.concatenate([col_keep.T, col_extra_keep], 1))
             row_target = jnp.sum(jnp.where(positive, logits, 0.0), 1) / np.maximum(positive.sum(1), 1)
             col_target = jnp.sum(jnp.where(positive, logits, 0.0), 0) / np.maximum(positive.sum(0), 1)
