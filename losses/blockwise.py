@@ -8,6 +8,7 @@ embeddings and their accumulators) walks round the ring, one device per round.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,16 @@ def tile_sweep(body: Body, rows: Tree, cols: Tree, row_acc: Tree, col_acc: Tree,
     return lax.fori_loop(0, num_row_tiles, row_step, (row_acc, col_acc, acc))
 
 
+def _varying(a, axis_name):
+    """`a` marked device-varying over `axis_name` (a seeded accumulator may already be)."""
+    names = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+    aval = jax.typeof(a)
+    # jax 0.10 keeps the varying axes in manual_axis_type; earlier and later versions in vma.
+    varying = aval.manual_axis_type.varying if hasattr(aval, "manual_axis_type") else aval.vma
+    missing = tuple(name for name in names if name not in varying)
+    return lax.pcast(a, missing, to="varying") if missing else a
+
+
 def ring_sweep(
     body: Body,
     rows: Tree,
@@ -76,8 +87,8 @@ def ring_sweep(
     """
     if axis_name is None:
         return tile_sweep(body, rows, cols, row_acc, col_acc, acc, tile)
-    # Accumulators start as fresh (device-invariant) zeros; the loop makes them device-varying.
-    row_acc, col_acc, acc = lax.pcast((row_acc, col_acc, acc), axis_name, to="varying")
+    # Accumulators start as fresh (device-invariant) zeros, or seeds; the loop makes them device-varying.
+    row_acc, col_acc, acc = jax.tree.map(functools.partial(_varying, axis_name=axis_name), (row_acc, col_acc, acc))
     perm = [(i, (i + 1) % axis_size) for i in range(axis_size)]
 
     def round_(_, carry):

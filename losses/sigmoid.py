@@ -12,28 +12,29 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from losses.pairs import pair_masks
 from losses.softmax import all_valid, logits_from_scale
 
 
-def sigmoid_row_loss_dense(
-    image_embedding: jax.Array,
-    text_embedding: jax.Array,
-    logit_scale: jax.Array,
-    logit_bias: jax.Array,
-    valid: jax.Array,
-) -> jax.Array:
-    """[B] sums over valid texts j of -log sigmoid(z_ij logit_ij), from the whole [B, B] matrix."""
-    logits = logits_from_scale(image_embedding, text_embedding, logit_scale) + logit_bias
-    sign = 2.0 * jnp.eye(logits.shape[0], dtype=logits.dtype) - 1.0
+def sigmoid_row_loss_dense(logits: jax.Array, positive: jax.Array, keep: jax.Array, logit_bias: jax.Array) -> jax.Array:
+    """[A] sums over the kept candidates of -log sigmoid(z_ij (logit_ij + b)), from logits [A, N].
+
+    positive, keep [A, N] bool (losses/pairs.py); z = +1 on positives, -1 elsewhere.
+    """
+    sign = jnp.where(positive, 1.0, -1.0).astype(logits.dtype)
     # -log sigmoid(u) = softplus(-u), stable at any temperature.
-    pair_loss = jax.nn.softplus(-sign * logits)
-    return jnp.sum(jnp.where(valid[:, None] & valid[None, :], pair_loss, 0.0), axis=1)
+    pair_loss = jax.nn.softplus(-sign * (logits + logit_bias))
+    return jnp.sum(jnp.where(keep, pair_loss, 0.0), axis=1)
 
 
-def sigmoid_loss_from_stats(row_loss: jax.Array, valid: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean over valid rows of the [B] per-row sums; no metrics (the sigmoid loss has no cheap accuracy)."""
-    count = jnp.maximum(jnp.sum(valid), 1).astype(row_loss.dtype)
-    return jnp.sum(jnp.where(valid, row_loss, 0.0)) / count, {}
+def sigmoid_loss_from_stats(
+    row_loss: jax.Array, valid: jax.Array, weights: jax.Array | None = None
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean over valid rows of the [B] per-row sums, weighted by `weights` [B] (default 1); no metrics
+    (the sigmoid loss has no cheap accuracy)."""
+    weights = jnp.ones_like(row_loss) if weights is None else weights.astype(row_loss.dtype)
+    weights = jnp.where(valid, weights, 0.0)
+    return jnp.sum(jnp.where(valid, weights * row_loss, 0.0)) / jnp.maximum(jnp.sum(weights), 1e-30), {}
 
 
 def sigmoid_contrastive_loss(
@@ -49,5 +50,7 @@ def sigmoid_contrastive_loss(
     (loss, {}).
     """
     valid = all_valid(image_embedding) if valid is None else valid
-    row_loss = sigmoid_row_loss_dense(image_embedding, text_embedding, logit_scale, logit_bias, valid)
-    return sigmoid_loss_from_stats(row_loss, valid)
+    side = {"index": jnp.arange(image_embedding.shape[0]), "valid": valid}
+    logits = logits_from_scale(image_embedding, text_embedding, logit_scale)
+    positive, keep, _ = pair_masks(side, side, logits)
+    return sigmoid_loss_from_stats(sigmoid_row_loss_dense(logits, positive, keep, logit_bias), valid)

@@ -1,11 +1,12 @@
 """Symmetric softmax InfoNCE (CLIP): the dense version, and the reduction every implementation shares.
 
-Every implementation (losses/contrastive.py) computes the same per-example statistics: the
-log-sum-exp of each row (image -> all texts) and of each column (text -> all images) of the
-logits s F G^T, plus their argmaxes. The loss is then
-    1/2 [mean_i (row_lse_i - s <f_i, g_i>) + mean_j (col_lse_j - s <f_j, g_j>)],
-which `softmax_loss_from_stats` evaluates; the positive logits s <f_i, g_i> cost O(B d) and are
-differentiated by plain autodiff.
+Every implementation (losses/contrastive.py) computes the same per-anchor terms, in each direction
+(image -> texts along the rows of the logits s F G^T, text -> images along its columns):
+    term_i = lse_i - target_i,   target_i = mean of anchor i's positive logits
+(or, with soft targets, alpha times that plus (1 - alpha) times the logits' mean under the teacher's
+softmax), plus each anchor's argmax. Both parts come from the same rounded logits, and the term is
+evaluated as (max - target) + log(sum exp(logit - max)), each part >= 0 for hard targets: a
+converged loss is never negative. `softmax_loss_from_terms` reduces the terms to the loss.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from losses.pairs import pair_masks
+
 
 def logits_from_scale(image_embedding: jax.Array, text_embedding: jax.Array, logit_scale: jax.Array) -> jax.Array:
-    """[B, D] x [B', D] -> [B, B'] logits exp(logit_scale) * f g^T."""
-    return jnp.exp(logit_scale) * image_embedding @ text_embedding.T
+    """[B, D] x [B', D] -> [B, B'] logits exp(logit_scale) * f g^T.
 
-
-def positive_logits(image_embedding: jax.Array, text_embedding: jax.Array, logit_scale: jax.Array) -> jax.Array:
-    """[B, D], [B, D] -> [B] logits of the matching pairs, exp(logit_scale) <f_i, g_i>."""
-    return jnp.exp(logit_scale) * jnp.sum(image_embedding * text_embedding, axis=-1)
+    The scale multiplies f before the matmul, so the logits are its own rounded output: after it, the
+    compiler may fuse the multiply into logit - max as an FMA, and the log-sum-exp would see other
+    numbers than the positive logit (by up to 4e-6 at s = 100, see losses/tiled.py).
+    """
+    return (jnp.exp(logit_scale) * image_embedding) @ text_embedding.T
 
 
 def all_valid(image_embedding: jax.Array) -> jax.Array:
@@ -29,37 +32,81 @@ def all_valid(image_embedding: jax.Array) -> jax.Array:
     return jnp.ones(image_embedding.shape[:1], bool)
 
 
-def softmax_lse_dense(
-    image_embedding: jax.Array, text_embedding: jax.Array, logit_scale: jax.Array, valid: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Per-example statistics from the whole [B, B] matrix: (row_lse, col_lse, row_argmax, col_argmax), each [B]."""
-    logits = logits_from_scale(image_embedding, text_embedding, logit_scale)
-    # A finite fill (not -inf) keeps padded rows free of inf - inf in the gradient.
-    logits = jnp.where(valid[:, None] & valid[None, :], logits, jnp.finfo(logits.dtype).min)
-    return (
-        jax.nn.logsumexp(logits, axis=1),
-        jax.nn.logsumexp(logits, axis=0),
-        jnp.argmax(logits, axis=1),
-        jnp.argmax(logits, axis=0),
-    )
+def exp_below_peak(shift: jax.Array) -> jax.Array:
+    """exp(shift) for shift = logit - max <= 0, and exactly 1 (derivative 1) where shift is 0.
 
-
-def softmax_loss_from_stats(
-    stats: tuple[jax.Array, jax.Array, jax.Array, jax.Array], positives: jax.Array, valid: jax.Array
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Loss and in-batch top-1 accuracies from per-example statistics; padded rows (valid=False) are ignored.
-
-    stats: (row_lse, col_lse, row_argmax, col_argmax), each [B], argmaxes as global indices;
-    positives [B]: the matching-pair logits; valid [B] bool.
+    XLA's exp(0) can be an ulp off 1; a sum of exponentials below 1 would make log(sum), and so a
+    converged loss, negative.
     """
-    row_lse, col_lse, row_argmax, col_argmax = stats
-    count = jnp.maximum(jnp.sum(valid), 1).astype(positives.dtype)
-    per_example = 0.5 * (row_lse + col_lse) - positives
-    loss = jnp.sum(jnp.where(valid, per_example, 0.0)) / count
-    labels = jnp.arange(valid.shape[0])
+    return jnp.where(shift == 0, 1.0 + shift, jnp.exp(shift))
+
+
+def softmax_terms_dense(
+    logits: jax.Array,
+    positive: jax.Array,
+    keep: jax.Array,
+    col_index: jax.Array,
+    seed: tuple[jax.Array, jax.Array] | None = None,
+    teacher_logits: jax.Array | None = None,
+    alpha: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """Per-anchor (term [A], argmax [A]) along axis 1 of logits [A, N], by plain autodiff.
+
+    positive, keep [A, N] bool (losses/pairs.py); col_index [N]: ids the argmax reports (max int where
+    a seed candidate wins). seed: (max [A], sum [A]) of extra candidates' exp(logit - max).
+    teacher_logits [A, N]: the soft target is their softmax over the kept columns, weight 1 - alpha.
+    """
+    lowest = jnp.finfo(logits.dtype).min
+    masked = jnp.where(keep, logits, lowest)
+    block_max = jnp.max(masked, 1)
+    peak = block_max if seed is None else jnp.maximum(block_max, seed[0])
+    peak = jax.lax.stop_gradient(peak)
+    total = jnp.sum(exp_below_peak(jnp.where(keep, logits - peak[:, None], -jnp.inf)), 1)
+    if seed is not None:
+        total = total + seed[1] * exp_below_peak(seed[0] - peak)
+    count = jnp.sum(positive, 1, dtype=logits.dtype)
+    target = jnp.sum(jnp.where(positive, logits, 0.0), 1) / jnp.maximum(count, 1.0)
+    if teacher_logits is not None:
+        teacher = jax.nn.softmax(jnp.where(keep, jax.lax.stop_gradient(teacher_logits), lowest), axis=1)
+        target = alpha * target + (1.0 - alpha) * jnp.sum(jnp.where(keep, teacher * logits, 0.0), 1)
+    term = (peak - target) + jnp.log(jnp.where(total > 0, total, 1.0))
+    arg = col_index[jnp.argmax(masked, 1)]
+    if seed is not None:
+        arg = jnp.where(seed[0] > block_max, jnp.iinfo(col_index.dtype).max, arg)
+    return term, arg
+
+
+def softmax_loss_from_terms(
+    terms: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    row_index: jax.Array,
+    col_index: jax.Array,
+    valid: jax.Array,
+    col_valid: jax.Array,
+    weights: jax.Array | None = None,
+    directions: str = "both",
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Loss and in-batch top-1 accuracies from per-anchor terms; padded anchors (valid=False) are ignored.
+
+    terms: (row_term [B], col_term [B K], row_argmax [B], col_argmax [B K]), argmaxes as ids;
+    row_index [B], col_index [B K]: positive ids; valid [B], col_valid [B K] bool. Column k of
+    example i is its k-th positive text: the example's text term is the mean over its valid texts.
+    Per-example loss: 1/2 (image term + text term) ("both"), or one direction; the loss is its
+    mean weighted by `weights` [B] (default 1) over valid examples.
+    """
+    row_term, col_term, row_arg, col_arg = terms
+    batch = row_term.shape[0]
+    col_valid = col_valid.reshape(batch, -1)
+    col_count = jnp.maximum(jnp.sum(col_valid, 1), 1).astype(row_term.dtype)
+    text_term = jnp.sum(jnp.where(col_valid, col_term.reshape(batch, -1), 0.0), 1) / col_count
+    per_example = {"both": 0.5 * (row_term + text_term), "image_to_text": row_term, "text_to_image": text_term}
+    weights = jnp.ones_like(row_term) if weights is None else weights.astype(row_term.dtype)
+    weights = jnp.where(valid, weights, 0.0)
+    loss = jnp.sum(jnp.where(valid, weights * per_example[directions], 0.0)) / jnp.maximum(jnp.sum(weights), 1e-30)
+    count = jnp.maximum(jnp.sum(valid), 1).astype(row_term.dtype)
+    col_total = jnp.maximum(jnp.sum(col_valid), 1).astype(row_term.dtype)
     metrics = {
-        "i2t_accuracy": jnp.sum(valid & (row_argmax == labels)) / count,
-        "t2i_accuracy": jnp.sum(valid & (col_argmax == labels)) / count,
+        "i2t_accuracy": jnp.sum(valid & (row_arg == row_index)) / count,
+        "t2i_accuracy": jnp.sum(col_valid.reshape(-1) & (col_arg == col_index)) / col_total,
     }
     return loss, metrics
 
@@ -77,5 +124,10 @@ def softmax_contrastive_loss(
     Returns (loss, metrics) with image->text and text->image in-batch top-1 accuracy.
     """
     valid = all_valid(image_embedding) if valid is None else valid
-    stats = softmax_lse_dense(image_embedding, text_embedding, logit_scale, valid)
-    return softmax_loss_from_stats(stats, positive_logits(image_embedding, text_embedding, logit_scale), valid)
+    side = {"index": jnp.arange(image_embedding.shape[0]), "valid": valid}
+    logits = logits_from_scale(image_embedding, text_embedding, logit_scale)
+    positive, keep, _ = pair_masks(side, side, logits)
+    row_term, row_arg = softmax_terms_dense(logits, positive, keep, side["index"])
+    col_term, col_arg = softmax_terms_dense(logits.T, positive.T, keep.T, side["index"])
+    terms = (row_term, col_term, row_arg, col_arg)
+    return softmax_loss_from_terms(terms, side["index"], side["index"], valid, valid)
