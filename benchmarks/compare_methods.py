@@ -6,7 +6,11 @@
         --init_from=runs/compare/clip_seed{seed} --workdir=runs/post   # post-pretraining from those runs
 
 Each (config, seed) trains in <workdir>/<config name>_seed<seed> with `main.py` (resuming
-if it already finished or stopped), and the table shows mean ± standard deviation over seeds.
+if it already finished or stopped). The first table shows mean ± standard deviation over seeds; the
+second, each config minus the baseline (`--baseline`, default the first config) on the same seeds:
+the mean paired difference, its 95% confidence interval and on how many seeds the config is higher.
+Every config of a seed starts from the same initial parameters where their models match, and
+reads the same data order (both follow config.seed).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages are importable from anywhere
 
-from launch.results import read_summary, results_table  # noqa: E402
+from launch.results import paired_table, read_summary, results_table  # noqa: E402
 
 
 def run(config: str, seed: int, workdir: str, overrides: list[str]) -> dict:
@@ -31,7 +35,8 @@ def run(config: str, seed: int, workdir: str, overrides: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", required=True, help="Comma-separated config files.")
-    parser.add_argument("--seeds", default="0,1,2", help="Comma-separated seeds.")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="Comma-separated seeds.")
+    parser.add_argument("--baseline", default="", help="Config name the others are paired with; '' = the first.")
     parser.add_argument("--workdir", required=True, help="Parent folder of the runs.")
     parser.add_argument(
         "--init_from",
@@ -42,14 +47,18 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     overrides = [o for o in overrides if o != "--"]
     results: dict[str, list[dict]] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
     for config in args.configs.split(","):
         name = os.path.splitext(os.path.basename(config.split(":")[0]))[0]
-        for seed in (int(s) for s in args.seeds.split(",")):
+        for seed in seeds:
             workdir = os.path.join(os.path.abspath(args.workdir), f"{name}_seed{seed}")
             init = [f"--config.init_from.workdir={os.path.abspath(args.init_from.format(seed=seed))}"]
             results.setdefault(name, []).append(run(config, seed, workdir, overrides + init * bool(args.init_from)))
             print(f"done: {name} seed {seed}", file=sys.stderr, flush=True)
     print(results_table(results))
+    if len(results) > 1:
+        print()
+        print(paired_table(results, args.baseline or next(iter(results)), seeds))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import re
 
 import numpy as np
+import scipy.stats
 
 # Column label -> (key in summary.json's "eval" dict or at its top level, scale, decimals).
 COLUMNS = {
@@ -76,3 +77,59 @@ def results_table(results: dict[str, list[dict]], name_header: str = "config", w
         minutes = np.mean([s["wall_time_s"] for s in summaries]) / 60
         lines.append(f"| {name} | {len(summaries)} | {minutes:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# Columns of the paired table: the headline metrics of the shapes evaluation.
+PAIRED_COLUMNS = ("zero-shot shape+colour", "zero-shot shape", "I→T R@1", "T→I R@1", "I→T R@1 (paraphrases)")
+
+
+def paired_difference(method: list[float], baseline: list[float]) -> tuple[float, float, float, int]:
+    """(mean difference, 95% CI low, high, seeds where the method is higher) of paired per-seed values.
+
+    The interval is Student's t over the per-seed differences (df = seeds - 1): with 3-5 seeds a
+    bootstrap over seeds cannot reach the tails, and t is exact for normal differences. One seed
+    gives an unbounded interval (nan, nan).
+    """
+    diffs = np.asarray(method, float) - np.asarray(baseline, float)
+    mean = float(np.mean(diffs))
+    wins = int(np.sum(diffs > 0))
+    if len(diffs) < 2:
+        return mean, float("nan"), float("nan"), wins
+    half = float(scipy.stats.t.ppf(0.975, len(diffs) - 1) * np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+    return mean, mean - half, mean + half, wins
+
+
+def paired_cell(method: list[float], baseline: list[float], decimals: int = 1) -> str:
+    """ "+d [lo, hi] w/n": the paired difference, its 95% CI and the wins; '(n.d.)' when the CI spans 0."""
+    if not method or len(method) != len(baseline):
+        return "—"
+    mean, low, high, wins = paired_difference(method, baseline)
+    interval = f" [{low:+.{decimals}f}, {high:+.{decimals}f}]" if np.isfinite(low) else ""
+    undetected = " (n.d.)" if not (low > 0 or high < 0) else ""
+    return f"{mean:+.{decimals}f}{interval} {wins}/{len(method)}{undetected}"
+
+
+def paired_table(results: dict[str, list[dict]], baseline: str, seeds: list[int]) -> str:
+    """Each method minus `baseline` on the same seeds: mean difference [95% CI] and wins/seeds per metric.
+
+    results: name -> summaries in the order of `seeds` (None for a run that did not finish; such a
+    seed is left out of that pair). "(n.d.)": the interval spans zero, the effect is not detected.
+    """
+    lines = [
+        f"| config − {baseline} | " + " | ".join(PAIRED_COLUMNS) + " |",
+        "|" + "---|" * (len(PAIRED_COLUMNS) + 1),
+    ]
+    for name, summaries in results.items():
+        if name == baseline:
+            continue
+        cells = []
+        for column in PAIRED_COLUMNS:
+            key, scale, decimals = COLUMNS[column]
+            pairs = [
+                (scale * m["eval"][key], scale * b["eval"][key])
+                for m, b in zip(summaries, results[baseline], strict=True)
+                if m and b and key in m["eval"] and key in b["eval"]
+            ]
+            cells.append(paired_cell([m for m, _ in pairs], [b for _, b in pairs], decimals))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return f"Paired over seeds {','.join(map(str, seeds))}:\n" + "\n".join(lines)

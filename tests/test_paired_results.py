@@ -1,0 +1,36 @@
+"""Paired differences over seeds: the mean, Student's t 95% interval and wins, checked by hand."""
+
+import math
+
+from launch.results import paired_cell, paired_difference, paired_table
+
+
+def test_paired_difference_matches_the_closed_form():
+    # Differences 1, 2, 3: mean 2, sample sd 1, t(0.975, df 2) = 4.302653 -> half-width 4.302653 / sqrt(3).
+    mean, low, high, wins = paired_difference([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])
+    half = 4.302653 / math.sqrt(3)
+    assert mean == 2.0 and wins == 3
+    assert math.isclose(low, 2 - half, rel_tol=1e-6) and math.isclose(high, 2 + half, rel_tol=1e-6)
+
+
+def test_an_interval_that_spans_zero_is_marked_not_detected():
+    # Differences -1, +2, -1: mean 0, sd sqrt(3), half = 4.302653 * sqrt(3) / sqrt(3).
+    assert paired_cell([10.0, 12.0, 9.0], [11.0, 10.0, 10.0]) == "+0.0 [-4.3, +4.3] 1/3 (n.d.)"
+    # Five seeds, every difference +1.5 +- 0.5: t(0.975, 4) = 2.776445, sd 0.5, half = 0.6208.
+    assert paired_cell([2.0, 1.0, 2.0, 1.0, 1.5], [0.0] * 5) == "+1.5 [+0.9, +2.1] 5/5"
+    assert paired_cell([3.0], [1.0]) == "+2.0 1/1 (n.d.)"
+
+
+def test_paired_table_pairs_runs_of_the_same_seed_and_skips_unfinished_ones():
+    def summary(zero_shot):
+        return {"eval": {"zero_shot/shape_colour": zero_shot}}
+
+    results = {
+        "clip": [summary(0.50), summary(0.60), summary(0.70)],
+        "laclip": [summary(0.55), None, summary(0.80)],  # seed 1 did not finish: pairs are seeds 0 and 2
+    }
+    table = paired_table(results, "clip", [0, 1, 2])
+    row = next(line for line in table.splitlines() if line.startswith("| laclip"))
+    # Differences +5 and +10 points: mean 7.5, sd 3.5355, t(0.975, 1) = 12.7062 -> half 31.77.
+    assert row.split(" | ")[1] == "+7.5 [-24.3, +39.3] 2/2 (n.d.)"
+    assert "| clip |" not in table
