@@ -124,7 +124,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         override = next((a for a in argv[1:] if a.startswith("--config.") and key in a), f"--config...{key}")
         sys.exit(
             f"error: {override.split('=')[0]} names the config key {key!r}, which does not exist; "
-            "check the spelling against the config reference in README.md."
+            "check the spelling against the config reference in docs/config.md."
         )
     except flags.Error as e:
         # A config file's own error arrives wrapped in its traceback: keep its last line.

@@ -3,7 +3,7 @@
     # UniME's stage 2 as it is meant: a short fine-tune (150 steps) of a trained CLIP run
     python main.py --config=configs/clip_hard_negatives.py:post=true --workdir=runs/clip_hn \
         --config.init_from.workdir=runs/clip
-    # from scratch (collapses on the embedded data at these settings, README "Seed methods I")
+    # from scratch (collapses on the embedded data at these settings, docs/results.md "Seed methods I")
     python main.py --config=configs/clip_hard_negatives.py --workdir=runs/clip_hn_scratch
     # MultiCSR-style masking of in-batch captions that a frozen trained text tower finds equivalent:
     python main.py --config=configs/clip_hard_negatives.py:frozen=true --workdir=runs/clip_hn_frozen \

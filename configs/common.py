@@ -95,7 +95,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # it with training; the in-memory shapes and text data are faster read inline (34 vs 62 ms per
     # LaCLIP batch of 128 on 2 cores: a record costs less than a thread hand-off).
     c.data.read_threads = 2 if arg.data in REAL_DATASETS else 0
-    # Real data (README "Training on your data"); unused by shapes. path: tar shards, ArrayRecord files
+    # Real data (docs/data.md); unused by shapes. path: tar shards, ArrayRecord files
     # (comma-separated files, globs or folders), one CSV/TSV/JSONL file, or the TFDS data dir.
     c.data.path = ""
     c.data.image_root = ""  # folder of relative image paths in CSV/JSONL; '' = the file's folder
@@ -154,7 +154,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.loss.implementation = "dense"
     c.loss.tile_size = 512
 
-    # Scaling out (README "Scaling out"). The device mesh (training/mesh.py): devices per axis, one
+    # Scaling out (docs/scaling.md). The device mesh (training/mesh.py): devices per axis, one
     # -1 fills; the batch is split over data x fsdp, fsdp also splits large parameters and their
     # optimizer state, model splits attention heads and MLP units. Parameters with fewer elements
     # than min_shard_size stay replicated (training/sharding.py).

@@ -1,6 +1,6 @@
-"""The config reference table of README.md, generated from the base config.
+"""The config reference table of docs/config.md, generated from the base config.
 
-python -m configs.reference    # prints the markdown table README.md holds
+python -m configs.reference    # prints the markdown table docs/config.md holds
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ DESCRIPTIONS = {
     "checkpoint_every_steps": "Interval of checkpoints (also written at the end).",
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
-    "`tfds`, `array_record` (README: Training on your data); text only: `shape_sentences`, `shape_documents` "
-    "(embedded), `sentences`, `nli`, `documents` (README: Results: text–text).",
+    "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents` "
+    "(embedded), `sentences`, `nli`, `documents` (docs/text.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",

@@ -9,7 +9,7 @@ starts each run of the config's get_hyper as `python main.py --config=... --work
 with the run's overrides (`python -m launch.sweep --list` shows them). Vertex AI mounts Cloud
 Storage buckets under /gcs/, so a /gcs/<bucket>/... workdir keeps checkpoints, metrics and
 summary.json, and a preempted run resumes when relaunched. XManager's Vertex AI backend offers TPU
-v2 and v3 hosts; for a multi-host pod slice use the gcloud commands of README.md instead.
+v2 and v3 hosts; for a multi-host pod slice use the gcloud commands of docs/scaling.md instead.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
     if xm is None:
         sys.exit(
             "error: launch/xmanager_tpu.py needs the xmanager package; `pip install xmanager`, or run the sweep "
-            "with `python -m launch.local` or the gcloud commands of README.md."
+            "with `python -m launch.local` or the gcloud commands of docs/scaling.md."
         )
     common = [flag for flag in argv[1:] if flag != "--"]
     try:

@@ -33,7 +33,7 @@ GIB = 2**30
 # from the forward pass, then merges the two: remat would save nothing in the CPU memory report,
 # though it does on TPU and GPU (whose compilers keep the barriers until after scheduling). Keeping
 # that pass off makes the CPU compile report what remat really saves (ViT-B/16 at 128 examples per
-# device: 34.4 GiB of activations without remat, 4.7 with; README "Dry run").
+# device: 34.4 GiB of activations without remat, 4.7 with; docs/scaling.md "Dry run").
 DRY_RUN_COMPILE = {**FAST_COMPILE, "xla_disable_hlo_passes": "cse_barrier_expander"}
 REPORT_ROWS = ("params", "optimizer_state", "other_state", "batch", "activations_and_temporaries", "peak")
 

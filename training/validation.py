@@ -146,7 +146,7 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         key = "tfds_name" if c.data.name == "tfds" else "path"
         raise ConfigError(
             f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data "
-            "(README: Training on your data)."
+            "(docs/data.md)."
         )
     if c.data.name in EMBEDDED_DATASETS and c.batch_size > c.data.train_size:
         raise ConfigError(
