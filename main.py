@@ -8,6 +8,7 @@ python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run  
 
 from __future__ import annotations
 
+import faulthandler
 import logging as pylogging
 import os
 import sys
@@ -63,6 +64,9 @@ def main(argv):
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
+    # A crash below Python (a segfault or abort in a native library) kills the process before any
+    # handler runs: faulthandler still writes "Fatal Python error: ..." and the Python stack to train.INFO.
+    faulthandler.enable(file=logging.get_absl_handler().python_handler.stream)
     from training.distributed import maybe_initialize
     from training.guards import RunStopped
     from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config

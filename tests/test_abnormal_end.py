@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from training.checkpointing import Checkpointer
 from training.guards import NonFiniteStepsError, RunStopped, stopped_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +73,22 @@ def test_an_exception_in_the_loop_leaves_one_line_with_the_step_and_a_checkpoint
     resumed = _run([], tmp_path)  # the same command, without the fault: resumes from step 3 and finishes
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from step 3" in resumed.stderr
+
+
+def test_a_native_crash_leaves_the_fatal_error_and_the_python_stack_in_train_info(tmp_path):
+    crash = FAILING_DATA.replace(
+        'raise RuntimeError("worker 1 died: image decoding failed\\nsecond line of detail")',
+        "import faulthandler; faulthandler._sigsegv()",
+    )
+    result = _run([], tmp_path, crash)
+    assert result.returncode != 0
+    with open(tmp_path / "train.INFO", encoding="utf-8") as f:
+        log = f.read()
+    assert "Fatal Python error: Segmentation fault" in log and "in __next__" in log, log[-3000:]
+    # A write cut short leaves only orbax's temporary folder: the latest complete checkpoint is step 2 or 3.
+    checkpointer = Checkpointer(str(tmp_path), keep=2)
+    assert checkpointer.latest_step() in (2, 3)
+    checkpointer.close()
 
 
 class _Checkpointer:
