@@ -15,7 +15,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from training.validation import ConfigError, validate_config, validate_workdir
+from configs.errors import ConfigError
+from training.validation import validate_config, validate_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, logs and the tokenizer go.")

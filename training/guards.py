@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from training.validation import ConfigError
+from configs.errors import ConfigError
 
 
 class PreemptionNotice:

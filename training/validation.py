@@ -14,17 +14,13 @@ import os
 import ml_collections
 
 from configs.common import DATASETS, get_base_config
+from configs.errors import ConfigError
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
-
-
-class ConfigError(ValueError):
-    """A mistake in the config or command line that the user can fix."""
-
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
