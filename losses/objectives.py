@@ -42,8 +42,8 @@ class Objective(NamedTuple):
 def _loss_implementation(config) -> dict[str, Any]:
     """contrastive_loss keywords from config.loss (dense when absent).
 
-    The objective gets no mesh: distributed implementations take the jax.set_mesh context, else
-    training.mesh.make_mesh(), the trainer's mesh (losses/contrastive.py).
+    The objective gets no mesh: distributed implementations take the trainer's mesh from the
+    jax.set_mesh context (losses/contrastive.py).
     """
     options = config.get("loss", {})
     return {
