@@ -30,10 +30,13 @@ embedder_workdir, embedder_seed, distill_weight.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 from models.two_tower import build_model, l2_normalize
@@ -80,13 +83,6 @@ def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; extra = {"embedder": frozen params, "teacher": frozen starting params}."""
     del rng
     options = config.proclip
-    if options.stage not in STAGES:
-        raise ValueError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
-    if config.model.head_dim != config.model.embed_dim:
-        raise ValueError(
-            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
-            f"({config.model.embed_dim}), not {config.model.head_dim}."
-        )
     text = proclip_text_embedding(model, params, extra["embedder"], batch["text"])
     if options.stage == 1:
         target = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"])["text_embedding"])
@@ -152,3 +148,26 @@ def _checkpoint_text_path(workdir: str, params) -> dict:
 def init_extra(params, config) -> dict:
     """The frozen embedder and the frozen copy of the starting (loaded) params (stage 2's image teacher)."""
     return {"embedder": load_embedder(config, params), "teacher": jax.tree.map(jnp.copy, params)}
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a ProCLIP option, a missing starting run or embedder."""
+    options = config.proclip
+    if options.stage not in STAGES:
+        raise ConfigError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
+    if config.model.head_dim != config.model.embed_dim:
+        raise ConfigError(
+            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
+            f"({config.model.embed_dim}), not {config.model.head_dim}."
+        )
+    if not (config.init_from.workdir or config.init_from.pretrained):
+        start = "a CLIP run" if options.stage == 1 else "the ProCLIP stage 1 run"
+        raise ConfigError(
+            f"ProCLIP stage {options.stage} starts from a trained model; set config.init_from.workdir to {start}."
+        )
+    embedder = options.embedder_workdir
+    if embedder and not os.path.isdir(os.path.join(embedder, "checkpoints")):
+        raise ConfigError(
+            f"config.proclip.embedder_workdir {embedder!r} holds no checkpoints folder; pass the --workdir of a "
+            "trained CLIP run, or '' for a random embedder."
+        )
