@@ -40,6 +40,7 @@ from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 from models.two_tower import build_model, l2_normalize
+from training.checkpointing import init_params_from
 
 STAGES = (1, 2)
 # What the embedder brings along from its checkpoint: the text path of the CLIP model.
@@ -134,8 +135,6 @@ def _checkpoint_text_path(workdir: str, params) -> dict:
     """The text path (EMBEDDER_PREFIXES) of `workdir`'s latest checkpoint as host arrays. Read on the host
     with a NumPy template, since init_extra runs under jit (params may be tracers); cached, since the
     trainer and its evaluation both build the state."""
-    from training.checkpointing import init_params_from  # the training package imports losses
-
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     key = (workdir, tuple((jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype)) for p, x in leaves))
     if key not in _LOADED:
