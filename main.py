@@ -17,8 +17,10 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs.errors import ConfigError
 from configs.extras import missing_extra
-from training.validation import ConfigError, validate_config, validate_workdir
+from launch.sweep import load_config_file
+from training.validation import validate_config, validate_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, logs and the tokenizer go.")
@@ -119,17 +121,30 @@ def evaluate(config, workdir: str) -> None:
     print(f"Report: {os.path.abspath(outcome['report'])}", flush=True)
 
 
+def _unknown_key(argv: list[str], error: Exception) -> str:
+    """One sentence for a `--config.a.b=value` whose key does not exist, listing the keys valid there."""
+    inner = error.args[0] if error.args and isinstance(error.args[0], KeyError) else error
+    key = str(inner.args[0] if inner.args else inner).splitlines()[0].strip("\"'")  # drops ml_collections' hint
+    names = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    override = next((n for n in names if key in n.split(".")), f"--config...{key}")
+    hint = "check the spelling against the config reference in docs/config.md"
+    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
+    try:  # the config file loaded alone (the flags could not be): the keys beside the unknown one
+        node, parts = load_config_file(spec)[1], override.split(".")[1:]
+        for part in parts[: parts.index(key)]:
+            node = node[part]
+        hint = f"use one of {sorted(node.keys())}"
+    except (ConfigError, KeyError, AttributeError, ValueError):
+        pass
+    return f"{override} names the config key {key!r}, which does not exist; {hint}."
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with a mistyped `--config.key=value` reported as one sentence."""
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:
-        key = str(e).strip("\"'")
-        override = next((a for a in argv[1:] if a.startswith("--config.") and key in a), f"--config...{key}")
-        sys.exit(
-            f"error: {override.split('=')[0]} names the config key {key!r}, which does not exist; "
-            "check the spelling against the config reference in docs/config.md."
-        )
+        sys.exit(f"error: {_unknown_key(argv, e)}")
     except flags.Error as e:
         # A config file's own error arrives wrapped in its traceback: keep its last line.
         lines = [line for line in str(e).splitlines() if line.strip()]

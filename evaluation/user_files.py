@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
+from configs.errors import ConfigError
 from evaluation.eval_data import EvalDataset, LabelSet, resize_images, split_indices, to_rgb_uint8
-from training.validation import ConfigError
 
 GENERIC_TEMPLATES = (
     "a photo of a {}.",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.validation import ConfigError
+from configs.errors import ConfigError
 
 _PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 START, END = "<|startoftext|>", "<|endoftext|>"

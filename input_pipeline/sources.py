@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.common import REAL_DATASETS
+from configs.errors import ConfigError
 from input_pipeline import shapes
 from input_pipeline.array_record import ArrayRecordSource
 from input_pipeline.decoded_source import DecodedSource
@@ -22,7 +23,6 @@ from input_pipeline.jsonl import JsonlSource
 from input_pipeline.tabular import CsvSource, DataFileError
 from input_pipeline.tfds_source import TfdsSource
 from input_pipeline.webdataset import WebDatasetSource
-from training.validation import ConfigError
 
 TOKENIZER_RECORDS = 20_000  # the tokenizer trains on the texts of this many first records
 

@@ -9,6 +9,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
+from input_pipeline.clip_bpe import ClipBpeTokenizer
+from input_pipeline.wordpiece import WordPieceTokenizer
+
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
@@ -82,17 +85,13 @@ def load_tokenizer(path: str, kind: str = "sentencepiece") -> Tokenizer:
 
 
 def _pretrained_tokenizer(path: str, kind: str):
-    """A pretrained tokenizer (same `encode`, `decode`, `vocab_size` as Tokenizer), imported only when chosen."""
+    """A pretrained tokenizer (same `encode`, `decode`, `vocab_size` as Tokenizer)."""
     if kind not in TOKENIZERS:
         raise ValueError(f"Unknown tokenizer {kind!r}; set config.text.tokenizer to one of {list(TOKENIZERS)}.")
     if not path:
         raise ValueError(f"The {kind} tokenizer is pretrained; set config.text.tokenizer_path to its vocabulary.")
     if kind == "wordpiece":
-        from input_pipeline.wordpiece import WordPieceTokenizer
-
         return WordPieceTokenizer(path)
-    from input_pipeline.clip_bpe import ClipBpeTokenizer
-
     return ClipBpeTokenizer(path)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.validation import ConfigError
+from configs.errors import ConfigError
 
 
 class WordPieceTokenizer:

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
+from configs.errors import ConfigError
 from interop import attention, mismatch
 from interop.safe_load import load_state_dict
-from training.validation import ConfigError
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "quick_gelu": "quick_gelu"}
 _PREFIXES = ("bert.", "model.", "0.auto_model.")

@@ -18,10 +18,10 @@ import os
 
 import numpy as np
 
+from configs.errors import ConfigError
 from interop import attention, mismatch
 from interop.bert_weights import flatten
 from interop.safe_load import load_state_dict
-from training.validation import ConfigError
 
 _OPENAI_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
 

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
+from configs.errors import ConfigError
 from interop import attention
-from training.validation import ConfigError
 
 _HF_ACTIVATIONS = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "quick_gelu": "quick_gelu"}
 

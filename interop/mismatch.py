@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from training.validation import ConfigError
+from configs.errors import ConfigError
 
 _MAX_LISTED = 8
 

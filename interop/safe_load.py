@@ -12,7 +12,7 @@ import pickle
 
 import numpy as np
 
-from training.validation import ConfigError
+from configs.errors import ConfigError
 
 # Files a Hugging Face / sentence-transformers / open_clip folder keeps its weights in, by preference.
 WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")

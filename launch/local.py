@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 
+from configs.errors import ConfigError
 from launch import sweep
-from training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -19,8 +19,8 @@ import sys
 
 from absl import app, flags
 
+from configs.errors import ConfigError
 from launch import sweep
-from training.validation import ConfigError
 
 try:
     from xmanager import xm, xm_local

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 
 EMA_NAMES = ("text", "image_raw", "image_caption")
@@ -122,3 +123,9 @@ def alip_loss(params, batch, extra, rng, *, model, config):
     )
     metrics.update(temperature=1.0 / jnp.exp(logit_scale), aux=means)
     return loss, metrics
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for an ALIP option out of range."""
+    if not 0 <= config.alip.momentum < 1:
+        raise ConfigError(f"config.alip.momentum must be in [0, 1), not {config.alip.momentum!r}.")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from configs.errors import ConfigError
 from models.two_tower import l2_normalize
 
 BN_EPS = 1e-5
@@ -98,10 +99,6 @@ def ccp_update_extra(extra: dict, params, aux: dict) -> dict:
 def ccp_objective_loss(params, batch, extra, rng, *, model, config):
     """CCP on a batch of {"text": centre, "context", "language"} (module docstring)."""
     del rng
-    if "context" not in batch:
-        raise ValueError(
-            "CCP trains on documents; set config.data.name to 'shape_documents' or 'documents' (with data.path)."
-        )
     options = config.ccp
     batch_size = batch["text"].shape[0]
     features = model.apply(
@@ -115,3 +112,25 @@ def ccp_objective_loss(params, batch, extra, rng, *, model, config):
     loss, metrics = ccp_loss(centres, contexts, languages, extra["queue"], extra["valid"], options.temperature)
     metrics["aux"] = {"contexts": contexts, "languages": languages}
     return loss, metrics
+
+
+DOCUMENT_DATASETS = ("shape_documents", "documents")  # the data names whose batches hold "context" and "language"
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for CCP options or data it cannot train on."""
+    options = config.ccp
+    if config.data.name not in DOCUMENT_DATASETS:
+        raise ConfigError(
+            f"CCP trains on documents, not config.data.name={config.data.name!r}; set it to 'shape_documents' "
+            "or 'documents' (with config.data.path)."
+        )
+    if options.temperature <= 0:
+        raise ConfigError(f"config.ccp.temperature must be positive, not {options.temperature!r}.")
+    if options.queue_size < config.batch_size:
+        raise ConfigError(
+            f"config.ccp.queue_size ({options.queue_size}) is below config.batch_size ({config.batch_size}); "
+            "raise the queue size."
+        )
+    if options.num_languages < 1:
+        raise ConfigError(f"config.ccp.num_languages must be at least 1, not {options.num_languages!r}.")

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
+from configs.errors import ConfigError
 from losses.contrastive import contrastive_loss
 from losses.logit_scale import clamped_logit_scale
 
@@ -67,8 +68,6 @@ def _pair_logits(out: dict, features: str) -> jax.Array:
 def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; extra = {"teacher": frozen params}; options in config.clip_refine."""
     options = config.clip_refine
-    if options.features not in FEATURES:
-        raise ValueError(f"Unknown config.clip_refine.features {options.features!r}; use one of {list(FEATURES)}.")
     out = model.apply({"params": params}, batch["image"], batch["text"])
     teacher = jax.lax.stop_gradient(model.apply({"params": extra["teacher"]}, batch["image"], batch["text"]))
     suffix = "features" if options.features == "raw" else "embedding"
@@ -90,3 +89,14 @@ def init_extra(params, config) -> dict:
     """The teacher: a frozen copy of the starting (loaded) params."""
     del config
     return {"teacher": jax.tree.map(jnp.copy, params)}
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a CLIP-Refine option out of range."""
+    options = config.clip_refine
+    if options.features not in FEATURES:
+        raise ConfigError(f"Unknown config.clip_refine.features {options.features!r}; use one of {list(FEATURES)}.")
+    if not 0 <= options.alpha <= 1:
+        raise ConfigError(f"config.clip_refine.alpha must be in [0, 1], not {options.alpha!r}.")
+    if options.temperature <= 0:
+        raise ConfigError(f"config.clip_refine.temperature must be positive, not {options.temperature!r}.")

@@ -35,8 +35,8 @@ Metrics: the softmax loss gives in-batch i2t/t2i top-1 accuracy in every impleme
 tracked next to the online max, ties go to the lower index as in jnp.argmax); the sigmoid loss none.
 
 Mesh: distributed implementations use `mesh` if given, else the mesh installed with
-`jax.set_mesh(...)` around the caller (the trainer's), else `training.mesh.make_mesh()` (every device
-on the "data" axis). Objectives only get the config, so they rely on the last two. The batch is split
+`jax.set_mesh(...)` around the caller (the trainer's); with neither they raise ValueError. Objectives
+only get the config, so they rely on the trainer's `jax.set_mesh`. The batch is split
 over `axis_name`: one mesh axis or a tuple of them; by default every batch axis of the mesh ("data",
 and "fsdp" where the mesh has one), so the ring runs over all devices that hold examples.
 """
@@ -52,11 +52,11 @@ from jax.sharding import PartitionSpec as P
 
 from losses.extra_negatives import NegativeBank, sigmoid_extra_loss, softmax_seed
 from losses.gathered import gathered_sigmoid_row_loss, gathered_softmax_terms
+from losses.mesh_axes import batch_axes
 from losses.pairs import pair_masks
 from losses.sigmoid import sigmoid_loss_from_stats, sigmoid_row_loss_dense
 from losses.softmax import all_valid, logits_from_scale, softmax_loss_from_terms, softmax_terms_dense
 from losses.tiled import sigmoid_row_loss, softmax_terms
-from training.mesh import batch_axes, make_mesh
 
 KINDS = ("softmax", "sigmoid")
 IMPLEMENTATIONS = ("dense", "gathered", "ring", "tiled", "ring_tiled")
@@ -84,7 +84,10 @@ def _resolve_mesh(mesh, axis_name):
     if mesh is None:
         mesh = jax.sharding.get_abstract_mesh()
         if mesh.empty:
-            mesh = make_mesh()
+            raise ValueError(
+                "Distributed loss implementations need a device mesh; call the loss under jax.set_mesh(mesh), "
+                "pass mesh=..., or use implementation='dense' or 'tiled'."
+            )
     names = batch_axes(mesh) if axis_name is None else (axis_name,) if isinstance(axis_name, str) else axis_name
     missing = [name for name in names if name not in mesh.axis_names]
     if missing or not names:

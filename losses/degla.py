@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 
 TGC_NEGATIVES = ("own", "official_code")
@@ -91,10 +92,6 @@ def draw_negatives(tokens: jax.Array, k: int, rng: jax.Array) -> jax.Array:
 def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; batch["hard_negatives"] int32 [B, T, L]; extra = {"teacher": EMA params}."""
     options = config.degla
-    if options.tgc_negatives not in TGC_NEGATIVES:
-        raise ValueError(
-            f"Unknown config.degla.tgc_negatives {options.tgc_negatives!r}; use one of {list(TGC_NEGATIVES)}."
-        )
     drawn = draw_negatives(batch["hard_negatives"], options.num_negatives, rng)
     batch_size, k, length = drawn.shape
     tokens = jnp.concatenate([batch["text"], drawn.reshape(batch_size * k, length)])
@@ -135,3 +132,17 @@ def init_extra(params, config) -> dict:
 def update_extra(extra, params, aux) -> dict:
     """The EMA step of the teacher towards the freshly updated params, momentum from the loss's aux."""
     return {"teacher": ema_update(extra["teacher"], params, aux["ema_momentum"])}
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a DeGLA option out of range (num_negatives above
+    the records' hard negatives is found by draw_negatives, from the batch's shape)."""
+    options = config.degla
+    if options.tgc_negatives not in TGC_NEGATIVES:
+        raise ConfigError(
+            f"Unknown config.degla.tgc_negatives {options.tgc_negatives!r}; use one of {list(TGC_NEGATIVES)}."
+        )
+    if options.num_negatives < 1:
+        raise ConfigError(f"config.degla.num_negatives must be at least 1, not {options.num_negatives!r}.")
+    if not 0 <= options.ema_momentum < 1:
+        raise ConfigError(f"config.degla.ema_momentum must be in [0, 1), not {options.ema_momentum!r}.")

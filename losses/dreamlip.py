@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 from models.two_tower import l2_normalize
@@ -129,13 +130,19 @@ def dreamlip_loss(params, batch, extra, rng, *, model, config):
     clip_scale = 1.0 / m if options.code_clip_divisor else 1.0
     if options.multipos == "infonce":
         multipos = multipositive_infonce(image["image_embedding"], subcaptions, jnp.exp(logit_scale))
-    elif options.multipos == "circle":
+    else:  # "circle" (validate)
         multipos = circle_loss(
             image["image_embedding"], subcaptions, gamma=options.circle_gamma, margin=options.circle_margin
         )
-    else:
-        raise ValueError(f"Unknown dreamlip.multipos {options.multipos!r}; use one of {list(MULTIPOS_KINDS)}.")
     sgl = sgl_loss(subcaptions, image["patch_embedding"], logit_scale, options.sgl_threshold)
     loss = clip_scale * clip_value + options.multipos_weight * multipos + options.sgl_weight * sgl
     metrics.update(clip_loss=clip_value, multipos_loss=multipos, sgl_loss=sgl, temperature=1.0 / jnp.exp(logit_scale))
     return loss, metrics
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for an unknown multi-positive loss."""
+    if config.dreamlip.multipos not in MULTIPOS_KINDS:
+        raise ConfigError(
+            f"Unknown config.dreamlip.multipos {config.dreamlip.multipos!r}; use one of {list(MULTIPOS_KINDS)}."
+        )

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from losses.false_negatives import frozen_false_negatives, margin_false_negatives, mask_logits
+from configs.errors import ConfigError
+from losses.false_negatives import MASK_MODES, frozen_false_negatives, margin_false_negatives, mask_logits
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 
@@ -98,11 +99,6 @@ def init_extra(params, config) -> dict:
     """The frozen encoder (a copy of the initial params) when frozen_threshold > 0, else nothing."""
     if config.clip_hard_negatives.frozen_threshold <= 0:
         return {}
-    if not config.init_from.workdir:
-        raise ValueError(
-            "clip_hard_negatives.frozen_threshold > 0 needs a trained frozen encoder: set config.init_from.workdir to "
-            "a CLIP run and config.init_from.param_prefixes to include 'text_tower' and 'text_projection'."
-        )
     return {"frozen": jax.tree.map(jnp.copy, params)}
 
 
@@ -140,3 +136,23 @@ def clip_hard_negatives_loss(params, batch, extra, rng, *, model, config):
         hard_metrics, clip_loss=clip_value, hard_negative_loss=hard_value, temperature=1.0 / jnp.exp(logit_scale)
     )
     return options.clip_weight * clip_value + options.weight * hard_value, metrics
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for an option out of range or a frozen encoder with no run."""
+    options = config.clip_hard_negatives
+    if options.mask_mode not in MASK_MODES:
+        raise ConfigError(
+            f"Unknown config.clip_hard_negatives.mask_mode {options.mask_mode!r}; use one of {list(MASK_MODES)}."
+        )
+    if options.top_k < 0:
+        raise ConfigError(f"config.clip_hard_negatives.top_k must be >= 0 (0 keeps all), not {options.top_k!r}.")
+    if options.temperature < 0:
+        raise ConfigError(
+            f"config.clip_hard_negatives.temperature must be >= 0 (0 = the model's), not {options.temperature!r}."
+        )
+    if options.frozen_threshold > 0 and not config.init_from.workdir:
+        raise ConfigError(
+            "config.clip_hard_negatives.frozen_threshold > 0 needs a trained frozen encoder: set "
+            "config.init_from.workdir to a CLIP run (param_prefixes including 'text_tower' and 'text_projection')."
+        )

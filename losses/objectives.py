@@ -14,7 +14,12 @@ An objective is a bundle of pure functions:
   `loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config) -> (scalar, metrics)`
   (optional, together): `loss` split at the per-example embeddings, so that GradCache gradient
   accumulation (training/grad_cache.py, config.microbatches > 1) can embed micro-batches apart and
-  still take the loss over the whole global batch. `embed` must treat examples independently.
+  still take the loss over the whole global batch. `embed` must treat examples independently;
+- `validate(config)` (optional): raises configs.errors.ConfigError, one sentence naming the key and the
+  fix, for a bad value of the method's own options (config.<name>) or a setting it cannot run with;
+  training/validation.py calls it before jax starts, after checking the section's keys and types;
+- `record_fields`: the data record fields beyond "image" and "caption" that `batch_fields` reads, so
+  that the config check refuses data that cannot supply them.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ class Objective(NamedTuple):
     batch_fields: Callable[..., dict[str, Any]] | None = None
     embed: Callable[..., dict[str, jax.Array]] | None = None
     loss_from_embeddings: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
+    validate: Callable[[Any], None] | None = None
+    record_fields: tuple[str, ...] = ()
 
 
 def _loss_implementation(config) -> dict[str, Any]:
     """contrastive_loss keywords from config.loss (dense when absent).
 
-    The objective gets no mesh: distributed implementations take the jax.set_mesh context, else
-    training.mesh.make_mesh(), the trainer's mesh (losses/contrastive.py).
+    The objective gets no mesh: distributed implementations take the trainer's mesh from the
+    jax.set_mesh context (losses/contrastive.py).
     """
     options = config.get("loss", {})
     return {
@@ -105,27 +112,56 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 OBJECTIVES: dict[str, Objective] = {
     "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
     "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
-    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra),
+    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra, validate=clip_refine.validate),
     "degla": Objective(
-        loss=degla.loss, init_extra=degla.init_extra, update_extra=degla.update_extra, batch_fields=degla.batch_fields
+        loss=degla.loss,
+        init_extra=degla.init_extra,
+        update_extra=degla.update_extra,
+        batch_fields=degla.batch_fields,
+        validate=degla.validate,
+        record_fields=("hard_negatives",),
     ),
-    "uclip": Objective(loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields),
-    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra),
-    "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
+    "uclip": Objective(
+        loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields, validate=uclip.validate
+    ),
+    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra, validate=proclip.validate),
+    "dreamlip": Objective(
+        loss=dreamlip.dreamlip_loss,
+        batch_fields=dreamlip.dreamlip_fields,
+        validate=dreamlip.validate,
+        record_fields=("long_caption",),
+    ),
     "alip": Objective(
-        loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
+        loss=alip.alip_loss,
+        init_extra=alip.init_extra,
+        update_extra=alip.update_extra,
+        batch_fields=alip.alip_fields,
+        validate=alip.validate,
+        record_fields=("raw_caption",),
     ),
     "protoclip": Objective(
-        loss=protoclip.protoclip_loss, init_extra=protoclip.init_extra, update_extra=protoclip.update_extra
+        loss=protoclip.protoclip_loss,
+        init_extra=protoclip.init_extra,
+        update_extra=protoclip.update_extra,
+        validate=protoclip.validate,
     ),
     "clip_hard_negatives": Objective(
         loss=hard_negatives.clip_hard_negatives_loss,
         init_extra=hard_negatives.init_extra,
         batch_fields=hard_negatives.hard_negative_fields,
+        validate=hard_negatives.validate,
+        record_fields=("hard_negatives",),
     ),
-    "simcse": Objective(loss=simcse.simcse_objective_loss),
-    "multicsr": Objective(loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra),
-    "ccp": Objective(loss=ccp.ccp_objective_loss, init_extra=ccp.ccp_init_extra, update_extra=ccp.ccp_update_extra),
+    "simcse": Objective(loss=simcse.simcse_objective_loss, validate=simcse.simcse_validate),
+    "multicsr": Objective(
+        loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra, validate=simcse.multicsr_validate
+    ),
+    "ccp": Objective(
+        loss=ccp.ccp_objective_loss,
+        init_extra=ccp.ccp_init_extra,
+        update_extra=ccp.ccp_update_extra,
+        validate=ccp.validate,
+    ),
 }
 
 

@@ -30,13 +30,17 @@ embedder_workdir, embedder_seed, distill_weight.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 from models.two_tower import build_model, l2_normalize
+from training.checkpointing import init_params_from
 
 STAGES = (1, 2)
 # What the embedder brings along from its checkpoint: the text path of the CLIP model.
@@ -80,13 +84,6 @@ def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; extra = {"embedder": frozen params, "teacher": frozen starting params}."""
     del rng
     options = config.proclip
-    if options.stage not in STAGES:
-        raise ValueError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
-    if config.model.head_dim != config.model.embed_dim:
-        raise ValueError(
-            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
-            f"({config.model.embed_dim}), not {config.model.head_dim}."
-        )
     text = proclip_text_embedding(model, params, extra["embedder"], batch["text"])
     if options.stage == 1:
         target = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"])["text_embedding"])
@@ -138,8 +135,6 @@ def _checkpoint_text_path(workdir: str, params) -> dict:
     """The text path (EMBEDDER_PREFIXES) of `workdir`'s latest checkpoint as host arrays. Read on the host
     with a NumPy template, since init_extra runs under jit (params may be tracers); cached, since the
     trainer and its evaluation both build the state."""
-    from training.checkpointing import init_params_from  # the training package imports losses
-
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     key = (workdir, tuple((jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype)) for p, x in leaves))
     if key not in _LOADED:
@@ -152,3 +147,26 @@ def _checkpoint_text_path(workdir: str, params) -> dict:
 def init_extra(params, config) -> dict:
     """The frozen embedder and the frozen copy of the starting (loaded) params (stage 2's image teacher)."""
     return {"embedder": load_embedder(config, params), "teacher": jax.tree.map(jnp.copy, params)}
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a ProCLIP option, a missing starting run or embedder."""
+    options = config.proclip
+    if options.stage not in STAGES:
+        raise ConfigError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
+    if config.model.head_dim != config.model.embed_dim:
+        raise ConfigError(
+            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
+            f"({config.model.embed_dim}), not {config.model.head_dim}."
+        )
+    if not (config.init_from.workdir or config.init_from.pretrained):
+        start = "a CLIP run" if options.stage == 1 else "the ProCLIP stage 1 run"
+        raise ConfigError(
+            f"ProCLIP stage {options.stage} starts from a trained model; set config.init_from.workdir to {start}."
+        )
+    embedder = options.embedder_workdir
+    if embedder and not os.path.isdir(os.path.join(embedder, "checkpoints")):
+        raise ConfigError(
+            f"config.proclip.embedder_workdir {embedder!r} holds no checkpoints folder; pass the --workdir of a "
+            "trained CLIP run, or '' for a random embedder."
+        )

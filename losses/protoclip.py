@@ -34,6 +34,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from configs.errors import ConfigError
 from losses.logit_scale import clamped_logit_scale
 from losses.softmax import softmax_contrastive_loss
 from models.two_tower import l2_normalize
@@ -98,13 +99,6 @@ def init_extra(params, config) -> dict[str, jax.Array]:
     del params
     bank = config.protoclip.episode_steps * config.batch_size
     k, d = config.protoclip.num_prototypes, config.model.head_dim
-    if k > bank:
-        raise ValueError(
-            f"protoclip.num_prototypes ({k}) exceeds the episode's {bank} examples; raise protoclip.episode_steps "
-            "or lower num_prototypes."
-        )
-    if d <= 0:
-        raise ValueError("ProtoCLIP needs projection heads: set config.model.head_dim > 0 (configs/protoclip.py).")
     zeros = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731
     return {
         "step": jnp.zeros((), jnp.int32),
@@ -187,3 +181,21 @@ def protoclip_loss(params, batch, extra, rng, *, model, config):
         aux={"image": frozen[0], "text": frozen[1]},
     )
     return loss, metrics
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for prototypes the episode cannot fill or missing heads."""
+    options = config.protoclip
+    if options.episode_steps < 1 or options.num_prototypes < 1:
+        raise ConfigError(
+            f"config.protoclip.episode_steps ({options.episode_steps}) and num_prototypes "
+            f"({options.num_prototypes}) must be positive; raise them."
+        )
+    bank = options.episode_steps * config.batch_size
+    if options.num_prototypes > bank:
+        raise ConfigError(
+            f"config.protoclip.num_prototypes ({options.num_prototypes}) exceeds the episode's {bank} examples; "
+            "raise config.protoclip.episode_steps or lower num_prototypes."
+        )
+    if config.model.head_dim <= 0:
+        raise ConfigError("ProtoCLIP needs projection heads: set config.model.head_dim > 0 (configs/protoclip.py).")

@@ -29,7 +29,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from losses.false_negatives import frozen_false_negatives, mask_logits
+from configs.errors import ConfigError
+from losses.false_negatives import MASK_MODES, frozen_false_negatives, mask_logits
 
 MODES = ("unsup", "sup")
 LOSSES = ("ce", "bce")
@@ -94,16 +95,9 @@ def encode_train(params, tokens: jax.Array, rng: jax.Array, *, model) -> jax.Arr
 
 def _views(params, batch, rng, mode: str, *, model) -> tuple[jax.Array, jax.Array, jax.Array | None, list[jax.Array]]:
     """(anchors, positives, negatives or None, token arrays in order) of one stacked training forward."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown SimCSE mode {mode!r}; set the method's `mode` to one of {list(MODES)}.")
     if mode == "unsup":
         parts = [batch["text"], batch["text"]]
     else:
-        if "positive" not in batch:
-            raise ValueError(
-                "Supervised SimCSE needs (sentence, entailment[, contradiction]) triples; set config.data.name "
-                "to 'nli' (with config.data.path) or 'shape_sentences'."
-            )
         parts = [batch["text"], batch["positive"]] + ([batch["negative"]] if "negative" in batch else [])
     embeddings = jnp.split(encode_train(params, jnp.concatenate(parts), rng, model=model), len(parts))
     return embeddings[0], embeddings[1], embeddings[2] if len(parts) == 3 else None, parts
@@ -122,11 +116,7 @@ def simcse_objective_loss(params, batch, extra, rng, *, model, config):
 
 def multicsr_init_extra(params, config) -> dict:
     """The frozen encoder: a copy of the params the run starts from (init_from's, normally unsup SimCSE)."""
-    if not config.init_from.workdir:
-        raise ValueError(
-            "MultiCSR masks false negatives with a trained frozen encoder: set config.init_from.workdir to an "
-            "unsupervised SimCSE run and config.init_from.param_prefixes to ('text_tower', 'text_projection')."
-        )
+    del config
     return {"frozen": jax.tree.map(jnp.copy, params)}
 
 
@@ -143,3 +133,40 @@ def multicsr_objective_loss(params, batch, extra, rng, *, model, config):
     value, metrics = simcse_loss(logits, false_negatives, options.mask_mode, options.loss)
     metrics["positive_cosine"] = jnp.mean(jnp.sum(anchors * positives, axis=1))
     return value, metrics
+
+
+TRIPLE_DATASETS = ("nli", "shape_sentences")  # the data names whose batches hold "positive" (and "negative")
+
+
+def _validate_views(config, section: str) -> None:
+    options = config[section]
+    if options.mode not in MODES:
+        raise ConfigError(f"Unknown config.{section}.mode {options.mode!r}; use one of {list(MODES)}.")
+    if options.mode == "sup" and config.data.name not in TRIPLE_DATASETS:
+        raise ConfigError(
+            f"config.{section}.mode='sup' needs (sentence, entailment[, contradiction]) triples, which "
+            f"config.data.name={config.data.name!r} does not hold; set it to 'nli' (with config.data.path) "
+            "or 'shape_sentences'."
+        )
+    if options.temperature <= 0:
+        raise ConfigError(f"config.{section}.temperature must be positive, not {options.temperature!r}.")
+
+
+def simcse_validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a SimCSE option or data it cannot train on."""
+    _validate_views(config, "simcse")
+
+
+def multicsr_validate(config) -> None:
+    """SimCSE's checks on config.multicsr, its masking options, and the trained frozen encoder it needs."""
+    _validate_views(config, "multicsr")
+    options = config.multicsr
+    if options.mask_mode not in MASK_MODES:
+        raise ConfigError(f"Unknown config.multicsr.mask_mode {options.mask_mode!r}; use one of {list(MASK_MODES)}.")
+    if options.loss not in LOSSES:
+        raise ConfigError(f"Unknown config.multicsr.loss {options.loss!r}; use one of {list(LOSSES)}.")
+    if not config.init_from.workdir:
+        raise ConfigError(
+            "MultiCSR masks false negatives with a trained frozen encoder: set config.init_from.workdir to an "
+            "unsupervised SimCSE run and config.init_from.param_prefixes to ('text_tower', 'text_projection')."
+        )

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from input_pipeline import second_language, shapes, transforms
 from models.two_tower import build_model, l2_normalize
 
@@ -130,3 +131,19 @@ def init_extra(params, config) -> dict:
         "image_bank": image_bank,
         "text_bank": multilingual_embedding(jnp.asarray(words), concepts),
     }
+
+
+def validate(config) -> None:
+    """Raises ConfigError, naming the key and the fix, for a uCLIP option out of range or no CLIP to start from."""
+    options = config.uclip
+    if options.bank_size < 1:
+        raise ConfigError(f"config.uclip.bank_size must be positive, not {options.bank_size!r}.")
+    for key in ("temperature", "retrieval_temperature"):
+        if options[key] <= 0:
+            raise ConfigError(f"config.uclip.{key} must be positive, not {options[key]!r}.")
+    if config.model.head_dim <= 0:
+        raise ConfigError("uCLIP trains projection heads: set config.model.head_dim > 0 (configs/uclip.py).")
+    if not (config.init_from.workdir or config.init_from.pretrained):
+        raise ConfigError(
+            "uCLIP extends a trained CLIP and freezes it; set config.init_from.workdir to a run of configs/clip.py."
+        )

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from tiny_training import VOCAB, batch, tiny_config
 
+from configs.errors import ConfigError
 from models.transformer import fused_attention
 from models.two_tower import build_model
-from training.validation import ConfigError, validate_config
+from training.validation import validate_config
 
 
 def _numpy_attention(q, k, v, causal):

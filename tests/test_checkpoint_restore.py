@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
+from configs.errors import ConfigError
 from training.checkpointing import Checkpointer, init_params_from
 from training.train_state import TrainState
-from training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Modules and calls that unpickle: importing them, calling their load, torch.load, pandas.read_pickle.

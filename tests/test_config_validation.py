@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from configs import clip, laclip, siglip
-from training.validation import ConfigError, validate_batch_division, validate_config
+from configs.errors import ConfigError
+from training.validation import validate_batch_division, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -152,6 +152,13 @@ def test_mesh_comes_from_the_set_mesh_context():
     _assert_close(loss, ref.loss)
 
 
+@pytest.mark.parametrize("implementation", ["gathered", "ring", "ring_tiled"])
+def test_a_distributed_implementation_without_a_mesh_names_the_fix(implementation):
+    embeddings = jnp.ones((BATCH, DIM))
+    with pytest.raises(ValueError, match=r"need a device mesh; call the loss under jax.set_mesh\(mesh\)"):
+        contrastive_loss(embeddings, embeddings, jnp.float32(0.0), implementation=implementation)
+
+
 @pytest.mark.parametrize(
     "kwargs, batch, message",
     [

@@ -13,8 +13,8 @@ import ml_collections
 import pytest
 
 from configs.clip import get_config
+from configs.errors import ConfigError
 from training.dry_run import dry_run, memory_error, plan, resident_report
-from training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2**30

@@ -5,11 +5,11 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from configs.errors import ConfigError
 from evaluation.digits import digits_dataset
 from evaluation.eval_data import shapes_dataset
 from evaluation.user_files import user_dataset
 from input_pipeline import shapes
-from training.validation import ConfigError
 
 
 def test_shapes_test_images_are_the_trainers_eval_images():

@@ -133,8 +133,8 @@ def test_eval_of_a_workdir_without_checkpoint_is_one_sentence(tmp_path):
 
 def test_a_model_setting_that_differs_from_the_run_is_named(tmp_path):
     from configs import clip
+    from configs.errors import ConfigError
     from evaluation.run import check_config_matches_run
-    from training.validation import ConfigError
 
     config = clip.get_config()
     depth = config.model.image.depth

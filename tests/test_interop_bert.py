@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs.errors import ConfigError
 from interop.bert_weights import convert_bert
 from interop.safe_load import load_state_dict
 from models.bert import BertEncoder
 from tests.interop_reference import nested, require_torch, sample_texts
-from training.validation import ConfigError
 
 VOCAB = [
     "[PAD]",

@@ -8,11 +8,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs.errors import ConfigError
 from interop.clip_weights import convert_clip
 from interop.export_hf import export_hf_clip
 from models.two_tower import TwoTower
 from tests.interop_reference import import_open_clip, nested, require_torch
-from training.validation import ConfigError
 
 VOCAB, EOS = 99, 98  # EOS is the largest id, as in CLIP's vocabulary
 

@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs.errors import ConfigError
 from losses import proclip
 from models.two_tower import build_model
 from tests.tiny_training import VOCAB, batch, tiny_config
@@ -129,9 +130,8 @@ def test_stage_one_trains_only_the_mlp():
     assert all(v == 0 for k, v in norms.items() if k != "text_head"), norms
 
 
-def test_unknown_stage_is_refused():
-    config, model, x, params, _, extra = _setup()
-    config = ml_collections.ConfigDict(config.to_dict())
+def test_unknown_stage_is_refused_before_tracing():
+    config = ml_collections.ConfigDict(_setup()[0].to_dict())
     config.proclip.stage = 3
-    with pytest.raises(ValueError, match="config.proclip.stage"):
-        proclip.loss(params, x, extra, None, model=model, config=config)
+    with pytest.raises(ConfigError, match="config.proclip.stage"):
+        proclip.validate(config)

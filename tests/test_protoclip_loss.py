@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from contrastive_reference import float64, unit_rows
 
-from losses.protoclip import back_translate, init_extra, prototype_loss, spherical_kmeans, update_extra
+from configs.errors import ConfigError
+from losses.protoclip import back_translate, init_extra, prototype_loss, spherical_kmeans, update_extra, validate
 
 
 def _log_softmax(a):
@@ -101,5 +102,5 @@ def test_too_many_prototypes_for_the_episode_is_a_clear_error():
     config = ml_collections.ConfigDict(
         dict(batch_size=4, model=dict(head_dim=3), protoclip=dict(episode_steps=2, num_prototypes=9))
     )
-    with pytest.raises(ValueError, match="raise protoclip.episode_steps"):
-        init_extra(None, config)
+    with pytest.raises(ConfigError, match="raise config.protoclip.episode_steps"):
+        validate(config)

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
+from configs.errors import ConfigError
 from launch import hyper, local, results, sweep
-from training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

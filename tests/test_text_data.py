@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from configs.errors import ConfigError
 from evaluation import sts_data
 from input_pipeline import sentences, shapes, text_sources
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import train_tokenizer
 from training import text_task
-from training.validation import ConfigError
 
 # Canonical attribute word of every surface form the sentences use (multi-word synonyms first).
 _CANONICAL = sorted(

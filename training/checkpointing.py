@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import jax
 import orbax.checkpoint as ocp
 
+from configs.errors import ConfigError
 from training.train_state import TrainState
-from training.validation import ConfigError
 
 _MAX_LISTED = 6  # mismatched parameters named in one error message
 

@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from configs.errors import ConfigError
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
 from training.optimizer import learning_rate_schedule, make_optimizer
 from training.partitioning import FAST_COMPILE, jit_train_step, mesh_from_config, state_shardings
 from training.sharding import bytes_per_device
-from training.validation import ConfigError, validate_batch_division
+from training.validation import validate_batch_division
 
 GIB = 2**30
 # XLA's CPU compiler erases the optimization barriers that keep jax.checkpoint's recomputation apart

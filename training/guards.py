@@ -15,8 +15,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from configs.errors import ConfigError
 from training.checkpointing import last_good_checkpoint
-from training.validation import ConfigError
 
 
 class PreemptionNotice:

@@ -4,6 +4,7 @@ Axes, outermost first: `data` (pure data parallelism: parameters replicated), `f
 parallelism whose devices also split the large parameters and their optimizer state, ZeRO-3 style)
 and `model` (tensor parallelism inside each transformer block). The batch is split over
 `data` x `fsdp`; `model` is innermost so that its frequent collectives stay on the fastest links.
+The axis names live in losses/mesh_axes.py, where the distributed losses read them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-BATCH_AXIS = "data"
-FSDP_AXIS = "fsdp"
-MODEL_AXIS = "model"
-MESH_AXES = (BATCH_AXIS, FSDP_AXIS, MODEL_AXIS)
-BATCH_AXES = (BATCH_AXIS, FSDP_AXIS)  # the axes the examples of a batch are split over
+from losses.mesh_axes import BATCH_AXIS, MESH_AXES, batch_axes
 
 
 def mesh_shape(axis_sizes: Mapping[str, int], device_count: int) -> dict[str, int]:
@@ -54,7 +51,7 @@ def mesh_shape(axis_sizes: Mapping[str, int], device_count: int) -> dict[str, in
 def make_mesh(axis_sizes: Mapping[str, int] | None = None, devices: list | None = None) -> Mesh:
     """The (data, fsdp, model) mesh over `devices` (default: every device of every process).
 
-    No `axis_sizes`: a 1-D `data` mesh, the default mesh of the distributed losses. GSPMD "auto"
+    No `axis_sizes`: a 1-D `data` mesh. GSPMD "auto"
     axis semantics; jax.make_mesh orders the devices so the inner axes get the fastest links.
     """
     devices = jax.devices() if devices is None else devices
@@ -67,11 +64,6 @@ def make_mesh(axis_sizes: Mapping[str, int] | None = None, devices: list | None 
         axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
         devices=devices,
     )
-
-
-def batch_axes(mesh: Mesh | jax.sharding.AbstractMesh) -> tuple[str, ...]:
-    """The mesh's axes that split a batch's examples: those of BATCH_AXES it has."""
-    return tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names)
 
 
 def batch_device_count(mesh: Mesh | jax.sharding.AbstractMesh) -> int:

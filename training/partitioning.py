@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from configs.errors import ConfigError
 from losses.objectives import Objective
 from training import mesh as mesh_lib
 from training.sharding import tree_shardings
 from training.train_state import TrainState
 from training.train_step import train_step
-from training.validation import ConfigError
 
 # XLA options for a compile that is measured or run for a few steps only (the dry run, tests): LLVM at
 # -O0 generates slower CPU code but compiles 2-4x faster here. Buffer assignment, and so the memory

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import ml_collections
 
+from configs.errors import ConfigError
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
 from input_pipeline import sentences, text_sources
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
-from training.validation import ConfigError
 
 EMBEDDED_STS_SEED = 0
 

@@ -2,8 +2,11 @@
 
 Table-driven: every key's type is checked against the base config's default (configs/common.py),
 named choices against the dicts the code looks them up in, value ranges against RANGES, then a few
-rules that tie keys together. Divisibility by the device and process counts needs jax's backend, so
-the loop checks it right after making the mesh (`validate_batch_division`).
+rules that tie keys together. A method's own section, config.<objective>, is checked against its
+config file's (METHOD_CONFIGS): no unknown or missing key, each of its default's type; then the
+objective's `validate` checks the values, and its `record_fields` are checked against the data.
+Divisibility by the device and process counts needs jax's backend, so the loop checks it right after
+making the mesh (`validate_batch_division`).
 """
 
 from __future__ import annotations
@@ -13,18 +16,28 @@ import os
 
 import ml_collections
 
-from configs.common import DATASETS, get_base_config
+from configs import (
+    alip,
+    ccp,
+    clip_hard_negatives,
+    clip_refine,
+    degla,
+    dreamlip,
+    multicsr,
+    proclip,
+    protoclip,
+    simcse,
+    uclip,
+)
+from configs.common import DATASETS, REAL_DATASETS, get_base_config
+from configs.errors import ConfigError
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
-
-
-class ConfigError(ValueError):
-    """A mistake in the config or command line that the user can fix."""
-
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -207,6 +220,50 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         )
 
 
+# objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
+METHOD_CONFIGS = {
+    module.__name__.rsplit(".", 1)[1]: module
+    for module in (alip, ccp, clip_hard_negatives, clip_refine, degla, dreamlip, multicsr, proclip, protoclip, simcse,
+                   uclip)
+}  # fmt: skip
+# data.name -> the text fields its records hold (besides the image); text-only data is the text objectives' own check.
+RECORD_FIELDS = {"shapes": TEXT_FIELDS, **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites"))}
+
+
+def _check_method_options(c: ml_collections.ConfigDict) -> None:
+    name = c.objective
+    if name in METHOD_CONFIGS:
+        source = f"configs/{name}.py"
+        defaults = flat_items(METHOD_CONFIGS[name].get_config()[name])
+        section = c.get(name)
+        if not isinstance(section, ml_collections.ConfigDict):
+            raise ConfigError(f"config.objective={name!r} reads its options from config.{name}; start from {source}.")
+        options = flat_items(section)
+        for key, value in options.items():
+            if key not in defaults:
+                raise ConfigError(
+                    f"config.{name}.{key} is not an option of {name}; fix its spelling, or use one of "
+                    f"{sorted(defaults)} ({source})."
+                )
+            if not _has_type(value, defaults[key]):
+                raise ConfigError(f"config.{name}.{key} must be {_type_name(defaults[key])}, not {value!r}.")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"config.{name}.{key} must be a finite number, not {value!r}.")
+        missing = sorted(set(defaults) - set(options))
+        if missing:
+            raise ConfigError(f"config.{name} lacks the options {missing}; add them with the defaults of {source}.")
+    objective = OBJECTIVES[name]
+    if objective.validate is not None:
+        objective.validate(c)
+    supplied = RECORD_FIELDS.get(c.data.name)
+    absent = [field for field in objective.record_fields if supplied is not None and field not in supplied]
+    if absent:
+        raise ConfigError(
+            f"The {name} objective reads each record's {absent[0]!r}, which config.data.name={c.data.name!r} does "
+            "not supply; train it on data.name='shapes' or choose another objective."
+        )
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError, naming the key and the fix, for the first problem found; needs no jax backend."""
     flat = flat_items(config)
@@ -217,6 +274,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
+    _check_method_options(config)
 
 
 def validate_batch_division(batch_size: int, device_count: int, process_count: int, microbatches: int = 1) -> None:
