@@ -158,8 +158,7 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
     if c.data.name not in EMBEDDED_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
         key = "tfds_name" if c.data.name == "tfds" else "path"
         raise ConfigError(
-            f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data "
-            "(docs/data.md)."
+            f"config.data.name={c.data.name!r} needs config.data.{key}; set it to your training data (docs/data.md)."
         )
     if c.data.name in EMBEDDED_DATASETS and c.batch_size > c.data.train_size:
         raise ConfigError(
