@@ -15,6 +15,13 @@ An objective is a bundle of pure functions:
   (optional, together): `loss` split at the per-example embeddings, so that GradCache gradient
   accumulation (training/grad_cache.py, config.microbatches > 1) can embed micro-batches apart and
   still take the loss over the whole global batch. `embed` must treat examples independently.
+
+What an objective supports is declared with it, and `check_objective_options` refuses the rest:
+- `implementations`: the config.loss.implementation values its contrastive terms run on. A term
+  of its own that is O(B H) per example (own hard negatives, prototypes, a shared bank) runs in any
+  of them; one that needs the B x B matrix (a top-k over the batch, a pairwise distance) makes the
+  objective dense-only; `dense_only(config) -> reason | None` says when an option does so;
+- `grad_cache`: config.microbatches > 1 works (it has embed and loss_from_embeddings).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import jax
 import jax.numpy as jnp
 
 from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
-from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
+from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
+
+DENSE = ("dense",)  # not yet on the shared primitive's other implementations
 
 
 class Objective(NamedTuple):
@@ -37,19 +46,9 @@ class Objective(NamedTuple):
     batch_fields: Callable[..., dict[str, Any]] | None = None
     embed: Callable[..., dict[str, jax.Array]] | None = None
     loss_from_embeddings: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
-
-
-def _loss_implementation(config) -> dict[str, Any]:
-    """contrastive_loss keywords from config.loss (dense when absent).
-
-    The objective gets no mesh: distributed implementations take the jax.set_mesh context, else
-    training.mesh.make_mesh(), the trainer's mesh (losses/contrastive.py).
-    """
-    options = config.get("loss", {})
-    return {
-        "implementation": options.get("implementation", "dense"),
-        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
-    }
+    implementations: tuple[str, ...] = IMPLEMENTATIONS
+    dense_only: Callable[[Any], str | None] = lambda config: None
+    grad_cache: bool = False
 
 
 def pair_embeddings(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
@@ -68,7 +67,7 @@ def clip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, c
         embeddings["text_embedding"],
         logit_scale,
         kind="softmax",
-        **_loss_implementation(config),
+        **implementation_options(config),
     )
     metrics["temperature"] = 1.0 / jnp.exp(logit_scale)
     return loss, metrics
@@ -91,7 +90,7 @@ def siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model,
         logit_scale,
         scalars["logit_bias"],
         kind="sigmoid",
-        **_loss_implementation(config),
+        **implementation_options(config),
     )
     metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=scalars["logit_bias"])
     return loss, metrics
@@ -103,29 +102,54 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
-    "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
-    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra),
-    "degla": Objective(
-        loss=degla.loss, init_extra=degla.init_extra, update_extra=degla.update_extra, batch_fields=degla.batch_fields
+    "clip": Objective(
+        loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings, grad_cache=True
     ),
-    "uclip": Objective(loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields),
-    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra),
-    "dreamlip": Objective(loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
+    "siglip": Objective(
+        loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings, grad_cache=True
+    ),
+    "clip_refine": Objective(implementations=DENSE, loss=clip_refine.loss, init_extra=clip_refine.init_extra),
+    "degla": Objective(
+        implementations=DENSE,
+        loss=degla.loss,
+        init_extra=degla.init_extra,
+        update_extra=degla.update_extra,
+        batch_fields=degla.batch_fields,
+    ),
+    "uclip": Objective(
+        implementations=DENSE, loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields
+    ),
+    "proclip": Objective(implementations=DENSE, loss=proclip.loss, init_extra=proclip.init_extra),
+    "dreamlip": Objective(implementations=DENSE, loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
     "alip": Objective(
-        loss=alip.alip_loss, init_extra=alip.init_extra, update_extra=alip.update_extra, batch_fields=alip.alip_fields
+        implementations=DENSE,
+        loss=alip.alip_loss,
+        init_extra=alip.init_extra,
+        update_extra=alip.update_extra,
+        batch_fields=alip.alip_fields,
     ),
     "protoclip": Objective(
-        loss=protoclip.protoclip_loss, init_extra=protoclip.init_extra, update_extra=protoclip.update_extra
+        implementations=DENSE,
+        loss=protoclip.protoclip_loss,
+        init_extra=protoclip.init_extra,
+        update_extra=protoclip.update_extra,
     ),
     "clip_hard_negatives": Objective(
+        implementations=DENSE,
         loss=hard_negatives.clip_hard_negatives_loss,
         init_extra=hard_negatives.init_extra,
         batch_fields=hard_negatives.hard_negative_fields,
     ),
-    "simcse": Objective(loss=simcse.simcse_objective_loss),
-    "multicsr": Objective(loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra),
-    "ccp": Objective(loss=ccp.ccp_objective_loss, init_extra=ccp.ccp_init_extra, update_extra=ccp.ccp_update_extra),
+    "simcse": Objective(implementations=DENSE, loss=simcse.simcse_objective_loss),
+    "multicsr": Objective(
+        implementations=DENSE, loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra
+    ),
+    "ccp": Objective(
+        implementations=DENSE,
+        loss=ccp.ccp_objective_loss,
+        init_extra=ccp.ccp_init_extra,
+        update_extra=ccp.ccp_update_extra,
+    ),
 }
 
 
@@ -133,3 +157,30 @@ def get_objective(name: str) -> Objective:
     if name not in OBJECTIVES:
         raise ValueError(f"Unknown objective {name!r}; set config.objective to one of {sorted(OBJECTIVES)}.")
     return OBJECTIVES[name]
+
+
+def objective_implementations(name: str, config) -> tuple[tuple[str, ...], str | None]:
+    """(the loss implementations objective `name` runs on with `config`, why it is dense-only or None)."""
+    objective = get_objective(name)
+    reason = objective.dense_only(config)
+    return (("dense",), reason) if reason else (objective.implementations, None)
+
+
+def check_objective_options(config) -> None:
+    """Raises ValueError, in one sentence naming the key and the fix, when config.objective does not
+    support config.loss.implementation or config.microbatches > 1."""
+    name = config.objective
+    implementation = implementation_options(config)["implementation"]
+    supported, reason = objective_implementations(name, config)
+    if implementation not in supported:
+        why = f" ({reason})" if reason else ""
+        raise ValueError(
+            f"config.loss.implementation={implementation!r} is not supported by objective {name!r}{why}; "
+            f"set config.loss.implementation to one of {list(supported)}."
+        )
+    microbatches = config.get("microbatches", 1)
+    if microbatches > 1 and not get_objective(name).grad_cache:
+        raise ValueError(
+            f"config.microbatches={microbatches} needs GradCache, which objective {name!r} does not support; "
+            "set config.microbatches to 1."
+        )

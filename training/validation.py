@@ -17,7 +17,7 @@ from configs.common import DATASETS, get_base_config
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
-from losses.objectives import OBJECTIVES
+from losses.objectives import OBJECTIVES, check_objective_options
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
 
@@ -217,6 +217,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
+    try:
+        check_objective_options(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def validate_batch_division(batch_size: int, device_count: int, process_count: int, microbatches: int = 1) -> None:
