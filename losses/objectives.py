@@ -36,8 +36,6 @@ from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proc
 from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
-DENSE = ("dense",)  # not yet on the shared primitive's other implementations
-
 
 class Objective(NamedTuple):
     loss: Callable[..., tuple[jax.Array, dict[str, Any]]]
@@ -108,47 +106,96 @@ OBJECTIVES: dict[str, Objective] = {
     "siglip": Objective(
         loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings, grad_cache=True
     ),
-    "clip_refine": Objective(implementations=DENSE, loss=clip_refine.loss, init_extra=clip_refine.init_extra),
+    "clip_refine": Objective(
+        loss=clip_refine.loss,
+        init_extra=clip_refine.init_extra,
+        embed=clip_refine.embed,
+        loss_from_embeddings=clip_refine.loss_from_embeddings,
+        grad_cache=True,
+    ),
     "degla": Objective(
-        implementations=DENSE,
         loss=degla.loss,
         init_extra=degla.init_extra,
         update_extra=degla.update_extra,
         batch_fields=degla.batch_fields,
+        embed=degla.embed,
+        loss_from_embeddings=degla.loss_from_embeddings,
+        grad_cache=True,
     ),
     "uclip": Objective(
-        implementations=DENSE, loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields
+        loss=uclip.loss,
+        init_extra=uclip.init_extra,
+        batch_fields=uclip.batch_fields,
+        embed=uclip.embed,
+        loss_from_embeddings=uclip.loss_from_embeddings,
+        grad_cache=True,
     ),
-    "proclip": Objective(implementations=DENSE, loss=proclip.loss, init_extra=proclip.init_extra),
-    "dreamlip": Objective(implementations=DENSE, loss=dreamlip.dreamlip_loss, batch_fields=dreamlip.dreamlip_fields),
+    "proclip": Objective(
+        loss=proclip.loss,
+        init_extra=proclip.init_extra,
+        embed=proclip.embed,
+        loss_from_embeddings=proclip.loss_from_embeddings,
+        # The structure loss's pairwise distances are a B x B term.
+        implementations=("dense",),
+        grad_cache=True,
+    ),
+    "dreamlip": Objective(
+        loss=dreamlip.dreamlip_loss,
+        batch_fields=dreamlip.dreamlip_fields,
+        embed=dreamlip.dreamlip_embed,
+        loss_from_embeddings=dreamlip.dreamlip_loss_from_embeddings,
+        dense_only=dreamlip.dense_only,
+        grad_cache=True,
+    ),
     "alip": Objective(
-        implementations=DENSE,
         loss=alip.alip_loss,
         init_extra=alip.init_extra,
         update_extra=alip.update_extra,
         batch_fields=alip.alip_fields,
+        embed=alip.alip_embed,
+        loss_from_embeddings=alip.alip_objective_from_embeddings,
+        grad_cache=True,
     ),
     "protoclip": Objective(
-        implementations=DENSE,
         loss=protoclip.protoclip_loss,
         init_extra=protoclip.init_extra,
         update_extra=protoclip.update_extra,
+        embed=protoclip.protoclip_embed,
+        loss_from_embeddings=protoclip.protoclip_loss_from_embeddings,
+        grad_cache=True,
     ),
     "clip_hard_negatives": Objective(
-        implementations=DENSE,
         loss=hard_negatives.clip_hard_negatives_loss,
         init_extra=hard_negatives.init_extra,
         batch_fields=hard_negatives.hard_negative_fields,
+        embed=hard_negatives.hard_negative_embed,
+        loss_from_embeddings=hard_negatives.clip_hard_negatives_loss_from_embeddings,
+        dense_only=hard_negatives.dense_only,
+        grad_cache=True,
     ),
-    "simcse": Objective(implementations=DENSE, loss=simcse.simcse_objective_loss),
+    "simcse": Objective(
+        loss=simcse.simcse_objective_loss,
+        embed=simcse.simcse_embed,
+        loss_from_embeddings=simcse.simcse_loss_from_embeddings,
+        dense_only=simcse.simcse_dense_only,
+        grad_cache=True,
+    ),
     "multicsr": Objective(
-        implementations=DENSE, loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra
+        loss=simcse.multicsr_objective_loss,
+        init_extra=simcse.multicsr_init_extra,
+        embed=simcse.multicsr_embed,
+        loss_from_embeddings=simcse.multicsr_loss_from_embeddings,
+        # The frozen encoder's false-negative mask is pairwise, over the whole similarity matrix.
+        implementations=("dense",),
+        grad_cache=True,
     ),
     "ccp": Objective(
-        implementations=DENSE,
         loss=ccp.ccp_objective_loss,
         init_extra=ccp.ccp_init_extra,
         update_extra=ccp.ccp_update_extra,
+        embed=ccp.ccp_embed,
+        loss_from_embeddings=ccp.ccp_loss_from_embeddings,
+        grad_cache=True,
     ),
 }
 
