@@ -135,8 +135,8 @@ OBJECTIVES: dict[str, Objective] = {
         init_extra=proclip.init_extra,
         embed=proclip.embed,
         loss_from_embeddings=proclip.loss_from_embeddings,
-        # The structure loss's pairwise distances are a B x B term.
         implementations=("dense",),
+        dense_only=lambda config: "its structure loss compares all B (B - 1) / 2 pairwise distances",
         grad_cache=True,
     ),
     "dreamlip": Objective(
@@ -185,8 +185,8 @@ OBJECTIVES: dict[str, Objective] = {
         init_extra=simcse.multicsr_init_extra,
         embed=simcse.multicsr_embed,
         loss_from_embeddings=simcse.multicsr_loss_from_embeddings,
-        # The frozen encoder's false-negative mask is pairwise, over the whole similarity matrix.
         implementations=("dense",),
+        dense_only=lambda config: "the frozen encoder's false-negative mask is pairwise, over the whole B x C matrix",
         grad_cache=True,
     ),
     "ccp": Objective(
