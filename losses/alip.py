@@ -24,16 +24,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 
 EMA_NAMES = ("text", "image_raw", "image_caption")
 
 
 def per_example_clip_loss(image_embedding: jax.Array, text_embedding: jax.Array, scale: jax.Array) -> jax.Array:
-    """[B, D], [B, D], scalar scale -> [B]: 1/2 (CE of row i + CE of column i) of scale F G^T."""
+    """[B, D], [B, D], scalar scale -> [B]: 1/2 (CE of row i + CE of column i) of scale F G^T, dense
+    (the definition; the objective takes weighted_clip_loss)."""
     logits = scale * image_embedding @ text_embedding.T
     positives = jnp.diagonal(logits)
     return 0.5 * (jax.nn.logsumexp(logits, axis=1) + jax.nn.logsumexp(logits, axis=0)) - positives
+
+
+def weighted_clip_loss(
+    image_embedding: jax.Array, text_embedding: jax.Array, scale: jax.Array, weights: jax.Array, **options
+) -> jax.Array:
+    """mean_i weights_i l_i, l_i of per_example_clip_loss; weights [B] without gradient.
+    options: contrastive_loss's implementation keywords."""
+    loss, _ = contrastive_loss(image_embedding, text_embedding, jnp.log(scale), weights=weights, **options)
+    return loss * jnp.sum(weights) / weights.shape[0]
 
 
 def alip_weights(
@@ -61,9 +72,10 @@ def alip_loss_from_embeddings(
     momentum: float,
     gate_power: float,
     clip_pair_weights: bool,
+    **options,
 ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
-    """image, raw, caption: normalised [B, D]; means: the EMAs before this batch.
-    Returns (loss, metrics, updated means)."""
+    """image, raw, caption: normalised [B, D]; means: the EMAs before this batch; options:
+    contrastive_loss's implementation keywords. Returns (loss, metrics, updated means)."""
     similarities = jax.lax.stop_gradient(
         {
             "text": jnp.sum(raw * caption, axis=-1),
@@ -75,8 +87,8 @@ def alip_loss_from_embeddings(
     w_sample, w_raw, w_caption = alip_weights(
         similarities, new_means, gate_power=gate_power, clip_pair_weights=clip_pair_weights
     )
-    raw_loss = jnp.mean(w_sample * w_raw * per_example_clip_loss(image, raw, scale))
-    caption_loss = jnp.mean(w_sample * w_caption * per_example_clip_loss(image, caption, scale))
+    raw_loss = weighted_clip_loss(image, raw, scale, w_sample * w_raw, **options)
+    caption_loss = weighted_clip_loss(image, caption, scale, w_sample * w_caption, **options)
     metrics = {
         "raw_loss": raw_loss,
         "caption_loss": caption_loss,
@@ -103,23 +115,33 @@ def update_extra(extra, params, aux):
     return aux
 
 
-def alip_loss(params, batch, extra, rng, *, model, config):
-    """ALIP's adaptive bi-path loss; the raw text and caption share one pass of the text tower."""
-    del rng
-    options = config.alip
+def alip_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example [B, D] embeddings of the image, caption and raw text (one text-tower pass)."""
+    del extra, rng, config
     batch_size = batch["text"].shape[0]
     out = model.apply({"params": params}, batch["image"], jnp.concatenate([batch["text"], batch["raw_text"]]))
-    caption, raw = out["text_embedding"][:batch_size], out["text_embedding"][batch_size:]
-    logit_scale = clamped_logit_scale(out["logit_scale"])
+    return {
+        "image_embedding": out["image_embedding"],
+        "text_embedding": out["text_embedding"][:batch_size],
+        "raw_text_embedding": out["text_embedding"][batch_size:],
+    }
+
+
+def alip_objective_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """ALIP's adaptive bi-path loss from alip_embed's embeddings."""
+    del batch, rng
+    options = config.alip
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
     loss, metrics, means = alip_loss_from_embeddings(
-        out["image_embedding"],
-        raw,
-        caption,
+        embeddings["image_embedding"],
+        embeddings["raw_text_embedding"],
+        embeddings["text_embedding"],
         jnp.exp(logit_scale),
         extra,
         momentum=options.momentum,
         gate_power=options.gate_power,
         clip_pair_weights=options.clip_pair_weights,
+        **implementation_options(config),
     )
     metrics.update(temperature=1.0 / jnp.exp(logit_scale), aux=means)
     return loss, metrics
@@ -129,3 +151,9 @@ def validate(config) -> None:
     """Raises ConfigError, naming the key and the fix, for an ALIP option out of range."""
     if not 0 <= config.alip.momentum < 1:
         raise ConfigError(f"config.alip.momentum must be in [0, 1), not {config.alip.momentum!r}.")
+
+
+def alip_loss(params, batch, extra, rng, *, model, config):
+    """ALIP's adaptive bi-path loss; the raw text and caption share one pass of the text tower."""
+    embeddings = alip_embed(params, batch, extra, rng, model=model, config=config)
+    return alip_objective_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

@@ -15,15 +15,23 @@ so beyond the abstract this is the reconstruction METHODS.md describes, each par
   statistics (no learned scale or running averages) before L2 normalisation, the context branch's
   are not, in the spirit of MoCo's shuffle-BN; inference uses neither branch's BN but calibrates
   each language's embeddings (evaluation/calibration.py).
+The InfoNCE runs on losses.contrastive.contrastive_loss in config.loss.implementation: languages as
+its `domain`, the flattened per-language banks as one NegativeBank of rows and columns (the bank is
+row-local work, O(B L Q)). GradCache embeds the raw text features; the batch normalisation, which
+couples the examples, is part of the loss.
 Config (`config.ccp`): temperature, queue_size (>= batch size), num_languages, asymmetric_bn.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
+from losses.extra_negatives import NegativeBank
 from models.two_tower import l2_normalize
 
 BN_EPS = 1e-5
@@ -35,19 +43,6 @@ def batch_standardize(x: jax.Array, eps: float = BN_EPS) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=0, keepdims=True) + eps)
 
 
-def _one_direction(anchors, in_batch, languages, queue, valid, temperature) -> tuple[jax.Array, jax.Array]:
-    """(mean loss, accuracy): anchor i vs in-batch candidates of its language (label i) and its language's bank."""
-    lowest = jnp.finfo(anchors.dtype).min
-    same_language = languages[:, None] == languages[None, :]
-    batch_logits = jnp.where(same_language, anchors @ in_batch.T / temperature, lowest)
-    own_queue, own_valid = queue[languages], valid[languages]  # [B, Q, D], [B, Q]
-    bank_logits = jnp.where(own_valid, jnp.einsum("bd,bqd->bq", anchors, own_queue) / temperature, lowest)
-    logits = jnp.concatenate([batch_logits, bank_logits], axis=1)
-    labels = jnp.arange(anchors.shape[0])
-    loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[labels, labels])
-    return loss, jnp.mean((jnp.argmax(logits, axis=1) == labels).astype(jnp.float32))
-
-
 def ccp_loss(
     centres: jax.Array,
     contexts: jax.Array,
@@ -55,13 +50,23 @@ def ccp_loss(
     queue: jax.Array,
     valid: jax.Array,
     temperature: float,
+    **options,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Symmetric InfoNCE of [B, D] centres and contexts (L2-normalised), [B] int language ids, with
-    negatives from the [L, Q, D] bank where [L, Q] `valid` -> (scalar, metrics)."""
-    queue = jax.lax.stop_gradient(queue)
-    forward, accuracy = _one_direction(centres, contexts, languages, queue, valid, temperature)
-    backward, _ = _one_direction(contexts, centres, languages, queue, valid, temperature)
-    return (forward + backward) / 2, {"accuracy": accuracy, "bank_filled": jnp.mean(valid.astype(jnp.float32))}
+    negatives from the [L, Q, D] bank where [L, Q] `valid` -> (scalar, metrics): each anchor against
+    the other side's in-batch candidates of its language and its language's bank entries, at logits
+    cos / temperature. options: contrastive_loss's implementation keywords."""
+    num_languages, size, dim = queue.shape
+    bank = NegativeBank(
+        jax.lax.stop_gradient(queue).reshape(num_languages * size, dim),
+        valid.reshape(-1),
+        domain=jnp.repeat(jnp.arange(num_languages, dtype=languages.dtype), size),
+    )
+    logit_scale = jnp.asarray(-math.log(temperature), centres.dtype)
+    loss, metrics = contrastive_loss(
+        centres, contexts, logit_scale, domain=languages, text_bank=bank, image_bank=bank, **options
+    )
+    return loss, {"accuracy": metrics["i2t_accuracy"], "bank_filled": jnp.mean(valid.astype(jnp.float32))}
 
 
 def enqueue(extra: dict, embeddings: jax.Array, languages: jax.Array) -> dict:
@@ -96,20 +101,37 @@ def ccp_update_extra(extra: dict, params, aux: dict) -> dict:
     return enqueue(extra, aux["contexts"], aux["languages"])
 
 
-def ccp_objective_loss(params, batch, extra, rng, *, model, config):
-    """CCP on a batch of {"text": centre, "context", "language"} (module docstring)."""
-    del rng
-    options = config.ccp
+def _check_documents(batch) -> None:
+    if "context" not in batch:
+        raise ValueError(
+            "CCP trains on documents; set config.data.name to 'shape_documents' or 'documents' (with data.path)."
+        )
+
+
+def ccp_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example [B, D] text features (before normalisation) of the centres and the contexts."""
+    del extra, rng, config
+    _check_documents(batch)
     batch_size = batch["text"].shape[0]
     features = model.apply(
         {"params": params}, jnp.concatenate([batch["text"], batch["context"]]), method=model.encode_text
     )["text_features"]
-    centre_features, context_features = features[:batch_size], features[batch_size:]
+    return {"centre_features": features[:batch_size], "context_features": features[batch_size:]}
+
+
+def ccp_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """CCP from ccp_embed's features: asymmetric batch normalisation, then the banked InfoNCE."""
+    del params, rng, model
+    options = config.ccp
+    centre_features = embeddings["centre_features"]
     if options.asymmetric_bn:
         centre_features = batch_standardize(centre_features)
-    centres, contexts = l2_normalize(centre_features), l2_normalize(context_features)
+    centres, contexts = l2_normalize(centre_features), l2_normalize(embeddings["context_features"])
     languages = batch["language"]
-    loss, metrics = ccp_loss(centres, contexts, languages, extra["queue"], extra["valid"], options.temperature)
+    loss, metrics = ccp_loss(
+        centres, contexts, languages, extra["queue"], extra["valid"], options.temperature,
+        **implementation_options(config),
+    )  # fmt: skip
     metrics["aux"] = {"contexts": contexts, "languages": languages}
     return loss, metrics
 
@@ -134,3 +156,9 @@ def validate(config) -> None:
         )
     if options.num_languages < 1:
         raise ConfigError(f"config.ccp.num_languages must be at least 1, not {options.num_languages!r}.")
+
+
+def ccp_objective_loss(params, batch, extra, rng, *, model, config):
+    """CCP on a batch of {"text": centre, "context", "language"} (module docstring)."""
+    embeddings = ccp_embed(params, batch, extra, rng, model=model, config=config)
+    return ccp_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

@@ -17,16 +17,24 @@ RaFA's scale: a N(0, I) reference has norm ~sqrt(D), which unit-norm embeddings 
 and it is what produced the paper's numbers. `features="normalized"` is the reading of the paper's
 notation: RaFA on the L2-normalised embeddings and KD logits exp(logit_scale) <f, g> with each
 model's own (clamped) logit scale, the similarity distribution CLIP itself defines.
+
+Implementations: HyCD is the shared primitive's soft-target cross-entropy (losses.contrastive
+SoftTargets: teacher logits recomputed tile by tile, blended with the positive by α) minus the
+blended target's entropy, a constant without gradient computed here in row blocks of
+config.loss.tile_size (O(tile B) memory); the CLIP term is the primitive too, RaFA per example. All
+run in config.loss.implementation; GradCache embeds student and (frozen) teacher features.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
 from configs.errors import ConfigError
-from losses.contrastive import contrastive_loss
+from losses.contrastive import SoftTargets, contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 
 FEATURES = ("raw", "normalized")
@@ -58,31 +66,99 @@ def hycd_loss(student_logits: jax.Array, teacher_logits: jax.Array, alpha: float
     return 0.5 * (image_to_text + text_to_image)
 
 
-def _pair_logits(out: dict, features: str) -> jax.Array:
-    if features == "raw":
-        return out["image_features"] @ out["text_features"].T
-    scale = jnp.exp(clamped_logit_scale(out["logit_scale"]))
-    return scale * out["image_embedding"] @ out["text_embedding"].T
+def blended_target_entropy(
+    rows: jax.Array, cols: jax.Array, logit_scale: jax.Array, alpha: float, block: int
+) -> jax.Array:
+    """Mean over rows i of the entropy of α onehot(i) + (1 - α) softmax_j(exp(logit_scale) <rows_i, cols_j>),
+    rows [B, D], cols [B, D]; no gradient; `block` rows at a time (O(block B) memory)."""
+    rows, cols, logit_scale = jax.lax.stop_gradient((rows, cols, logit_scale))
+    count = rows.shape[0]
+    block = min(block, count)
+    pad = -count % block
+    blocks = jnp.pad(rows, ((0, pad), (0, 0))).reshape(-1, block, rows.shape[1])
+    index = jnp.arange(count + pad).reshape(-1, block)
+
+    def entropy(args):
+        x, i = args
+        teacher = jax.nn.softmax((jnp.exp(logit_scale) * x) @ cols.T, axis=1)
+        q = alpha * (i[:, None] == jnp.arange(cols.shape[0])[None, :]) + (1.0 - alpha) * teacher
+        return -jnp.sum(xlogy(q, q), axis=1)
+
+    return jnp.mean(jax.lax.map(entropy, (blocks, index)).reshape(-1)[:count])
+
+
+def hycd_from_embeddings(
+    image: jax.Array,
+    text: jax.Array,
+    teacher_image: jax.Array,
+    teacher_text: jax.Array,
+    logit_scale: jax.Array,
+    teacher_logit_scale: jax.Array,
+    alpha: float,
+    temperature: float,
+    **options,
+) -> jax.Array:
+    """hycd_loss of the logits exp(logit_scale) <image_i, text_j> and the teacher's alike, [B, D] each,
+    on the shared primitive. options: contrastive_loss's implementation keywords."""
+    shift = math.log(temperature)
+    targets = SoftTargets(teacher_image, teacher_text, teacher_logit_scale - shift, alpha)
+    cross_entropy, _ = contrastive_loss(image, text, logit_scale - shift, soft_targets=targets, **options)
+    block = options.get("tile_size", image.shape[0])
+    entropy = 0.5 * sum(
+        blended_target_entropy(x, y, teacher_logit_scale - shift, alpha, block)
+        for x, y in ((teacher_image, teacher_text), (teacher_text, teacher_image))
+    )
+    return (cross_entropy - entropy) * temperature**2
+
+
+def _suffix(options) -> str:
+    if options.features not in FEATURES:
+        raise ValueError(f"Unknown config.clip_refine.features {options.features!r}; use one of {list(FEATURES)}.")
+    return "features" if options.features == "raw" else "embedding"
+
+
+def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example [B, D]: the student's embeddings (and features), the frozen teacher's of the same kind."""
+    del rng
+    suffix = _suffix(config.clip_refine)
+    out = model.apply({"params": params}, batch["image"], batch["text"])
+    teacher = jax.lax.stop_gradient(model.apply({"params": extra["teacher"]}, batch["image"], batch["text"]))
+    names = {f"{side}_{kind}" for side in ("image", "text") for kind in ("embedding", suffix)}
+    return {name: out[name] for name in names} | {
+        f"teacher_{side}": teacher[f"{side}_{suffix}"] for side in ("image", "text")
+    }
+
+
+def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """The objective's loss from `embed`'s embeddings; options in config.clip_refine."""
+    del batch
+    options, implementation = config.clip_refine, implementation_options(config)
+    suffix = _suffix(options)
+    image, text = embeddings[f"image_{suffix}"], embeddings[f"text_{suffix}"]
+    reference = jax.random.normal(rng, image.shape, image.dtype)
+    rafa = rafa_loss(image, text, reference)
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
+    if options.features == "raw":  # raw dot products, no scale
+        student_scale = teacher_scale = jnp.zeros((), image.dtype)
+    else:
+        student_scale = logit_scale
+        teacher_scale = clamped_logit_scale(jax.lax.stop_gradient(extra["teacher"]["logit_scale"]))
+    hycd = hycd_from_embeddings(
+        image, text, embeddings["teacher_image"], embeddings["teacher_text"], student_scale, teacher_scale,
+        options.alpha, options.temperature, **implementation,
+    )  # fmt: skip
+    image_embedding, text_embedding = embeddings["image_embedding"], embeddings["text_embedding"]
+    clip, metrics = contrastive_loss(image_embedding, text_embedding, logit_scale, **implementation)
+    total = options.contrastive_weight * clip + options.rafa_weight * rafa + options.hycd_weight * hycd
+    gap = jnp.linalg.norm(jnp.mean(image_embedding, 0) - jnp.mean(text_embedding, 0))
+    metrics.update(clip_loss=clip, rafa_loss=rafa, hycd_loss=hycd, batch_modality_gap=gap)
+    return total, metrics
 
 
 def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; extra = {"teacher": frozen params}; options in config.clip_refine."""
-    options = config.clip_refine
-    out = model.apply({"params": params}, batch["image"], batch["text"])
-    teacher = jax.lax.stop_gradient(model.apply({"params": extra["teacher"]}, batch["image"], batch["text"]))
-    suffix = "features" if options.features == "raw" else "embedding"
-    image, text = out[f"image_{suffix}"], out[f"text_{suffix}"]
-    reference = jax.random.normal(rng, image.shape, image.dtype)
-    rafa = rafa_loss(image, text, reference)
-    hycd = hycd_loss(
-        _pair_logits(out, options.features), _pair_logits(teacher, options.features), options.alpha, options.temperature
-    )
-    logit_scale = clamped_logit_scale(out["logit_scale"])
-    clip, metrics = contrastive_loss(out["image_embedding"], out["text_embedding"], logit_scale, kind="softmax")
-    total = options.contrastive_weight * clip + options.rafa_weight * rafa + options.hycd_weight * hycd
-    gap = jnp.linalg.norm(jnp.mean(out["image_embedding"], 0) - jnp.mean(out["text_embedding"], 0))
-    metrics.update(clip_loss=clip, rafa_loss=rafa, hycd_loss=hycd, batch_modality_gap=gap)
-    return total, metrics
+    embeddings = embed(params, batch, extra, rng, model=model, config=config)
+    return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
 def init_extra(params, config) -> dict:

@@ -79,6 +79,19 @@ def check_loss_options(kind: str, implementation: str, tile_size: int) -> None:
         raise ValueError(f"config.loss.tile_size must be a positive integer, not {tile_size!r}.")
 
 
+def implementation_options(config) -> dict:
+    """contrastive_loss keywords from config.loss: {"implementation", "tile_size"} (dense when absent).
+
+    Objectives get no mesh: distributed implementations take the jax.set_mesh context, else
+    training.mesh.make_mesh(), the trainer's mesh.
+    """
+    options = config.get("loss", {}) if config is not None else {}
+    return {
+        "implementation": options.get("implementation", "dense"),
+        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
+    }
+
+
 def _resolve_mesh(mesh, axis_name):
     """(mesh, axis names as a tuple, devices along them)."""
     if mesh is None:

@@ -20,6 +20,12 @@ against the flat negatives i, i + B, ..., i + (K - 1) B, which mostly belong to 
 `tgc_negatives="own"` (the default) is the paper's intent: each caption against its own negatives.
 `tgc_negatives="official_code"` reproduces the code's selection (`official_tgc_negatives`), only to
 reproduce its numbers.
+
+Implementations: the global term runs on losses.contrastive.contrastive_loss in
+config.loss.implementation with the B K negatives as a shared `text_bank` of every image row (row-local
+work, O(B B K) spread over the devices; their gradient flows back through the bank); IGC, TGC and the
+distillation are per example. GradCache embeds all T negatives of every example (the draw needs the
+step's rng, which micro-batches do not share) and the loss takes the K drawn ones.
 """
 
 from __future__ import annotations
@@ -29,23 +35,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
+from losses.extra_negatives import NegativeBank
 from losses.logit_scale import clamped_logit_scale
 
 TGC_NEGATIVES = ("own", "official_code")
 
 
 def negclip_loss(
-    image_embedding: jax.Array, text_embedding: jax.Array, negative_embedding: jax.Array, logit_scale: jax.Array
+    image_embedding: jax.Array,
+    text_embedding: jax.Array,
+    negative_embedding: jax.Array,
+    logit_scale: jax.Array,
+    **options,
 ) -> jax.Array:
     """[B, D] images, [B, D] captions, [N, D] extra negative captions ->
-    1/2 [CE(s F [G; N]^T, i) + CE(s G F^T, i)]; `logit_scale` is log s."""
-    scale = jnp.exp(logit_scale)
-    positives = scale * jnp.sum(image_embedding * text_embedding, axis=-1)
-    image_to_text = scale * image_embedding @ jnp.concatenate([text_embedding, negative_embedding]).T
-    text_to_image = scale * text_embedding @ image_embedding.T
-    row = jax.nn.logsumexp(image_to_text, axis=-1) - positives
-    column = jax.nn.logsumexp(text_to_image, axis=-1) - positives
-    return 0.5 * (jnp.mean(row) + jnp.mean(column))
+    1/2 [CE(s F [G; N]^T, i) + CE(s G F^T, i)]; `logit_scale` is log s; options: contrastive_loss's
+    implementation keywords."""
+    bank = NegativeBank(negative_embedding)
+    loss, _ = contrastive_loss(image_embedding, text_embedding, logit_scale, text_bank=bank, **options)
+    return loss
 
 
 def grounded_loss(anchor: jax.Array, positive: jax.Array, negatives: jax.Array, scale: jax.Array) -> jax.Array:
@@ -81,31 +90,56 @@ def batch_fields(record, rng: np.random.Generator, encode) -> dict[str, np.ndarr
     return {"hard_negatives": encode(list(record["hard_negatives"]))}
 
 
+def _draw(values: jax.Array, k: int, rng: jax.Array) -> jax.Array:
+    """[B, T, ...] -> [B, k, ...]: k of each example's T entries, uniformly without replacement; the
+    same entries for the same rng and [B, T], whatever the trailing shape."""
+    if not 1 <= k <= values.shape[1]:
+        raise ValueError(f"config.degla.num_negatives must be in 1..{values.shape[1]}, not {k}.")
+    order = jnp.argsort(jax.random.uniform(rng, values.shape[:2]), axis=1)[:, :k]
+    return jnp.take_along_axis(values, order.reshape(*order.shape, *[1] * (values.ndim - 2)), axis=1)
+
+
 def draw_negatives(tokens: jax.Array, k: int, rng: jax.Array) -> jax.Array:
     """[B, T, L] -> [B, k, L]: k of each example's T captions, drawn uniformly without replacement."""
-    if not 1 <= k <= tokens.shape[1]:
-        raise ValueError(f"config.degla.num_negatives must be in 1..{tokens.shape[1]}, not {k}.")
-    order = jnp.argsort(jax.random.uniform(rng, tokens.shape[:2]), axis=1)[:, :k]
-    return jnp.take_along_axis(tokens, order[:, :, None], axis=1)
+    return _draw(tokens, k, rng)
 
 
-def loss(params, batch, extra, rng, *, model, config):
-    """The objective's loss; batch["hard_negatives"] int32 [B, T, L]; extra = {"teacher": EMA params}."""
-    options = config.degla
-    drawn = draw_negatives(batch["hard_negatives"], options.num_negatives, rng)
-    batch_size, k, length = drawn.shape
-    tokens = jnp.concatenate([batch["text"], drawn.reshape(batch_size * k, length)])
+def _check_options(options) -> None:
+    if options.tgc_negatives not in TGC_NEGATIVES:
+        raise ValueError(
+            f"Unknown config.degla.tgc_negatives {options.tgc_negatives!r}; use one of {list(TGC_NEGATIVES)}."
+        )
+
+
+def _embed(params, batch, extra, negatives: jax.Array, *, model) -> dict[str, jax.Array]:
+    """Student and teacher embeddings of the images [B, D], captions [B, D] and negatives [B, N, D]
+    (negatives: int32 [B, N, L] tokens)."""
+    batch_size, n, length = negatives.shape
+    tokens = jnp.concatenate([batch["text"], negatives.reshape(batch_size * n, length)])
     out = model.apply({"params": params}, batch["image"], tokens)
     teacher = jax.lax.stop_gradient(model.apply({"params": extra["teacher"]}, batch["image"], tokens))
-    image, texts = out["image_embedding"], out["text_embedding"]
-    text, negatives = texts[:batch_size], texts[batch_size:]
-    logit_scale = clamped_logit_scale(out["logit_scale"])
-    per_example = negatives.reshape(batch_size, k, -1)
-    global_loss = negclip_loss(image, text, negatives, logit_scale)
+    embeddings = {}
+    for prefix, source in (("", out), ("teacher_", teacher)):
+        texts = source["text_embedding"]
+        embeddings[f"{prefix}image_embedding"] = source["image_embedding"]
+        embeddings[f"{prefix}text_embedding"] = texts[:batch_size]
+        embeddings[f"{prefix}negative_embedding"] = texts[batch_size:].reshape(batch_size, n, -1)
+    return embeddings
+
+
+def _loss_from_drawn(params, embeddings, *, model, config):
+    """The objective's loss from _embed's embeddings of the K drawn negatives."""
+    options = config.degla
+    image, text, per_example = (embeddings[k] for k in ("image_embedding", "text_embedding", "negative_embedding"))
+    batch_size, k, dim = per_example.shape
+    negatives = per_example.reshape(batch_size * k, dim)
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
+    global_loss = negclip_loss(image, text, negatives, logit_scale, **implementation_options(config))
     igc = grounded_loss(image, text, per_example, jnp.exp(logit_scale))
     tgc_negatives = per_example if options.tgc_negatives == "own" else official_tgc_negatives(per_example)
-    tgc = grounded_loss(text, teacher["text_embedding"][:batch_size], tgc_negatives, options.tgc_scale)
-    distill = distillation_loss([image, texts], [teacher["image_embedding"], teacher["text_embedding"]])
+    tgc = grounded_loss(text, embeddings["teacher_text_embedding"], tgc_negatives, options.tgc_scale)
+    teacher_texts = [embeddings["teacher_text_embedding"], embeddings["teacher_negative_embedding"].reshape(-1, dim)]
+    distill = distillation_loss([image, text, negatives], [embeddings["teacher_image_embedding"], *teacher_texts])
     total = global_loss + options.igc_weight * igc + options.tgc_weight * tgc + options.distillation_weight * distill
     metrics = {
         "global_loss": global_loss,
@@ -121,6 +155,28 @@ def loss(params, batch, extra, rng, *, model, config):
         "aux": {"ema_momentum": jnp.asarray(options.ema_momentum, jnp.float32)},
     }
     return total, metrics
+
+
+def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Student and teacher embeddings of the images, captions and ALL T hard negatives [B, T, D]."""
+    del rng
+    _check_options(config.degla)
+    return _embed(params, batch, extra, batch["hard_negatives"], model=model)
+
+
+def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """The objective's loss from `embed`'s embeddings: the K negatives drawn as `loss` draws them."""
+    del batch, extra
+    k = config.degla.num_negatives
+    drawn = {key: _draw(value, k, rng) if "negative" in key else value for key, value in embeddings.items()}
+    return _loss_from_drawn(params, drawn, model=model, config=config)
+
+
+def loss(params, batch, extra, rng, *, model, config):
+    """The objective's loss; batch["hard_negatives"] int32 [B, T, L]; extra = {"teacher": EMA params}."""
+    _check_options(config.degla)
+    drawn = draw_negatives(batch["hard_negatives"], config.degla.num_negatives, rng)
+    return _loss_from_drawn(params, _embed(params, batch, extra, drawn, model=model), model=model, config=config)
 
 
 def init_extra(params, config) -> dict:

@@ -29,6 +29,10 @@ in-batch negatives of each other, as in the paper, which draws generic MLLM sent
 
 Config (configs/dreamlip.py, sub-config `dreamlip`): multipos, multipos_weight, sgl_weight,
 sgl_threshold, code_clip_divisor, circle_gamma, circle_margin.
+
+All three InfoNCE terms run on losses.contrastive.contrastive_loss in config.loss.implementation:
+(b) as K = M positives per image in one direction, (c) as a batch of B M (sub-caption, grouped
+embedding) pairs. The circle loss needs the whole B x B M cosine matrix: dense only (`dense_only`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
-from losses.softmax import softmax_contrastive_loss
 from models.two_tower import l2_normalize
 
 NUM_SUBCAPTIONS = 3
@@ -68,12 +72,11 @@ def dreamlip_fields(record: dict, rng: np.random.Generator, encode) -> dict[str,
     return {"subcaptions": encode(sample_subcaptions(record["long_caption"], rng))}
 
 
-def multipositive_infonce(image: jax.Array, subcaptions: jax.Array, scale: jax.Array) -> jax.Array:
-    """image [B, D], subcaptions [B, M, D] (normalised) -> mean over images of -1/M sum_p log softmax_p."""
-    batch, m, dim = subcaptions.shape
-    log_probs = jax.nn.log_softmax(scale * image @ subcaptions.reshape(batch * m, dim).T, axis=1)
-    own = log_probs.reshape(batch, batch, m)[jnp.arange(batch), jnp.arange(batch)]  # [B, M]
-    return -jnp.mean(own)
+def multipositive_infonce(image: jax.Array, subcaptions: jax.Array, scale: jax.Array, **options) -> jax.Array:
+    """image [B, D], subcaptions [B, M, D] (normalised) -> mean over images of -1/M sum_p log softmax_p
+    over the B M sub-captions of scale f T^T. options: contrastive_loss's implementation keywords."""
+    loss, _ = contrastive_loss(image, subcaptions, jnp.log(scale), directions="image_to_text", **options)
+    return loss
 
 
 def circle_loss(image: jax.Array, subcaptions: jax.Array, *, gamma: float = 32.0, margin: float = 0.25) -> jax.Array:
@@ -107,34 +110,58 @@ def grouped_patch_embeddings(subcaptions: jax.Array, patches: jax.Array, thresho
     return l2_normalize(jnp.einsum("bmp,bpd->bmd", weights, patches))
 
 
-def sgl_loss(subcaptions: jax.Array, patches: jax.Array, logit_scale: jax.Array, threshold: float) -> jax.Array:
-    """Symmetric InfoNCE between the B M sub-captions [B, M, D] and their grouped patch embeddings."""
+def sgl_loss(
+    subcaptions: jax.Array, patches: jax.Array, logit_scale: jax.Array, threshold: float, **options
+) -> jax.Array:
+    """Symmetric InfoNCE between the B M sub-captions [B, M, D] and their grouped patch embeddings.
+    options: contrastive_loss's implementation keywords."""
     grouped = grouped_patch_embeddings(subcaptions, patches, threshold)
     dim = subcaptions.shape[-1]
-    loss, _ = softmax_contrastive_loss(grouped.reshape(-1, dim), subcaptions.reshape(-1, dim), logit_scale)
+    loss, _ = contrastive_loss(grouped.reshape(-1, dim), subcaptions.reshape(-1, dim), logit_scale, **options)
     return loss
 
 
-def dreamlip_loss(params, batch, extra, rng, *, model, config):
-    """(a) + (b) + (c) of the module docstring; caption and sub-captions share one text-tower pass."""
-    del extra, rng
-    options = config.dreamlip
+def dreamlip_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example embeddings: image [B, D], patch [B, P, D], caption [B, D], sub-captions [B, M, D];
+    caption and sub-captions share one text-tower pass."""
+    del extra, rng, config
     batch_size, m, length = batch["subcaptions"].shape
     image = model.apply({"params": params}, batch["image"], patch_embeddings=True, method=model.encode_image)
     tokens = jnp.concatenate([batch["text"], batch["subcaptions"].reshape(batch_size * m, length)])
     text = model.apply({"params": params}, tokens, method=model.encode_text)["text_embedding"]
-    caption, subcaptions = text[:batch_size], text[batch_size:].reshape(batch_size, m, -1)
+    return {
+        "image_embedding": image["image_embedding"],
+        "patch_embedding": image["patch_embedding"],
+        "text_embedding": text[:batch_size],
+        "subcaption_embedding": text[batch_size:].reshape(batch_size, m, -1),
+    }
+
+
+def dense_only(config) -> str | None:
+    """Why config.dreamlip makes the objective dense-only, or None."""
+    if config.dreamlip.multipos == "circle":
+        return "dreamlip.multipos='circle' is a loss over the whole B x B M cosine matrix"
+    return None
+
+
+def dreamlip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """(a) + (b) + (c) of the module docstring from dreamlip_embed's embeddings."""
+    del batch, extra, rng
+    options, implementation = config.dreamlip, implementation_options(config)
+    image, caption = embeddings["image_embedding"], embeddings["text_embedding"]
+    subcaptions = embeddings["subcaption_embedding"]
+    m = subcaptions.shape[1]
     logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
 
-    clip_value, metrics = softmax_contrastive_loss(image["image_embedding"], caption, logit_scale)
+    clip_value, metrics = contrastive_loss(image, caption, logit_scale, **implementation)
     clip_scale = 1.0 / m if options.code_clip_divisor else 1.0
     if options.multipos == "infonce":
-        multipos = multipositive_infonce(image["image_embedding"], subcaptions, jnp.exp(logit_scale))
-    else:  # "circle" (validate)
-        multipos = circle_loss(
-            image["image_embedding"], subcaptions, gamma=options.circle_gamma, margin=options.circle_margin
-        )
-    sgl = sgl_loss(subcaptions, image["patch_embedding"], logit_scale, options.sgl_threshold)
+        multipos = multipositive_infonce(image, subcaptions, jnp.exp(logit_scale), **implementation)
+    elif options.multipos == "circle":
+        multipos = circle_loss(image, subcaptions, gamma=options.circle_gamma, margin=options.circle_margin)
+    else:
+        raise ValueError(f"Unknown dreamlip.multipos {options.multipos!r}; use one of {list(MULTIPOS_KINDS)}.")
+    sgl = sgl_loss(subcaptions, embeddings["patch_embedding"], logit_scale, options.sgl_threshold, **implementation)
     loss = clip_scale * clip_value + options.multipos_weight * multipos + options.sgl_weight * sgl
     metrics.update(clip_loss=clip_value, multipos_loss=multipos, sgl_loss=sgl, temperature=1.0 / jnp.exp(logit_scale))
     return loss, metrics
@@ -146,3 +173,9 @@ def validate(config) -> None:
         raise ConfigError(
             f"Unknown config.dreamlip.multipos {config.dreamlip.multipos!r}; use one of {list(MULTIPOS_KINDS)}."
         )
+
+
+def dreamlip_loss(params, batch, extra, rng, *, model, config):
+    """(a) + (b) + (c) of the module docstring."""
+    embeddings = dreamlip_embed(params, batch, extra, rng, model=model, config=config)
+    return dreamlip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

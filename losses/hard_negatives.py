@@ -18,6 +18,13 @@ test is not applied to the rule-based negatives, which are false for the image b
 Config (configs/clip_hard_negatives.py, sub-config `clip_hard_negatives`): top_k, margin, temperature,
 weight, clip_weight, caption_negatives (bool), frozen_threshold (0 = off; needs config.init_from of a
 trained CLIP run covering the text tower), mask_mode ("exclude" | "zero", losses/false_negatives.py).
+
+Implementations: the CLIP term runs on losses.contrastive.contrastive_loss in config.loss.implementation.
+With top_k = 0, no frozen encoder and mask_mode "exclude" the hard term does too (image -> text only,
+`false_negative_margin`, the caption negatives as `hard_negatives`; its metric is then
+hard_negative_accuracy alone, the counts needing the B x B scores). Otherwise it is this module's
+own term over the whole B x B score matrix (the top-k choice, a frozen encoder's pairwise mask, the
+code's "zero" mask), and the objective is dense-only (`dense_only`).
 """
 
 from __future__ import annotations
@@ -27,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
 from losses.false_negatives import MASK_MODES, frozen_false_negatives, margin_false_negatives, mask_logits
 from losses.logit_scale import clamped_logit_scale
-from losses.softmax import softmax_contrastive_loss
 
 NUM_CAPTION_NEGATIVES = 6  # shapes.HARD_NEGATIVE_TYPES
 
@@ -102,36 +109,60 @@ def init_extra(params, config) -> dict:
     return {"frozen": jax.tree.map(jnp.copy, params)}
 
 
-def clip_hard_negatives_loss(params, batch, extra, rng, *, model, config):
-    """CLIP loss + UniME hard-negative term (see the module docstring)."""
+def dense_only(config) -> str | None:
+    """Why config.clip_hard_negatives makes the objective dense-only, or None."""
+    options = config.clip_hard_negatives
+    if options.weight and (options.top_k > 0 or options.frozen_threshold > 0 or options.mask_mode != "exclude"):
+        return (
+            "its hard-negative term with clip_hard_negatives.top_k > 0, frozen_threshold > 0 or mask_mode='zero' "
+            "needs the whole B x B score matrix"
+        )
+    return None
+
+
+def hard_negative_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example embeddings: image, caption [B, D]; hard-negative captions [B, 6, D] with
+    caption_negatives; the frozen encoder's caption [B, D] with frozen_threshold > 0."""
+    del rng
     options = config.clip_hard_negatives
     out = model.apply({"params": params}, batch["image"], batch["text"])
-    del rng
-    logit_scale = clamped_logit_scale(out["logit_scale"])
-    clip_value, metrics = softmax_contrastive_loss(out["image_embedding"], out["text_embedding"], logit_scale)
-    extra_negatives = None
+    embeddings = {"image_embedding": out["image_embedding"], "text_embedding": out["text_embedding"]}
     if options.caption_negatives:
-        extra_negatives = _encode_texts(params, batch["hard_negative_text"], model)
-    false_negatives = None
+        embeddings["hard_negative_embedding"] = _encode_texts(params, batch["hard_negative_text"], model)
     if options.frozen_threshold > 0:
-        frozen = jax.lax.stop_gradient(_encode_texts(extra["frozen"], batch["text"], model))
-        is_positive = jnp.eye(frozen.shape[0], dtype=bool)
-        false_negatives = frozen_false_negatives(frozen, frozen, options.frozen_threshold, is_positive)
+        frozen = _encode_texts(extra["frozen"], batch["text"], model)
+        embeddings["frozen_text_embedding"] = jax.lax.stop_gradient(frozen)
+    return embeddings
+
+
+def clip_hard_negatives_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """CLIP loss + UniME hard-negative term (see the module docstring) from hard_negative_embed's embeddings."""
+    del batch, extra, rng
+    options, implementation = config.clip_hard_negatives, implementation_options(config)
+    image, text = embeddings["image_embedding"], embeddings["text_embedding"]
+    extra_negatives = embeddings.get("hard_negative_embedding")
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
+    clip_value, metrics = contrastive_loss(image, text, logit_scale, **implementation)
     if options.temperature > 0:
-        scale = jnp.asarray(1.0 / options.temperature, jnp.float32)
+        hard_logit_scale = jnp.asarray(-np.log(options.temperature), logit_scale.dtype)
     else:
-        scale = jnp.exp(logit_scale)
-    hard_value, hard_metrics = hard_negative_loss(
-        out["image_embedding"],
-        out["text_embedding"],
-        out["text_embedding"],
-        scale,
-        top_k=options.top_k,
-        margin=options.margin,
-        extra_negatives=extra_negatives,
-        false_negatives=false_negatives,
-        mask_mode=options.mask_mode,
-    )
+        hard_logit_scale = logit_scale
+    if dense_only(config) is None:
+        hard_value, primitive_metrics = contrastive_loss(
+            image, text, hard_logit_scale, directions="image_to_text", false_negative_margin=options.margin,
+            hard_negatives=extra_negatives, **implementation,
+        )  # fmt: skip
+        hard_metrics = {"hard_negative_accuracy": primitive_metrics["i2t_accuracy"]}
+    else:
+        false_negatives = None
+        if options.frozen_threshold > 0:
+            frozen = embeddings["frozen_text_embedding"]
+            is_positive = jnp.eye(frozen.shape[0], dtype=bool)
+            false_negatives = frozen_false_negatives(frozen, frozen, options.frozen_threshold, is_positive)
+        hard_value, hard_metrics = hard_negative_loss(
+            image, text, text, jnp.exp(hard_logit_scale), top_k=options.top_k, margin=options.margin,
+            extra_negatives=extra_negatives, false_negatives=false_negatives, mask_mode=options.mask_mode,
+        )  # fmt: skip
     metrics.update(
         hard_metrics, clip_loss=clip_value, hard_negative_loss=hard_value, temperature=1.0 / jnp.exp(logit_scale)
     )
@@ -156,3 +187,9 @@ def validate(config) -> None:
             "config.clip_hard_negatives.frozen_threshold > 0 needs a trained frozen encoder: set "
             "config.init_from.workdir to a CLIP run (param_prefixes including 'text_tower' and 'text_projection')."
         )
+
+
+def clip_hard_negatives_loss(params, batch, extra, rng, *, model, config):
+    """CLIP loss + UniME hard-negative term (see the module docstring)."""
+    embeddings = hard_negative_embed(params, batch, extra, rng, model=model, config=config)
+    return clip_hard_negatives_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

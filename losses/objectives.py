@@ -20,6 +20,14 @@ An objective is a bundle of pure functions:
   training/validation.py calls it before jax starts, after checking the section's keys and types;
 - `record_fields`: the data record fields beyond "image" and "caption" that `batch_fields` reads, so
   that the config check refuses data that cannot supply them.
+
+
+What an objective supports is declared with it, and `check_objective_options` refuses the rest:
+- `implementations`: the config.loss.implementation values its contrastive terms run on. A term
+  of its own that is O(B H) per example (own hard negatives, prototypes, a shared bank) runs in any
+  of them; one that needs the B x B matrix (a top-k over the batch, a pairwise distance) makes the
+  objective dense-only; `dense_only(config) -> reason | None` says when an option does so;
+- `grad_cache`: config.microbatches > 1 works (it has embed and loss_from_embeddings).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
-from losses.contrastive import DEFAULT_TILE_SIZE, contrastive_loss
+from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
 
@@ -44,19 +52,9 @@ class Objective(NamedTuple):
     loss_from_embeddings: Callable[..., tuple[jax.Array, dict[str, Any]]] | None = None
     validate: Callable[[Any], None] | None = None
     record_fields: tuple[str, ...] = ()
-
-
-def _loss_implementation(config) -> dict[str, Any]:
-    """contrastive_loss keywords from config.loss (dense when absent).
-
-    The objective gets no mesh: distributed implementations take the trainer's mesh from the
-    jax.set_mesh context (losses/contrastive.py).
-    """
-    options = config.get("loss", {})
-    return {
-        "implementation": options.get("implementation", "dense"),
-        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
-    }
+    implementations: tuple[str, ...] = IMPLEMENTATIONS
+    dense_only: Callable[[Any], str | None] = lambda config: None
+    grad_cache: bool = False
 
 
 def pair_embeddings(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
@@ -75,7 +73,7 @@ def clip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, c
         embeddings["text_embedding"],
         logit_scale,
         kind="softmax",
-        **_loss_implementation(config),
+        **implementation_options(config),
     )
     metrics["temperature"] = 1.0 / jnp.exp(logit_scale)
     return loss, metrics
@@ -98,7 +96,7 @@ def siglip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model,
         logit_scale,
         scalars["logit_bias"],
         kind="sigmoid",
-        **_loss_implementation(config),
+        **implementation_options(config),
     )
     metrics.update(temperature=1.0 / jnp.exp(logit_scale), logit_bias=scalars["logit_bias"])
     return loss, metrics
@@ -110,26 +108,59 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 
 
 OBJECTIVES: dict[str, Objective] = {
-    "clip": Objective(loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings),
-    "siglip": Objective(loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings),
-    "clip_refine": Objective(loss=clip_refine.loss, init_extra=clip_refine.init_extra, validate=clip_refine.validate),
+    "clip": Objective(
+        loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings, grad_cache=True
+    ),
+    "siglip": Objective(
+        loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings, grad_cache=True
+    ),
+    "clip_refine": Objective(
+        loss=clip_refine.loss,
+        init_extra=clip_refine.init_extra,
+        embed=clip_refine.embed,
+        loss_from_embeddings=clip_refine.loss_from_embeddings,
+        grad_cache=True,
+        validate=clip_refine.validate,
+    ),
     "degla": Objective(
         loss=degla.loss,
         init_extra=degla.init_extra,
         update_extra=degla.update_extra,
         batch_fields=degla.batch_fields,
+        embed=degla.embed,
+        loss_from_embeddings=degla.loss_from_embeddings,
+        grad_cache=True,
         validate=degla.validate,
         record_fields=("hard_negatives",),
     ),
     "uclip": Objective(
-        loss=uclip.loss, init_extra=uclip.init_extra, batch_fields=uclip.batch_fields, validate=uclip.validate
+        loss=uclip.loss,
+        init_extra=uclip.init_extra,
+        batch_fields=uclip.batch_fields,
+        embed=uclip.embed,
+        validate=uclip.validate,
+        loss_from_embeddings=uclip.loss_from_embeddings,
+        grad_cache=True,
     ),
-    "proclip": Objective(loss=proclip.loss, init_extra=proclip.init_extra, validate=proclip.validate),
+    "proclip": Objective(
+        loss=proclip.loss,
+        init_extra=proclip.init_extra,
+        embed=proclip.embed,
+        validate=proclip.validate,
+        loss_from_embeddings=proclip.loss_from_embeddings,
+        implementations=("dense",),
+        dense_only=lambda config: "its structure loss compares all B (B - 1) / 2 pairwise distances",
+        grad_cache=True,
+    ),
     "dreamlip": Objective(
         loss=dreamlip.dreamlip_loss,
         batch_fields=dreamlip.dreamlip_fields,
+        embed=dreamlip.dreamlip_embed,
+        loss_from_embeddings=dreamlip.dreamlip_loss_from_embeddings,
+        dense_only=dreamlip.dense_only,
         validate=dreamlip.validate,
         record_fields=("long_caption",),
+        grad_cache=True,
     ),
     "alip": Objective(
         loss=alip.alip_loss,
@@ -138,29 +169,56 @@ OBJECTIVES: dict[str, Objective] = {
         batch_fields=alip.alip_fields,
         validate=alip.validate,
         record_fields=("raw_caption",),
+        embed=alip.alip_embed,
+        loss_from_embeddings=alip.alip_objective_from_embeddings,
+        grad_cache=True,
     ),
     "protoclip": Objective(
         loss=protoclip.protoclip_loss,
         init_extra=protoclip.init_extra,
         update_extra=protoclip.update_extra,
         validate=protoclip.validate,
+        embed=protoclip.protoclip_embed,
+        loss_from_embeddings=protoclip.protoclip_loss_from_embeddings,
+        grad_cache=True,
     ),
     "clip_hard_negatives": Objective(
         loss=hard_negatives.clip_hard_negatives_loss,
         init_extra=hard_negatives.init_extra,
         batch_fields=hard_negatives.hard_negative_fields,
+        embed=hard_negatives.hard_negative_embed,
+        loss_from_embeddings=hard_negatives.clip_hard_negatives_loss_from_embeddings,
+        dense_only=hard_negatives.dense_only,
         validate=hard_negatives.validate,
         record_fields=("hard_negatives",),
+        grad_cache=True,
     ),
-    "simcse": Objective(loss=simcse.simcse_objective_loss, validate=simcse.simcse_validate),
+    "simcse": Objective(
+        loss=simcse.simcse_objective_loss,
+        embed=simcse.simcse_embed,
+        loss_from_embeddings=simcse.simcse_loss_from_embeddings,
+        dense_only=simcse.simcse_dense_only,
+        validate=simcse.simcse_validate,
+        grad_cache=True,
+    ),
     "multicsr": Objective(
-        loss=simcse.multicsr_objective_loss, init_extra=simcse.multicsr_init_extra, validate=simcse.multicsr_validate
+        loss=simcse.multicsr_objective_loss,
+        init_extra=simcse.multicsr_init_extra,
+        embed=simcse.multicsr_embed,
+        validate=simcse.multicsr_validate,
+        loss_from_embeddings=simcse.multicsr_loss_from_embeddings,
+        implementations=("dense",),
+        dense_only=lambda config: "the frozen encoder's false-negative mask is pairwise, over the whole B x C matrix",
+        grad_cache=True,
     ),
     "ccp": Objective(
         loss=ccp.ccp_objective_loss,
         init_extra=ccp.ccp_init_extra,
         update_extra=ccp.ccp_update_extra,
         validate=ccp.validate,
+        embed=ccp.ccp_embed,
+        loss_from_embeddings=ccp.ccp_loss_from_embeddings,
+        grad_cache=True,
     ),
 }
 
@@ -169,3 +227,30 @@ def get_objective(name: str) -> Objective:
     if name not in OBJECTIVES:
         raise ValueError(f"Unknown objective {name!r}; set config.objective to one of {sorted(OBJECTIVES)}.")
     return OBJECTIVES[name]
+
+
+def objective_implementations(name: str, config) -> tuple[tuple[str, ...], str | None]:
+    """(the loss implementations objective `name` runs on with `config`, why it is dense-only or None)."""
+    objective = get_objective(name)
+    reason = objective.dense_only(config)
+    return (("dense",), reason) if reason else (objective.implementations, None)
+
+
+def check_objective_options(config) -> None:
+    """Raises ValueError, in one sentence naming the key and the fix, when config.objective does not
+    support config.loss.implementation or config.microbatches > 1."""
+    name = config.objective
+    implementation = implementation_options(config)["implementation"]
+    supported, reason = objective_implementations(name, config)
+    if implementation not in supported:
+        why = f" ({reason})" if reason else ""
+        raise ValueError(
+            f"config.loss.implementation={implementation!r} is not supported by objective {name!r}{why}; "
+            f"set config.loss.implementation to one of {list(supported)}."
+        )
+    microbatches = config.get("microbatches", 1)
+    if microbatches > 1 and not get_objective(name).grad_cache:
+        raise ValueError(
+            f"config.microbatches={microbatches} needs GradCache, which objective {name!r} does not support; "
+            "set config.microbatches to 1."
+        )

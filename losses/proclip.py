@@ -24,6 +24,10 @@ Choices where the released code is silent or differs from the paper:
   shapes data has no second caption set);
 - pdist at a distance of 0 (two identical captions) has gradient 0, as torch's pdist backward.
 
+Implementations: the structure loss compares all B (B - 1) / 2 pairwise distances, so the objective is
+dense-only (its CLIP term is the shared primitive's). GradCache embeds the frozen embedder's G(T),
+the targets and the image embeddings; the batch-normalised MLP is part of the loss.
+
 Config (configs/proclip_stage1.py, configs/proclip.py; sub-config `proclip`): stage,
 embedder_workdir, embedder_seed, distill_weight.
 """
@@ -37,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
-from losses.softmax import softmax_contrastive_loss
 from models.two_tower import build_model, l2_normalize
 from training.checkpointing import init_params_from
 
@@ -75,18 +79,49 @@ def structure_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
 def proclip_text_embedding(model, params, embedder, tokens: jax.Array) -> jax.Array:
     """int32 [B, L] tokens -> [B, D] normalize(MLP(G(T))): the frozen embedder `embedder` (params of the
     same architecture), then the model's trainable text_head."""
+    return _text_head(model, params, _frozen_embedding(model, embedder, tokens))
+
+
+def _frozen_embedding(model, embedder, tokens: jax.Array) -> jax.Array:
     frozen = model.apply({"params": embedder}, tokens, method=model.encode_text)["text_embedding"]
-    frozen = jax.lax.stop_gradient(frozen)
+    return jax.lax.stop_gradient(frozen)
+
+
+def _text_head(model, params, frozen: jax.Array) -> jax.Array:
     return l2_normalize(model.apply({"params": params}, frozen, method=lambda m, x: m.text_head(x)))
 
 
-def loss(params, batch, extra, rng, *, model, config):
-    """The objective's loss; extra = {"embedder": frozen params, "teacher": frozen starting params}."""
-    del rng
+def _check_options(config) -> None:
     options = config.proclip
-    text = proclip_text_embedding(model, params, extra["embedder"], batch["text"])
-    if options.stage == 1:
-        target = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"])["text_embedding"])
+    if options.stage not in STAGES:
+        raise ValueError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
+    if config.model.head_dim != config.model.embed_dim:
+        raise ValueError(
+            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
+            f"({config.model.embed_dim}), not {config.model.head_dim}."
+        )
+
+
+def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example [B, D]: G(T) (frozen); stage 1 the CLIP text embedding (target, no gradient); stage 2
+    the image embedding and the frozen teacher's."""
+    del rng
+    _check_options(config)
+    embeddings = {"frozen_text": _frozen_embedding(model, extra["embedder"], batch["text"])}
+    if config.proclip.stage == 1:
+        target = model.apply({"params": params}, None, batch["text"])["text_embedding"]
+        return embeddings | {"target_text": jax.lax.stop_gradient(target)}
+    image = model.apply({"params": params}, batch["image"], method=model.encode_image)["image_embedding"]
+    teacher = model.apply({"params": extra["teacher"]}, batch["image"], method=model.encode_image)
+    return embeddings | {"image_embedding": image, "teacher_image": jax.lax.stop_gradient(teacher["image_embedding"])}
+
+
+def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """The objective's loss from `embed`'s embeddings."""
+    del batch, extra, rng
+    text = _text_head(model, params, embeddings["frozen_text"])
+    if config.proclip.stage == 1:
+        target = embeddings["target_text"]
         instance, structure = instance_loss(text, target), structure_loss(text, target)
         metrics = {
             "instance_loss": instance,
@@ -94,13 +129,9 @@ def loss(params, batch, extra, rng, *, model, config):
             "cosine_to_clip_text": jnp.mean(jnp.sum(text * target, axis=-1)),
         }
         return instance + structure, metrics
-    out = model.apply({"params": params}, batch["image"], method=model.encode_image)
-    teacher = jax.lax.stop_gradient(
-        model.apply({"params": extra["teacher"]}, batch["image"], method=model.encode_image)["image_embedding"]
-    )
-    image = out["image_embedding"]
+    image, teacher = embeddings["image_embedding"], embeddings["teacher_image"]
     logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
-    clip, metrics = softmax_contrastive_loss(image, text, logit_scale)
+    clip, metrics = contrastive_loss(image, text, logit_scale, **implementation_options(config))
     instance, structure = instance_loss(image, teacher), structure_loss(image, teacher)
     metrics.update(
         clip_loss=clip,
@@ -108,7 +139,13 @@ def loss(params, batch, extra, rng, *, model, config):
         structure_loss=structure,
         temperature=1.0 / jnp.exp(logit_scale),
     )
-    return clip + options.distill_weight * (instance + structure), metrics
+    return clip + config.proclip.distill_weight * (instance + structure), metrics
+
+
+def loss(params, batch, extra, rng, *, model, config):
+    """The objective's loss; extra = {"embedder": frozen params, "teacher": frozen starting params}."""
+    embeddings = embed(params, batch, extra, rng, model=model, config=config)
+    return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
 def load_embedder(config, params) -> dict:

@@ -25,6 +25,10 @@ Choices against the paper's recipe, forced by an in-step, on-device version:
 - one k-means run (faiss: nredo 3), and BatchNorm in the heads uses batch statistics only;
 - no external teacher (the paper's optional RoBERTa clusters) and no LiT-style last episode.
 
+The CLIP term runs on losses.contrastive.contrastive_loss in config.loss.implementation; the prototype
+term is O(B K) per example against the K centroids, in any implementation. The heads normalise by
+batch statistics, so GradCache embeds the tower features and the heads are part of the loss.
+
 Config (configs/protoclip.py, sub-config `protoclip`): num_prototypes, episode_steps,
 target_temperature, proto_weight.
 """
@@ -35,8 +39,8 @@ import jax
 import jax.numpy as jnp
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
-from losses.softmax import softmax_contrastive_loss
 from models.two_tower import l2_normalize
 
 KMEANS_ITERATIONS = 20
@@ -148,15 +152,28 @@ def update_extra(extra, params, aux):
     return jax.lax.cond(extra["step"] % episode_steps == 0, cluster_episode, lambda e: e, extra)
 
 
-def protoclip_loss(params, batch, extra, rng, *, model, config):
+def protoclip_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example tower outputs: [B, D] image and text features and embeddings (the heads come later)."""
+    del extra, rng, config
+    image = model.apply({"params": params}, batch["image"], method=model.encode_image)
+    text = model.apply({"params": params}, batch["text"], method=model.encode_text)
+    keys = ("image_features", "image_embedding", "text_features", "text_embedding")
+    return {key: (image | text)[key] for key in keys}
+
+
+def protoclip_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
     """CLIP loss + proto_weight x the prototype loss (zero during the first, warm-up episode)."""
+    del batch, rng
     options = config.protoclip
-    out = model.apply({"params": params}, batch["image"], batch["text"])
-    del rng
-    logit_scale = clamped_logit_scale(out["logit_scale"])
-    clip_value, metrics = softmax_contrastive_loss(out["image_embedding"], out["text_embedding"], logit_scale)
-    z_image, z_text = out["image_head_embedding"], out["text_head_embedding"]
-    scale = jnp.exp(clamped_logit_scale(out["logit_scale_proto"]))
+    logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
+    clip_value, metrics = contrastive_loss(
+        embeddings["image_embedding"], embeddings["text_embedding"], logit_scale, **implementation_options(config)
+    )
+    heads = model.apply(
+        {"params": params}, embeddings["image_features"], embeddings["text_features"], method=model.head_embeddings
+    )
+    z_image, z_text = heads["image_head_embedding"], heads["text_head_embedding"]
+    scale = jnp.exp(clamped_logit_scale(heads["logit_scale_proto"]))
     image_centroids = jax.lax.stop_gradient(extra["image_centroids"])
     text_centroids = jax.lax.stop_gradient(extra["text_centroids"])
     frozen = jax.lax.stop_gradient((z_image, z_text))
@@ -199,3 +216,9 @@ def validate(config) -> None:
         )
     if config.model.head_dim <= 0:
         raise ConfigError("ProtoCLIP needs projection heads: set config.model.head_dim > 0 (configs/protoclip.py).")
+
+
+def protoclip_loss(params, batch, extra, rng, *, model, config):
+    """CLIP loss + proto_weight x the prototype loss (zero during the first, warm-up episode)."""
+    embeddings = protoclip_embed(params, batch, extra, rng, model=model, config=config)
+    return protoclip_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

@@ -21,15 +21,24 @@ mean over all B x C entries of -[y log p + (1 - y) log(1 - p)], instead of cross
 here is the paper's (`mask_mode = "exclude"`, `loss = "ce"`); `mask_mode = "zero"` and
 `loss = "bce"` give the code's behaviour, for reproducing its numbers.
 
-The similarity matrix is the dense global one (GSPMD shards it over the batch axes).
+Implementations: SimCSE's cross-entropy runs on losses.contrastive.contrastive_loss in
+config.loss.implementation (one direction; the batch's contradictions as a shared `text_bank`, row-local
+work). A non-zero `hard_negative_weight` (a per-pair logit offset) and all of MultiCSR (a frozen
+encoder's pairwise mask, not a group or a margin; the code's "zero" mask and BCE) need the whole
+similarity matrix: dense only. GradCache embeds every view per example; with dropout, micro-batches
+draw their own masks (fresh dropout, not the full batch's draw).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 
 from configs.errors import ConfigError
+from losses.contrastive import contrastive_loss, implementation_options
+from losses.extra_negatives import NegativeBank
 from losses.false_negatives import MASK_MODES, frozen_false_negatives, mask_logits
 
 MODES = ("unsup", "sup")
@@ -103,15 +112,50 @@ def _views(params, batch, rng, mode: str, *, model) -> tuple[jax.Array, jax.Arra
     return embeddings[0], embeddings[1], embeddings[2] if len(parts) == 3 else None, parts
 
 
-def simcse_objective_loss(params, batch, extra, rng, *, model, config):
-    """Unsupervised or supervised SimCSE on the batch's text fields (see the module docstring)."""
-    del extra
+def simcse_dense_only(config) -> str | None:
+    """Why config.simcse makes the objective dense-only, or None."""
     options = config.simcse
-    anchors, positives, negatives, _ = _views(params, batch, rng, options.mode, model=model)
-    logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
-    value, metrics = simcse_loss(logits)
+    if options.mode == "sup" and options.hard_negative_weight:
+        return "simcse.hard_negative_weight offsets single logits of the whole similarity matrix"
+    return None
+
+
+def _embed(params, batch, rng, mode: str, *, model) -> dict[str, jax.Array]:
+    anchors, positives, negatives, _ = _views(params, batch, rng, mode, model=model)
+    embeddings = {"anchor": anchors, "positive": positives}
+    return embeddings if negatives is None else embeddings | {"negative": negatives}
+
+
+def simcse_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """Per-example [B, D] training-mode embeddings of the anchors, positives (and negatives)."""
+    del extra
+    return _embed(params, batch, rng, config.simcse.mode, model=model)
+
+
+def simcse_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """Unsupervised or supervised SimCSE from simcse_embed's embeddings (see the module docstring)."""
+    del params, batch, extra, rng, model
+    options = config.simcse
+    anchors, positives, negatives = embeddings["anchor"], embeddings["positive"], embeddings.get("negative")
+    if simcse_dense_only(config):
+        logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
+        value, metrics = simcse_loss(logits)
+    else:
+        bank = None if negatives is None else NegativeBank(negatives)
+        logit_scale = jnp.asarray(-math.log(options.temperature), anchors.dtype)
+        value, primitive_metrics = contrastive_loss(
+            anchors, positives, logit_scale, directions="image_to_text", text_bank=bank,
+            **implementation_options(config),
+        )  # fmt: skip
+        metrics = {"accuracy": primitive_metrics["i2t_accuracy"]}
     metrics["positive_cosine"] = jnp.mean(jnp.sum(anchors * positives, axis=1))
     return value, metrics
+
+
+def simcse_objective_loss(params, batch, extra, rng, *, model, config):
+    """Unsupervised or supervised SimCSE on the batch's text fields (see the module docstring)."""
+    embeddings = simcse_embed(params, batch, extra, rng, model=model, config=config)
+    return simcse_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
 def multicsr_init_extra(params, config) -> dict:
@@ -120,16 +164,28 @@ def multicsr_init_extra(params, config) -> dict:
     return {"frozen": jax.tree.map(jnp.copy, params)}
 
 
-def multicsr_objective_loss(params, batch, extra, rng, *, model, config):
-    """SimCSE whose in-batch false negatives, by the frozen encoder's cosine, are masked (module docstring)."""
-    options = config.multicsr
-    anchors, positives, negatives, parts = _views(params, batch, rng, options.mode, model=model)
-    logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
+def multicsr_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """simcse_embed's views and the frozen encoder's [B, D] embeddings of the same texts (frozen_*)."""
+    anchors, positives, negatives, parts = _views(params, batch, rng, config.multicsr.mode, model=model)
+    embeddings = {"anchor": anchors, "positive": positives} | ({} if negatives is None else {"negative": negatives})
     frozen_out = model.apply({"params": extra["frozen"]}, jnp.concatenate(parts), method=model.encode_text)
     frozen = jnp.split(jax.lax.stop_gradient(frozen_out["text_embedding"]), len(parts))
-    batch_size = anchors.shape[0]
-    is_positive = jnp.arange(batch_size)[:, None] == jnp.arange(logits.shape[1])[None, :]
-    false_negatives = frozen_false_negatives(frozen[0], jnp.concatenate(frozen[1:]), options.threshold, is_positive)
+    return embeddings | {
+        f"frozen_{name}": x for name, x in zip(("anchor", "positive", "negative")[: len(parts)], frozen, strict=True)
+    }
+
+
+def multicsr_loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """SimCSE whose in-batch false negatives, by the frozen encoder's cosine, are masked (module docstring)."""
+    del params, batch, extra, rng, model
+    options = config.multicsr
+    anchors, positives, negatives = embeddings["anchor"], embeddings["positive"], embeddings.get("negative")
+    logits = simcse_logits(anchors, positives, options.temperature, negatives, options.hard_negative_weight)
+    candidates = [embeddings[f"frozen_{name}"] for name in ("positive", "negative") if f"frozen_{name}" in embeddings]
+    is_positive = jnp.arange(anchors.shape[0])[:, None] == jnp.arange(logits.shape[1])[None, :]
+    false_negatives = frozen_false_negatives(
+        embeddings["frozen_anchor"], jnp.concatenate(candidates), options.threshold, is_positive
+    )
     value, metrics = simcse_loss(logits, false_negatives, options.mask_mode, options.loss)
     metrics["positive_cosine"] = jnp.mean(jnp.sum(anchors * positives, axis=1))
     return value, metrics
@@ -170,3 +226,9 @@ def multicsr_validate(config) -> None:
             "MultiCSR masks false negatives with a trained frozen encoder: set config.init_from.workdir to an "
             "unsupervised SimCSE run and config.init_from.param_prefixes to ('text_tower', 'text_projection')."
         )
+
+
+def multicsr_objective_loss(params, batch, extra, rng, *, model, config):
+    """SimCSE whose in-batch false negatives, by the frozen encoder's cosine, are masked (module docstring)."""
+    embeddings = multicsr_embed(params, batch, extra, rng, model=model, config=config)
+    return multicsr_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)

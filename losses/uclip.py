@@ -18,11 +18,16 @@ Inference: image -> Head_B(CLIPImage(x)), any-language text -> Head_A(Multi(text
 
 The heads normalise by batch statistics (models/heads.py), in evaluation too: uCLIP's BatchNorm
 keeps running averages instead; evaluation batches here hold hundreds of examples.
+
+Both InfoNCE terms run on losses.contrastive.contrastive_loss in config.loss.implementation; the soft
+retrieval is O(B N) per example against the banks. GradCache embeds the frozen encoders' outputs
+(nothing upstream of them trains); retrieval, noise and the batch-normalised heads are in the loss.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +35,7 @@ import numpy as np
 
 from configs.errors import ConfigError
 from input_pipeline import second_language, shapes, transforms
+from losses.contrastive import contrastive_loss, implementation_options
 from models.two_tower import build_model, l2_normalize
 
 MAX_WORDS = 24  # words of a shapes caption: at most 3 objects x 5 words
@@ -53,13 +59,14 @@ def add_noise(x: jax.Array, std: float, rng: jax.Array) -> jax.Array:
     return l2_normalize(x + std * jax.random.normal(rng, x.shape, x.dtype))
 
 
-def info_nce(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
-    """Symmetric InfoNCE of [B, d] normalised a, b with pairs on the diagonal, logits a b^T / tau."""
-    logits = a @ b.T / temperature
-    positives = jnp.diagonal(logits)
-    return 0.5 * (
-        jnp.mean(jax.nn.logsumexp(logits, axis=1) - positives) + jnp.mean(jax.nn.logsumexp(logits, axis=0) - positives)
-    )
+def info_nce(a: jax.Array, b: jax.Array, temperature: float, **options) -> jax.Array:
+    """Symmetric InfoNCE of [B, d] normalised a, b with pairs on the diagonal, logits a b^T / tau.
+    options: contrastive_loss's implementation keywords."""
+    return _info_nce(a, b, temperature, **options)[0]
+
+
+def _info_nce(a, b, temperature, **options):
+    return contrastive_loss(a, b, jnp.asarray(-math.log(temperature), a.dtype), **options)
 
 
 def intra_loss(a_m: jax.Array, a_e: jax.Array, b_t: jax.Array, b_v: jax.Array) -> jax.Array:
@@ -83,11 +90,18 @@ def batch_fields(record, rng: np.random.Generator, encode) -> dict[str, np.ndarr
     return {"caption_words": second_language.word_ids([record["caption"]], MAX_WORDS)[0]}
 
 
-def loss(params, batch, extra, rng, *, model, config):
-    """The objective's loss; extra = {"concepts", "image_bank", "text_bank"}; options in config.uclip."""
-    options = config.uclip
+def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
+    """The frozen encoders' per-example outputs: CLIP text embedding c and multilingual u, [B, D] each."""
+    del rng, config
     clip = jax.lax.stop_gradient(model.apply({"params": params}, None, batch["text"]))["text_embedding"]
-    u = multilingual_embedding(batch["caption_words"], extra["concepts"])
+    return {"clip_text": clip, "multilingual": multilingual_embedding(batch["caption_words"], extra["concepts"])}
+
+
+def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config):
+    """The objective's loss from `embed`'s outputs; extra = {"concepts", "image_bank", "text_bank"}."""
+    del batch
+    options, implementation = config.uclip, implementation_options(config)
+    clip, u = embeddings["clip_text"], embeddings["multilingual"]
     pseudo_image = soft_retrieval(clip, extra["image_bank"], options.retrieval_temperature)
     pseudo_text = soft_retrieval(u, extra["text_bank"], options.retrieval_temperature)
     keys = jax.random.split(rng, 4)
@@ -96,16 +110,22 @@ def loss(params, batch, extra, rng, *, model, config):
     )
     a_e, a_m = head_a(model, params, u), head_a(model, params, pseudo_text)
     b_t, b_v = head_b(model, params, clip), head_b(model, params, pseudo_image)
-    inter_text = info_nce(a_e, b_t, options.temperature)
-    inter_pseudo = info_nce(a_m, b_v, options.temperature)
+    inter_text, text_metrics = _info_nce(a_e, b_t, options.temperature, **implementation)
+    inter_pseudo = info_nce(a_m, b_v, options.temperature, **implementation)
     intra = intra_loss(a_m, a_e, b_t, b_v)
     metrics = {
         "inter_text_loss": inter_text,
         "inter_pseudo_loss": inter_pseudo,
         "intra_loss": intra,
-        "head_text_accuracy": jnp.mean(jnp.argmax(a_e @ b_t.T, axis=1) == jnp.arange(a_e.shape[0])),
+        "head_text_accuracy": text_metrics["i2t_accuracy"],
     }
     return inter_text + inter_pseudo + options.intra_weight * intra, metrics
+
+
+def loss(params, batch, extra, rng, *, model, config):
+    """The objective's loss; extra = {"concepts", "image_bank", "text_bank"}; options in config.uclip."""
+    embeddings = embed(params, batch, extra, rng, model=model, config=config)
+    return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
 @functools.lru_cache(maxsize=2)

@@ -35,7 +35,7 @@ from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
-from losses.objectives import OBJECTIVES
+from losses.objectives import OBJECTIVES, check_objective_options
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
 
@@ -274,6 +274,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_ranges(flat)
     _check_relations(config)
     _check_method_options(config)
+    try:
+        check_objective_options(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def validate_batch_division(batch_size: int, device_count: int, process_count: int, microbatches: int = 1) -> None:
