@@ -23,3 +23,26 @@ def test_ci_runs_the_readme_test_command():
     block = readme.split("Run the tests:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
     assert block.endswith("pytest -n auto") and block.startswith("pip install -e '.[test")
     assert block in _read(".ci/run")
+
+
+def test_methods_table_names_the_implementations_each_config_supports():
+    import importlib
+    import re
+
+    from losses.objectives import objective_implementations
+
+    rows = [line for line in _read("README.md").splitlines() if line.startswith("| `configs/")]
+    assert len(rows) >= 14
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        configs = re.findall(r"`configs/(\w+)\.py`", cells[0])
+        expected = {}
+        for name in configs:
+            config = importlib.import_module(f"configs.{name}").get_config()
+            supported, _ = objective_implementations(config.objective, config)
+            expected[name] = "all five" if len(supported) == 5 else ", ".join(supported)
+        cell = cells[-1]
+        if len(set(expected.values())) == 1:
+            assert cell == next(iter(expected.values())), row
+        else:
+            assert cell == "; ".join(f"{name}: {value}" for name, value in expected.items()), row
