@@ -112,6 +112,12 @@ RULES = (
         "scores the runs earlier commands trained, on 64 test images",
         r"\| run \|",
     ),
+    Rule(
+        r"python benchmarks/shape_probe\.py ",
+        RUN,
+        "probes the run an earlier command trained, on 64 test images",
+        r"image shape by nearest class mean",
+    ),
     Rule(r"python -m launch\.local ", RUN, "trains the [--only] runs of the sweep at a tiny size", r"\| "),
     Rule(r"python -m launch\.sweep ", RUN, "lists or summarises the sweep", r"\S"),
 )
@@ -148,7 +154,7 @@ def run_argv(command: Command) -> list[str]:
         # configs/clip.py's sweep sets the batch size, and flags after -- may not set what a sweep sets.
         tiny = [a for a in TINY_RUN if not a.startswith("--config.batch_size=")]
         return argv + ([] if "--" in argv else ["--"]) + [*tiny, *TINY_MODEL]
-    if re.match(r"python benchmarks/\w+_retrieval\.py", " ".join(argv)):
+    if re.match(r"python benchmarks/(\w+_retrieval|shape_probe)\.py", " ".join(argv)):
         return argv + ["--num_examples=64"]
     return argv
 
