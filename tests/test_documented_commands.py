@@ -101,16 +101,21 @@ RULES = (
         f"{_MINILM_REASON}; each config's own main.py command is checked",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py .*--init_from=",
+        CHECK,
+        "a post-pretraining chain (a CLIP run per seed, then each method from it; tests/test_post_pretraining.py "
+        "trains these configs from a tiny CLIP run): every config loads and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/(second_language|proclip)_retrieval\.py ",
+        CHECK,
+        "scores a post-pretraining chain's runs (checked above): the script's flags parse",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",
         r"\| config \| seeds \|",
-    ),
-    Rule(
-        r"python benchmarks/(second_language|proclip)_retrieval\.py ",
-        RUN,
-        "scores the runs earlier commands trained, on 64 test images",
-        r"\| run \|",
     ),
     Rule(
         r"python benchmarks/shape_probe\.py ",
@@ -280,10 +285,43 @@ def test_documented_commands_check(command):
     """What a cluster command needs from the checkout exists (and a batch script parses)."""
     if command.argv[0] == "xmanager":
         assert os.path.isfile(os.path.join(ROOT, command.argv[2])), command
+    elif command.argv[:2] == ("python", "benchmarks/compare_methods.py"):
+        _check_compare_methods(command)
+    elif command.argv[0] == "python":
+        help_run = subprocess.run(
+            [sys.executable, command.argv[1], "--help"], cwd=ROOT, env=_environment(), capture_output=True, text=True
+        )
+        assert help_run.returncode == 0, f"{command}\n{help_run.stderr[-3000:]}"
     else:
         script = next(a for a in command.argv[1:] if not a.startswith("-"))
         assert os.path.isfile(os.path.join(ROOT, script)), command
         subprocess.run(["bash", "-n", os.path.join(ROOT, script)], check=True)
+
+
+def _check_compare_methods(command: Command) -> None:
+    """Each of --configs loads with the command's overrides and passes validate_config, but for the trained
+    run it starts from (config.init_from.workdir), which this check has not trained."""
+    import importlib
+
+    from training.validation import validate_config
+
+    argv = list(command.argv[2:])
+    configs = next(a for a in argv if a.startswith("--configs=")).split("=", 1)[1].split(",")
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    for spec in configs:
+        path, _, arg = spec.partition(":")
+        config = importlib.import_module(path.removesuffix(".py").replace("/", ".")).get_config(arg or None)
+        for override in overrides:
+            key, value = override.removeprefix("--config.").split("=", 1)
+            *parents, leaf = key.split(".")
+            node = config
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value == "true" if isinstance(node[leaf], bool) else type(node[leaf])(value)
+        try:
+            validate_config(config)
+        except ValueError as error:
+            assert "init_from" in str(error), f"{spec}: {error}"
 
 
 @pytest.mark.parametrize("command", _checked_commands(SKIP))
