@@ -101,17 +101,9 @@ def ccp_update_extra(extra: dict, params, aux: dict) -> dict:
     return enqueue(extra, aux["contexts"], aux["languages"])
 
 
-def _check_documents(batch) -> None:
-    if "context" not in batch:
-        raise ValueError(
-            "CCP trains on documents; set config.data.name to 'shape_documents' or 'documents' (with data.path)."
-        )
-
-
 def ccp_embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
     """Per-example [B, D] text features (before normalisation) of the centres and the contexts."""
     del extra, rng, config
-    _check_documents(batch)
     batch_size = batch["text"].shape[0]
     features = model.apply(
         {"params": params}, jnp.concatenate([batch["text"], batch["context"]]), method=model.encode_text

@@ -104,13 +104,6 @@ def draw_negatives(tokens: jax.Array, k: int, rng: jax.Array) -> jax.Array:
     return _draw(tokens, k, rng)
 
 
-def _check_options(options) -> None:
-    if options.tgc_negatives not in TGC_NEGATIVES:
-        raise ValueError(
-            f"Unknown config.degla.tgc_negatives {options.tgc_negatives!r}; use one of {list(TGC_NEGATIVES)}."
-        )
-
-
 def _embed(params, batch, extra, negatives: jax.Array, *, model) -> dict[str, jax.Array]:
     """Student and teacher embeddings of the images [B, D], captions [B, D] and negatives [B, N, D]
     (negatives: int32 [B, N, L] tokens)."""
@@ -160,7 +153,6 @@ def _loss_from_drawn(params, embeddings, *, model, config):
 def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
     """Student and teacher embeddings of the images, captions and ALL T hard negatives [B, T, D]."""
     del rng
-    _check_options(config.degla)
     return _embed(params, batch, extra, batch["hard_negatives"], model=model)
 
 
@@ -174,7 +166,6 @@ def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config
 
 def loss(params, batch, extra, rng, *, model, config):
     """The objective's loss; batch["hard_negatives"] int32 [B, T, L]; extra = {"teacher": EMA params}."""
-    _check_options(config.degla)
     drawn = draw_negatives(batch["hard_negatives"], config.degla.num_negatives, rng)
     return _loss_from_drawn(params, _embed(params, batch, extra, drawn, model=model), model=model, config=config)
 

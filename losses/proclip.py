@@ -91,22 +91,10 @@ def _text_head(model, params, frozen: jax.Array) -> jax.Array:
     return l2_normalize(model.apply({"params": params}, frozen, method=lambda m, x: m.text_head(x)))
 
 
-def _check_options(config) -> None:
-    options = config.proclip
-    if options.stage not in STAGES:
-        raise ValueError(f"Unknown config.proclip.stage {options.stage!r}; use 1 or 2.")
-    if config.model.head_dim != config.model.embed_dim:
-        raise ValueError(
-            f"ProCLIP's MLP maps into CLIP's space: set config.model.head_dim to config.model.embed_dim "
-            f"({config.model.embed_dim}), not {config.model.head_dim}."
-        )
-
-
 def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
     """Per-example [B, D]: G(T) (frozen); stage 1 the CLIP text embedding (target, no gradient); stage 2
     the image embedding and the frozen teacher's."""
     del rng
-    _check_options(config)
     embeddings = {"frozen_text": _frozen_embedding(model, extra["embedder"], batch["text"])}
     if config.proclip.stage == 1:
         target = model.apply({"params": params}, None, batch["text"])["text_embedding"]

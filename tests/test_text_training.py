@@ -66,9 +66,10 @@ def test_unsupervised_simcse_then_multicsr_from_it(tmp_path):
     unsup_dir, multicsr_dir = tmp_path / "unsup", tmp_path / "multicsr"
     summary = train_and_evaluate(tiny(simcse.get_config("mode=unsup"), 8), str(unsup_dir))
     assert math.isfinite(summary["final_loss"]) and summary["final_loss"] > 0
-    config = tiny(multicsr.get_config(), 4)
-    config.init_from.workdir = str(unsup_dir)
+    config = multicsr.get_config()
+    config.init_from.workdir = str(unsup_dir)  # set before tiny() validates: MultiCSR needs its frozen encoder
     config.text.tokenizer_path = str(unsup_dir / "tokenizer.model")  # the frozen encoder's vocabulary
+    config = tiny(config, 4)
     summary = train_and_evaluate(config, str(multicsr_dir))
     assert math.isfinite(summary["final_loss"])
     records = _train_records(multicsr_dir)
