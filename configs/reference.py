@@ -24,6 +24,8 @@ DESCRIPTIONS = {
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",
     "data.text_augmentation": "`none` (original caption) or `laclip` (uniform over caption and K rewrites).",
+    "data.rewrite_warmup_steps": "`laclip`: steps over which the chance of drawing a rewrite rises linearly from 0 to "
+    "the paper's K/(K+1); 0 draws uniformly from the start.",
     "data.crop_scale": "Area range of the random resized crop; `(1.0, 1.0)` disables it.",
     "data.worker_count": "grain worker processes; 0 reads in the main process.",
     "data.read_threads": "grain reader threads per process; 0 reads inline, fastest for in-memory data (2 for files).",

@@ -29,10 +29,16 @@ class TrainTransform(grain.transforms.RandomMap):
     crop_scale: tuple[float, float] = (0.8, 1.0)
     batch_fields: Callable[..., dict] | None = None
     image_size: int | None = None
+    # LaCLIP's rewrite warm-up, in examples of this process's stream (the record's "position"): the
+    # chance of a rewrite rises from 0 to the paper's K/(K+1) over these (docs/results.md, seed 1).
+    rewrite_warmup_examples: int = 0
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         if self.text_augmentation == "laclip":
-            text = transforms.sample_caption(record["caption"], record["rewrites"], rng)
+            fraction = 1.0
+            if self.rewrite_warmup_examples:
+                fraction = transforms.rewrite_fraction_at(record["position"], self.rewrite_warmup_examples)
+            text = transforms.sample_caption(record["caption"], record["rewrites"], rng, fraction)
         else:
             text = record["caption"]
         image = record["image"]
@@ -50,6 +56,10 @@ class TrainTransform(grain.transforms.RandomMap):
         return example
 
 
+def _with_position(position: int, record: dict) -> dict:
+    return record if "skipped" in record else {**record, "position": position}
+
+
 def make_train_iterator(
     source,
     transform: grain.transforms.RandomMap,
@@ -60,11 +70,13 @@ def make_train_iterator(
     process_count: int = 1,
     worker_count: int = 0,
     read_threads: int = 2,
+    with_positions: bool = False,
 ) -> grain.DatasetIterator:
     """Infinite iterator of this process's share of each global batch; its state checkpoints exactly.
 
     Each process reads a disjoint slice of the source (`process_index::process_count`)
-    and yields `global_batch_size // process_count` examples per step. Batches also hold
+    and yields `global_batch_size // process_count` examples per step. `with_positions` gives each record
+    its "position" in this process's stream (0, 1, ... across epochs) on its way to `transform`. Batches also hold
     "problems": int32 [batch, len(cleaning.PROBLEMS)], the skips and repairs behind each example.
     """
     if global_batch_size % process_count:
@@ -77,8 +89,10 @@ def make_train_iterator(
         .seed(seed * 1_000_003 + process_index)
         .shuffle()  # reshuffled every epoch
         .repeat()
-        .random_map(SkipAware(transform))
     )
+    if with_positions:
+        ds = ds.map_with_index(_with_position)
+    ds = ds.random_map(SkipAware(transform))
     # read_threads read and transform examples ahead of the trainer; 0 reads in the calling thread,
     # which is faster for in-memory sources, whose records cost less than a thread hand-off.
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=2 * global_batch_size))

@@ -12,11 +12,24 @@ IMAGE_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 IMAGE_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
 
-def sample_caption(caption: str, rewrites: Sequence[str], rng: np.random.Generator) -> str:
-    """LaCLIP text augmentation: one of [caption, *rewrites] uniformly; the original if the pick has < 2 words."""
+def sample_caption(
+    caption: str, rewrites: Sequence[str], rng: np.random.Generator, rewrite_fraction: float = 1.0
+) -> str:
+    """LaCLIP text augmentation: one of [caption, *rewrites] uniformly; the original if the pick has < 2 words.
+
+    `rewrite_fraction` in [0, 1] scales the chance of drawing a rewrite (K/(K+1) at 1.0, the paper's
+    uniform draw; 0.0 always keeps the original): the rewrite warm-up of `rewrite_fraction_at`."""
     pick = int(rng.integers(len(rewrites) + 1))
+    if pick and rewrite_fraction < 1.0 and rng.random() >= rewrite_fraction:
+        pick = 0
     text = caption if pick == 0 else rewrites[pick - 1]
     return text if len(text.split()) >= 2 else caption
+
+
+def rewrite_fraction_at(position: int, warmup_examples: int) -> float:
+    """How much of LaCLIP's rewrite draw applies at this example `position` of the stream: rising linearly
+    from 0 to 1 over the first `warmup_examples` (0: 1 from the start, the paper's recipe)."""
+    return 1.0 if position >= warmup_examples else position / warmup_examples
 
 
 def normalize_image(image: np.ndarray) -> np.ndarray:

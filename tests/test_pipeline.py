@@ -85,3 +85,21 @@ def test_objective_batch_fields_join_each_example():
         expected = TOKENIZER.encode(list(SOURCE[index]["hard_negatives"]), 24)
         np.testing.assert_array_equal(batch["hard_negatives"][row], expected)
     assert len(set(batch["draw"].tolist())) == 4  # each example gets its own generator
+
+
+def _captions_or_rewrites(batches, originals):
+    """Per batch, how many texts are some example's original caption (tokenized)."""
+    return [sum(t.tobytes() in originals for t in b["text"]) for b in batches]
+
+
+def test_rewrite_warmup_draws_originals_first_and_rewrites_later():
+    originals = {TOKENIZER.encode([SOURCE[i]["caption"]], 24)[0].tobytes() for i in range(64)}
+    transform = TrainTransform(TOKENIZER, 24, "laclip", (1.0, 1.0), rewrite_warmup_examples=10**9)
+    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, with_positions=True)
+    assert _captions_or_rewrites([next(it) for _ in range(4)], originals) == [16] * 4  # fraction ~0
+    # A 64-example warm-up: epoch 0 ramps up, epoch 1 draws as the paper does (an original w.p. ~1/5 + short rewrites).
+    transform = TrainTransform(TOKENIZER, 24, "laclip", (1.0, 1.0), rewrite_warmup_examples=64)
+    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, with_positions=True)
+    counts = _captions_or_rewrites([next(it) for _ in range(16)], originals)
+    assert counts[0] >= 13  # positions 0-15: a rewrite w.p. at most 0.8 * 15/64
+    assert sum(counts[4:]) / (12 * 16) < 0.35  # binomial around ~0.23: well below the warm-up's first batch

@@ -22,6 +22,23 @@ def test_laclip_falls_back_to_original_for_short_rewrites():
     assert set(draws) == {"the original", "two words"}
 
 
+def test_rewrite_fraction_scales_the_chance_of_a_rewrite():
+    rng = np.random.default_rng(0)
+    rewrites = ("rewrite one", "rewrite two", "rewrite three", "rewrite four")
+    for fraction, original in ((0.0, 1.0), (0.5, 1 - 0.5 * 4 / 5), (1.0, 1 / 5)):
+        draws = [transforms.sample_caption("the original", rewrites, rng, fraction) for _ in range(20_000)]
+        assert abs(draws.count("the original") / len(draws) - original) < 0.015, fraction
+        for r in rewrites:  # the rewrites stay equally likely among themselves
+            assert abs(draws.count(r) / len(draws) - (1 - original) / 4) < 0.015, (fraction, r)
+
+
+def test_rewrite_warmup_rises_linearly_then_stays_at_one():
+    assert [transforms.rewrite_fraction_at(p, 200) for p in (0, 50, 100, 199, 200, 10**9)] == [
+        0.0, 0.25, 0.5, 0.995, 1.0, 1.0,
+    ]  # fmt: skip
+    assert transforms.rewrite_fraction_at(0, 0) == 1.0  # no warm-up: the paper's draw from the start
+
+
 def test_full_crop_is_identity_and_small_crop_zooms():
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3)).astype(np.uint8)
     same = transforms.random_resized_crop(image, np.random.default_rng(1), scale=(1.0, 1.0), ratio=(1.0, 1.0))

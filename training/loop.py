@@ -92,6 +92,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             tuple(config.data.crop_scale),
             objective.batch_fields,
             image_size=config.data.image_size,
+            rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
         )
     data_iter = make_train_iterator(
         source,
@@ -102,6 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         process_count=jax.process_count(),
         worker_count=config.data.worker_count,
         read_threads=config.data.read_threads,
+        with_positions=not text_data and config.data.rewrite_warmup_steps > 0,
     )
     if checkpointer.latest_step() is not None:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))

@@ -77,7 +77,13 @@ RANGES = {
         _POSITIVE,
     ),
     **dict.fromkeys(
-        ("data.worker_count", "model.image.conv_stem_depth", "optimizer.warmup_steps", "optimizer.weight_decay"),
+        (
+            "data.worker_count",
+            "data.rewrite_warmup_steps",
+            "model.image.conv_stem_depth",
+            "optimizer.warmup_steps",
+            "optimizer.weight_decay",
+        ),
         _NON_NEGATIVE,
     ),
     "optimizer.b1": _BETA,
