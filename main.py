@@ -69,17 +69,29 @@ def main(argv):
     # A crash below Python (a segfault or abort in a native library) kills the process before any
     # handler runs: faulthandler still writes "Fatal Python error: ..." and the Python stack to train.INFO.
     faulthandler.enable(file=logging.get_absl_handler().python_handler.stream)
+    import jax
+
     from training.distributed import maybe_initialize
     from training.guards import RunStopped
     from training.loop import train_and_evaluate  # imported late: jax starts only for a valid config
+    from training.run_marker import RunMarker
 
+    claimed = None  # the RunMarker this process holds, released on any end it sees (training/run_marker.py)
     try:  # problems found once jax is up: mesh divisibility, checkpoint shapes, runs of non-finite steps
         maybe_initialize(config)  # before anything starts jax's backend
+        marker = RunMarker(workdir, jax.process_index())
+        notice = marker.claim()  # refuses a second live run in the workdir
+        claimed = marker
+        if notice:  # the previous process here was killed by SIGKILL (the OOM killer) with no message
+            logging.warning(notice)
         train_and_evaluate(config, workdir)
     except ConfigError as e:
         _fail(str(e))
     except RunStopped as e:  # an exception in the loop, a data worker or a checkpoint write; Ctrl-C
         _fail(str(e), None if isinstance(e.__cause__, ConfigError) else e.__cause__)
+    finally:  # only a kill from outside leaves the marker behind
+        if claimed is not None:
+            claimed.release()
     logging.info("Logs in %s", os.path.abspath(workdir))
 
 

@@ -32,7 +32,7 @@ TINY = [
     "--config.checkpoint_every_steps=3",
     "--config.eval_every_steps=1000",
 ]
-SPEED_KEYS = {"time", "train/steps_per_s", "train/examples_per_s"}
+SPEED_KEYS = {"time", "train/steps_per_s", "train/examples_per_s", "train/host_peak_memory_gib"}  # vary run to run
 
 
 class Run:
@@ -124,11 +124,14 @@ def test_sigkill_then_sigterm_then_rerun_ends_bit_identical(tmp_path, env, unint
     killed.process.send_signal(signal.SIGKILL)
     assert killed.finish() == -signal.SIGKILL
     resume_step = _steps(tmp_path)[-1]
+    killed_last = max(_metrics(tmp_path))
     assert 0 < resume_step < TOTAL_STEPS, note
 
     # 2. The same command resumes from the last complete checkpoint; SIGTERM it at a random moment.
     preempted = Run(tmp_path, env)
     preempted.wait_until(lambda: f"Resumed from step {resume_step} in" in preempted.stderr)
+    # The kill left no message of its own: the rerun names it, with the last step the killed run logged.
+    assert f"was killed without a message after step {killed_last} at " in preempted.stderr, note
     time.sleep(moments.uniform(0.0, 1.0))
     assert preempted.process.poll() is None, f"the run finished before SIGTERM {note}"
     sent = time.monotonic()
@@ -146,6 +149,8 @@ def test_sigkill_then_sigterm_then_rerun_ends_bit_identical(tmp_path, env, unint
     final = Run(tmp_path, env)
     assert final.finish() == 0, final.stderr[-3000:]
     assert f"Resumed from step {saved} in" in final.stderr
+    assert "killed without a message" not in final.stderr  # a preempted run ends as a run that saw its end
+    assert not os.path.exists(os.path.join(tmp_path, "running.0.json"))
 
     got, want = _checkpoint_arrays(tmp_path), _checkpoint_arrays(uninterrupted)
     assert got.keys() == want.keys()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
+import sys
 import time
 
 import jax
@@ -151,6 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
                 interval_start, interval_step = time.time(), step
                 train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+                train_metrics["host_peak_memory_gib"] = _peak_host_memory_gib()  # read back after an OOM kill
                 train_metrics.update(data_problems.interval_metrics())
                 writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
                 eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
@@ -229,6 +232,12 @@ def _stop_for_preemption(state, data_state, checkpointer, writer, preemption) ->
                  "rerun the same command to resume.", preemption.signal, step, checkpointer.directory,
                  time.monotonic() - preemption.received_at)  # fmt: skip
     return {"step": step, "preempted": True, "checkpoints": checkpointer.directory}
+
+
+def _peak_host_memory_gib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def _abstract(x):
