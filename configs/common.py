@@ -119,9 +119,13 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # Architecture switches for pretrained towers (interop/); the defaults are this repo's own towers.
     c.model.text.kind = "clip"  # or "bert" (models/text_towers.py)
     c.model.text.pool = "last"
+    c.model.text.eos_token_id = 0  # pool = "eos" reads the first position of this id
+    c.model.text.causal = True
+    c.model.image.ln_pre = True
     for tower in (c.model.image, c.model.text):
         tower.activation = "gelu_tanh"
         tower.layer_norm_eps = 1e-6
+        tower.mlp_dim = 0  # 0 = 4 x width
     c.model.text.dropout_rate = 0.0  # text tower dropout in training mode (SimCSE: 0.1)
     c.model.embed_dim = EMBED_DIMS[arg.size]
     c.model.logit_scale_init = math.log(1 / 0.07)
@@ -133,6 +137,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
+    c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)
+    c.model.text_projection = "linear"
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-3 if tiny else 1e-3

@@ -40,6 +40,7 @@ def convert(config: ml_collections.ConfigDict) -> tuple[dict[str, np.ndarray], d
     params, model = convert_clip(path)
     needs = {f"model.{tower}.{k}": v for tower in ("image", "text") for k, v in model[tower].items()}
     needs.update({"model.embed_dim": model["embed_dim"], "data.image_size": model["image_size"]})
+    needs.update({f"model.{k}": model[k] for k in ("image_projection", "text_projection")})
     return params, needs
 
 
@@ -58,6 +59,7 @@ def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[d
         relevant["data.image_size"] = needs["data.image_size"]
     if any("projection" in p for p in prefixes) and "model.embed_dim" in needs:
         relevant["model.embed_dim"] = needs["model.embed_dim"]
+    relevant.update({f"model.{p}": needs[f"model.{p}"] for p in prefixes if f"model.{p}" in needs})
     wrong = {k: v for k, v in relevant.items() if _get(config, k) != v}
     sizes = {k: v for k, v in wrong.items() if k.rsplit(".", 1)[1] in _SIZE_KEYS}
     # A wrong switch (activation, epsilon, pooling, kind, stem) shows in no shape: name every wrong key.
@@ -88,7 +90,7 @@ def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objecti
 
 
 # Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
-_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_ratio", "embed_dim", "image_size")
+_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_dim", "embed_dim", "image_size")
 
 
 def _towers(prefixes: list[str]) -> set[str]:
@@ -97,7 +99,7 @@ def _towers(prefixes: list[str]) -> set[str]:
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
-    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_ratio) reads as the
+    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_dim) reads as the
     tower module's default, which is what the model is built with."""
     value = config
     for part in dotted.split("."):

@@ -38,6 +38,8 @@ from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES, check_objective_options
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
+from models.two_tower import PROJECTIONS
+from models.vit import IMAGE_POOLING
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -48,7 +50,9 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.layer_norm_dtype": ("LayerNorm dtype", ["float32", "bfloat16"]),
     "model.attention": ("attention kernel", list(ATTENTION)),
-    "model.image.pool": ("image pooling", ["cls", "gap"]),
+    "model.image.pool": ("image pooling", list(IMAGE_POOLING)),
+    "model.image_projection": ("projection", list(PROJECTIONS)),
+    "model.text_projection": ("projection", list(PROJECTIONS)),
     "model.image.activation": ("activation", list(ACTIVATIONS)),
     "model.text.activation": ("activation", list(ACTIVATIONS)),
     "model.text.kind": ("text tower", list(TEXT_TOWERS)),
@@ -77,7 +81,8 @@ RANGES = {
         _POSITIVE,
     ),
     **dict.fromkeys(
-        ("data.worker_count", "model.image.conv_stem_depth", "optimizer.warmup_steps", "optimizer.weight_decay"),
+        ("data.worker_count", "model.image.conv_stem_depth", "model.image.mlp_dim", "model.text.mlp_dim",
+         "model.text.eos_token_id", "optimizer.warmup_steps", "optimizer.weight_decay"),
         _NON_NEGATIVE,
     ),
     "optimizer.b1": _BETA,
@@ -171,6 +176,12 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
             raise ConfigError(
                 f"config.model.{tower}.width ({width}) is not divisible by config.model.{tower}.heads ({heads}); "
                 "choose a head count that divides the width."
+            )
+    for tower in ("image", "text"):
+        if c.model[f"{tower}_projection"] == "none" and c.model.embed_dim != c.model[tower].width:
+            raise ConfigError(
+                f"config.model.{tower}_projection is 'none', so config.model.embed_dim ({c.model.embed_dim}) must be "
+                f"config.model.{tower}.width ({c.model[tower].width}); set one to the other or use 'linear'."
             )
     image, patch, stem = c.data.image_size, c.model.image.patch_size, c.model.image.conv_stem_depth
     if image % patch or patch % 2**stem:
