@@ -1,4 +1,5 @@
-"""Round trips through Hugging Face folders over random small configurations (issue 24).
+"""Round trips through Hugging Face folders over random small configurations (issue 24): CLIPModel
+(20 configurations each way) and SiglipModel (8 each way).
 
 ours -> CLIPModel folder -> ours gives back the same config and the same params, up to the two folds
 the format forces (our patch-convolution bias moves into the position embeddings; CLIPModel has no logit
@@ -7,6 +8,7 @@ weights, up to CLIP's class-token position embedding, which moves into the class
 then computes the same features from both folders. Every switch varies: per-tower activation, LayerNorm
 epsilon, heads, depth and MLP width (multiples of the width or not), patch size and image sizes that the
 patch does not divide, text pooling (argmax, end-of-text id, last), vocabulary, lengths, embed_dim.
+SigLIP's folders hold exactly our parameters (no folds): both trips give back the same weights.
 """
 
 import json
@@ -20,6 +22,7 @@ from safetensors.numpy import load_file
 
 from interop.clip_weights import convert_clip
 from interop.export_hf import export_hf_clip
+from interop.siglip_weights import convert_siglip, export_hf_siglip
 from models.two_tower import TwoTower
 from tests.interop_reference import nested, require_torch
 
@@ -27,6 +30,7 @@ ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh")
 HF_ACTIVATIONS = ("gelu", "quick_gelu", "gelu_pytorch_tanh")
 EPSILONS = (1e-5, 1e-6, 1e-3)
 SEEDS = range(20)
+SIGLIP_SEEDS = range(8)
 
 
 def _tower(rng: np.random.Generator) -> dict:
@@ -66,6 +70,8 @@ def _random_params(model_config: dict, rng: np.random.Generator) -> dict:
         embed_dim=model_config["embed_dim"],
         vocab_size=model_config["vocab_size"],
         logit_scale_init=0.0,
+        image_projection=model_config["image_projection"],
+        text_projection=model_config["text_projection"],
     )
     size, length = model_config["image_size"], model_config["text"]["max_len"]
     shapes = jax.eval_shape(
@@ -166,3 +172,82 @@ def test_clip_folder_to_ours_to_clip_folder(tmp_path, seed):
     back = transformers.CLIPModel.from_pretrained(folder).eval()
     for a, b in zip(_features(torch, back, images, tokens), _features(torch, original, images, tokens), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def _random_siglip_config(rng: np.random.Generator) -> dict:
+    model_config = _random_model_config(rng)
+    model_config["image"].update(pool="map", ln_pre=False)
+    model_config["text"].update(pool="final", causal=False, eos_token_id=0)
+    model_config.update(embed_dim=model_config["image"]["width"], image_projection="none", text_projection="affine")
+    return model_config
+
+
+@pytest.mark.parametrize("seed", SIGLIP_SEEDS)
+def test_ours_to_siglip_folder_to_ours(tmp_path, seed):
+    rng = np.random.default_rng(200 + seed)
+    model_config = _random_siglip_config(rng)
+    params = _random_params(model_config, rng)
+    config = ml_collections.ConfigDict(
+        {"model": {**model_config, "logit_scale_init": 1.0}, "data": {"image_size": model_config["image_size"]}}
+    )
+    folder = export_hf_siglip(nested(params), config, str(tmp_path), vocab_size=model_config["vocab_size"])
+    converted, back = convert_siglip(folder)
+    assert back == model_config
+    assert converted.keys() == params.keys()
+    for name, value in params.items():
+        np.testing.assert_array_equal(converted[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", SIGLIP_SEEDS)
+def test_siglip_folder_to_ours_to_siglip_folder(tmp_path, seed):
+    torch, transformers = require_torch()
+    rng = np.random.default_rng(300 + seed)
+    torch.manual_seed(seed)
+    tower = lambda width: dict(  # noqa: E731
+        hidden_size=width, num_hidden_layers=int(rng.integers(1, 3)),
+        num_attention_heads=int(rng.choice([h for h in (1, 2, 4) if width % h == 0])),
+        intermediate_size=int(rng.choice([4 * width, rng.integers(1, 5 * width)])),
+        hidden_act=str(rng.choice(HF_ACTIVATIONS)), layer_norm_eps=float(rng.choice(EPSILONS)),
+    )  # fmt: skip
+    width, patch, vocab = int(rng.choice([8, 12, 16])), int(rng.integers(2, 6)), int(rng.integers(10, 40))
+    original = transformers.SiglipModel(
+        transformers.SiglipConfig(
+            text_config=dict(
+                **tower(int(rng.choice([8, 12, 16]))),
+                vocab_size=vocab,
+                projection_size=width,
+                max_position_embeddings=int(rng.integers(3, 9)),
+                pad_token_id=1,
+                eos_token_id=1,
+                bos_token_id=None,
+            ),
+            vision_config=dict(
+                **tower(width),
+                patch_size=patch,
+                image_size=int(rng.integers(1, 4)) * patch + int(rng.integers(0, patch)),
+            ),
+        )  # fmt: skip
+    ).eval()
+    with torch.no_grad():
+        original.logit_scale.fill_(float(rng.normal()))
+        original.logit_bias.fill_(float(rng.normal()))
+    original.save_pretrained(tmp_path / "hf")
+    params, model_config = convert_siglip(str(tmp_path / "hf"))
+    config = ml_collections.ConfigDict(
+        {"model": {**model_config, "logit_scale_init": 1.0}, "data": {"image_size": model_config["image_size"]}}
+    )
+    folder = export_hf_siglip(nested(params), config, str(tmp_path / "back"), vocab_size=vocab)
+    expected = {k: v.numpy() for k, v in original.state_dict().items() if not k.endswith("position_ids")}
+    state = load_file(f"{folder}/model.safetensors")
+    assert state.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(state[name], value, err_msg=name)
+    back = transformers.SiglipModel.from_pretrained(folder).eval()
+    size, length = original.config.vision_config.image_size, original.config.text_config.max_position_embeddings
+    images = torch.tensor(rng.normal(size=(2, 3, size, size)).astype(np.float32))
+    tokens = torch.tensor(rng.integers(0, vocab, size=(2, length)))
+    with torch.no_grad():
+        logits = [m(input_ids=tokens, pixel_values=images).logits_per_text.numpy() for m in (back, original)]
+    np.testing.assert_allclose(logits[0], logits[1], rtol=0, atol=1e-5)
+    for key in ("hidden_act", "layer_norm_eps", "intermediate_size", "num_attention_heads", "image_size"):
+        assert getattr(back.config.vision_config, key) == getattr(original.config.vision_config, key), key
