@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 
 import ml_collections
 
+from configs.errors import ConfigError
 from interop.named_models import resolve
 
 # Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
@@ -195,6 +197,39 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.init_from.param_prefixes = ("image_tower",)
     c.init_from.pretrained = ""  # a converted CLIP / BERT checkpoint instead (interop/pretrained.py)
     return c
+
+
+# Every parameter of the two-tower model a converted checkpoint can hold (interop/converters.py).
+PRETRAINED_PARAMS = ("image_tower", "image_projection", "text_tower", "text_projection", "logit_scale", "logit_bias")
+
+
+def use_pretrained(
+    config: ml_collections.ConfigDict, path: str, prefixes: tuple[str, ...] = PRETRAINED_PARAMS
+) -> ml_collections.ConfigDict:
+    """Starts the run from the checkpoint at `path` (config.init_from.pretrained, interop/): copies the params
+    under `prefixes` and sets the config keys they need (sizes and switches, read from the checkpoint), and,
+    when the text tower is copied from a Hugging Face folder, its tokenizer (CLIP: vocab.json + merges.txt)."""
+    from interop.converters import convert_checkpoint, needs_for  # NumPy + safetensors: reads the weights here
+
+    try:
+        _, needs = convert_checkpoint(path, config.model.text.max_len)
+    except ImportError as error:
+        raise ConfigError(
+            f"Reading {path!r} needs the `interop` extra ({error.name} not installed); install it with "
+            "pip install -e '.[interop]' torch==2.13.0 torchvision==0.28.0."
+        ) from None
+    for key, value in needs_for(needs, list(prefixes)).items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    config.init_from.pretrained = path
+    config.init_from.param_prefixes = tuple(prefixes)
+    folder = resolve(path)
+    if "text_tower" in prefixes and os.path.isfile(os.path.join(folder, "merges.txt")):
+        config.text.tokenizer, config.text.tokenizer_path = "clip_bpe", folder
+    return config
 
 
 def use_minilm_text_tower(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

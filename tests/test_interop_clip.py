@@ -261,3 +261,25 @@ def test_mismatched_config_names_every_parameter_and_switch(tmp_path):
     assert "image_tower/encoder/block0/attn/query/kernel is (48, 3, 16) there but (128, 4, 32)" in message
     assert "more); set the config's model sizes to the checkpoint's (config.model.image.width = 48, " in message
     assert "config.model.text.max_len = 16, config.data.image_size = 32)" in message
+
+
+def test_clip_config_takes_every_setting_from_the_checkpoint(tmp_path):
+    """configs/clip.py:pretrained=FOLDER sets what the checkpoint needs, so main.py's load copies every parameter."""
+    from configs import clip
+    from interop.pretrained import load_pretrained_params
+    from models.two_tower import build_model
+    from training.validation import validate_config
+
+    _, transformers = require_torch()
+    text = dict(hidden_act="gelu", eos_token_id=5, bos_token_id=4, intermediate_size=72)
+    _tiny_hf_clip(transformers, text=text).save_pretrained(tmp_path)
+    config = clip.get_config(f"pretrained={tmp_path}")
+    validate_config(config)
+    assert (config.model.text.pool, config.model.text.eos_token_id, config.model.text.mlp_dim) == ("eos", 5, 72)
+    assert (config.model.image.activation, config.model.text.activation) == ("quick_gelu", "gelu")
+    model = build_model(config, VOCAB)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 16), jnp.int32))
+    )["params"]
+    params, copied = load_pretrained_params(config, shapes)
+    assert len(copied) == len(jax.tree.leaves(params))

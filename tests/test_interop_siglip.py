@@ -1,16 +1,15 @@
-"""SigLIP interop: a small random Hugging Face SiglipModel converted into our two-tower model gives
-transformers' image and text embeddings and logits (scale and bias) within 1e-4; exported back, the
-folder holds the same weights and transformers computes the same logits from it."""
+"""SigLIP interop: a small random Hugging Face SiglipModel, started from as main.py does
+(configs/siglip.py:pretrained=FOLDER, then interop/pretrained.py), gives transformers' image and text
+embeddings and logits (scale and bias) within 1e-4; exported back, the folder holds the same weights and
+transformers computes the same logits from it; configs/lit.py:image=FOLDER locks its image tower."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from safetensors.numpy import load_file
 
-from interop.siglip_weights import convert_siglip, export_hf_siglip
-from models.two_tower import TwoTower
-from tests.interop_reference import nested, require_torch
+from interop.siglip_weights import export_hf_siglip
+from tests.interop_reference import require_torch
 
 VOCAB, PAD = 60, 1
 
@@ -43,17 +42,27 @@ def _inputs(rng: np.random.Generator, length: int):
     return images, tokens
 
 
-def _ours(params: dict, model_config: dict, images: np.ndarray, tokens: np.ndarray) -> dict:
-    model = TwoTower(
-        image=ml_collections.ConfigDict(model_config["image"]),
-        text=ml_collections.ConfigDict(model_config["text"]),
-        embed_dim=model_config["embed_dim"],
-        vocab_size=model_config["vocab_size"],
-        logit_scale_init=0.0,
-        image_projection=model_config["image_projection"],
-        text_projection=model_config["text_projection"],
-    )
-    out = jax.jit(model.apply)({"params": nested(params)}, jnp.asarray(images), jnp.asarray(tokens, jnp.int32))
+def _started_from(folder: str, arg: str = "pretrained", config_module: str = "siglip"):
+    """(config, model, params) as main.py builds them from configs/<config_module>.py:<arg>=<folder>."""
+    import importlib
+
+    from interop.pretrained import load_pretrained_params
+    from models.two_tower import build_model
+    from training.validation import validate_config
+
+    config = importlib.import_module(f"configs.{config_module}").get_config(f"{arg}={folder}")
+    validate_config(config)
+    model = build_model(config, VOCAB)  # main.py: the tokenizer's vocabulary
+    size, length = config.data.image_size, config.model.text.max_len
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, length), jnp.int32))
+    )["params"]
+    params, copied = load_pretrained_params(config, shapes)
+    return config, model, params, copied
+
+
+def _ours(model, params, images: np.ndarray, tokens: np.ndarray) -> dict:
+    out = jax.jit(model.apply)({"params": params}, jnp.asarray(images), jnp.asarray(tokens, jnp.int32))
     out = {k: np.asarray(v) for k, v in out.items()}
     out["logits"] = out["text_embedding"] @ out["image_embedding"].T * np.exp(out["logit_scale"]) + out["logit_bias"]
     return out
@@ -69,12 +78,18 @@ def test_siglip_converts_to_the_same_embeddings_and_logits(tmp_path):
     torch, transformers = require_torch()
     hf_model = _tiny_hf_siglip(transformers, torch)
     hf_model.save_pretrained(tmp_path / "hf")
-    params, model_config = convert_siglip(str(tmp_path / "hf"))
-    assert model_config["image"]["pool"] == "map" and model_config["text"]["pool"] == "final"
-    assert (model_config["image"]["mlp_dim"], model_config["text"]["mlp_dim"]) == (100, 72)
-    assert (model_config["image"]["activation"], model_config["text"]["activation"]) == ("gelu_tanh", "gelu")
+    config, model, params, copied = _started_from(str(tmp_path / "hf"))
+    assert len(copied) == len(jax.tree.leaves(params))  # every parameter comes from the checkpoint
+    image, text = config.model.image, config.model.text
+    assert (image.pool, image.ln_pre, text.pool, text.causal) == ("map", False, "final", False)
+    assert (image.mlp_dim, text.mlp_dim, image.activation, text.activation) == (100, 72, "gelu_tanh", "gelu")
+    assert (config.model.image_projection, config.model.text_projection, config.data.image_size) == (
+        "none",
+        "affine",
+        30,
+    )
     images, tokens = _inputs(np.random.default_rng(0), 12)
-    ours = _ours(params, model_config, images, tokens)
+    ours = _ours(model, params, images, tokens)
     reference = _reference(torch, hf_model, images, tokens)
     # transformers' SiglipModel normalises the embeddings it returns; ours are the features before that.
     normalised = {k: ours[k] / np.linalg.norm(ours[k], axis=-1, keepdims=True) for k in reference if k != "logits"}
@@ -83,8 +98,7 @@ def test_siglip_converts_to_the_same_embeddings_and_logits(tmp_path):
     assert np.abs(ours["logits"] - reference["logits"].numpy()).max() < 1e-4
     np.testing.assert_allclose([ours["logit_scale"], ours["logit_bias"]], [2.3, -3.1], rtol=1e-6)
 
-    config = ml_collections.ConfigDict({"model": {**model_config, "logit_scale_init": 0.0}, "data": {"image_size": 30}})
-    folder = export_hf_siglip(nested(params), config, str(tmp_path / "back"), vocab_size=VOCAB)
+    folder = export_hf_siglip(jax.device_get(params), config, str(tmp_path / "back"), vocab_size=VOCAB)
     exported = load_file(f"{folder}/model.safetensors")
     original = {k: v.numpy() for k, v in hf_model.state_dict().items() if not k.endswith("position_ids")}
     assert exported.keys() == original.keys()
@@ -92,3 +106,16 @@ def test_siglip_converts_to_the_same_embeddings_and_logits(tmp_path):
         np.testing.assert_array_equal(exported[name], value, err_msg=name)
     back = transformers.SiglipModel.from_pretrained(folder).eval()
     assert np.abs(_reference(torch, back, images, tokens)["logits"].numpy() - reference["logits"].numpy()).max() < 1e-5
+
+
+def test_lit_locks_a_siglip_image_tower(tmp_path):
+    torch, transformers = require_torch()
+    hf_model = _tiny_hf_siglip(transformers, torch)
+    hf_model.save_pretrained(tmp_path)
+    config, _, params, copied = _started_from(str(tmp_path), "image", "lit")
+    assert config.optimizer.frozen_prefixes == ("image_tower",) and config.model.text.kind == "clip"
+    assert config.model.image.pool == "map" and config.model.image_projection == "linear"  # a fresh projection
+    image_leaves = jax.tree_util.tree_flatten_with_path(params["image_tower"])[0]
+    assert sorted(copied) == sorted("image_tower/" + "/".join(k.key for k in path) for path, _ in image_leaves)
+    probe = hf_model.vision_model.head.probe.detach().numpy()
+    np.testing.assert_array_equal(np.asarray(params["image_tower"]["map_head"]["probe"]), probe)

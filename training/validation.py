@@ -184,10 +184,13 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
                 f"config.model.{tower}.width ({c.model[tower].width}); set one to the other or use 'linear'."
             )
     image, patch, stem = c.data.image_size, c.model.image.patch_size, c.model.image.conv_stem_depth
-    if image % patch or patch % 2**stem:
+    # Without a conv stem the patch convolution drops the pixels beyond the last whole patch, as CLIP's
+    # and SigLIP's do (SigLIP So400m/14 runs at 384 px); a stem's stride-2 convolutions need the multiple.
+    if (stem and image % patch) or patch % 2**stem or image < patch:
         raise ConfigError(
-            f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}), "
-            f"itself a multiple of 2**config.model.image.conv_stem_depth ({2**stem}); change one of them."
+            f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}) "
+            f"(at least the patch without a conv stem), itself a multiple of 2**config.model.image.conv_stem_depth "
+            f"({2**stem}); change one of them."
         )
     if c.text.tokenizer == "sentencepiece" and c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
         raise ConfigError(
