@@ -208,7 +208,8 @@ def use_pretrained(
 ) -> ml_collections.ConfigDict:
     """Starts the run from the checkpoint at `path` (config.init_from.pretrained, interop/): copies the params
     under `prefixes` and sets the config keys they need (sizes and switches, read from the checkpoint), and,
-    when the text tower is copied from a Hugging Face folder, its tokenizer (CLIP: vocab.json + merges.txt)."""
+    when the text tower is copied from a Hugging Face folder, its tokenizer (CLIP: vocab.json + merges.txt,
+    SigLIP: spiece.model)."""
     from interop.converters import convert_checkpoint, needs_for  # NumPy + safetensors: reads the weights here
 
     try:
@@ -227,8 +228,9 @@ def use_pretrained(
     config.init_from.pretrained = path
     config.init_from.param_prefixes = tuple(prefixes)
     folder = resolve(path)
-    if "text_tower" in prefixes and os.path.isfile(os.path.join(folder, "merges.txt")):
-        config.text.tokenizer, config.text.tokenizer_path = "clip_bpe", folder
+    for file, tokenizer in (("merges.txt", "clip_bpe"), ("spiece.model", "siglip")):
+        if "text_tower" in prefixes and os.path.isfile(os.path.join(folder, file)):
+            config.text.tokenizer, config.text.tokenizer_path = tokenizer, folder
     return config
 
 

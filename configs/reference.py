@@ -103,8 +103,8 @@ DESCRIPTIONS = {
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
     "init_from.pretrained": "OpenAI/open_clip/HF CLIP, HF SigLIP or BERT-family checkpoint (file or folder) "
     "converted into the params under `param_prefixes` (`interop/`); `''` = none.",
-    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`) or `clip_bpe` (CLIP's BPE merges), "
-    "read from `tokenizer_path`.",
+    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`), `clip_bpe` (CLIP's BPE merges) or "
+    "`siglip` (SigLIP's `spiece.model`), read from `tokenizer_path`.",
     "model.text.kind": "Text tower: `clip` (causal transformer) or `bert` (bidirectional, post-norm).",
     "model.text.pool": "`last` non-padding token, `argmax` id (CLIP's end of text), `eos` (first `eos_token_id`) "
     "or `final` position (SigLIP) for `clip`; `mean` or `first` for `bert`.",
