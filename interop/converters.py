@@ -1,4 +1,5 @@
-"""Any supported checkpoint -> our params and the config keys it needs, chosen by the checkpoint's contents.
+"""Any supported checkpoint -> our params and the config keys it needs, chosen by the checkpoint's contents:
+BERT-family and SigLIP folders by their config.json, big_vision's .npz by name, CLIP otherwise.
 
 Imports no jax or PyTorch (configs call it while they are built: configs/common.py use_pretrained).
 """
@@ -10,13 +11,10 @@ import os
 import numpy as np
 
 from interop.bert_weights import convert_bert, read_bert_config
+from interop.big_vision_weights import convert_big_vision_siglip
 from interop.clip_weights import convert_clip, read_hf_clip_config
 from interop.named_models import resolve
 from interop.siglip_weights import convert_siglip, is_siglip
-
-# What init_from.pretrained loads (README's interop table; docs/pretrained.md).
-FORMATS = ("OpenAI CLIP / open_clip state dict", "HF CLIPModel folder", "HF SiglipModel folder", "BERT-family / "
-           "sentence-transformers folder")  # fmt: skip
 
 
 def is_bert(path: str) -> bool:
@@ -32,7 +30,10 @@ def convert_checkpoint(path_or_name: str, text_max_len: int) -> tuple[dict[str, 
     if is_bert(path):
         params, text = convert_bert(path, max_len=text_max_len)
         return params, {f"model.text.{k}": v for k, v in text.items()}
-    params, model = (convert_siglip if is_siglip(path) else convert_clip)(path)
+    if path.endswith(".npz"):
+        params, model = convert_big_vision_siglip(path)
+    else:
+        params, model = (convert_siglip if is_siglip(path) else convert_clip)(path)
     needs = {f"model.{tower}.{k}": v for tower in ("image", "text") for k, v in model[tower].items()}
     needs.update({f"model.{k}": model[k] for k in ("embed_dim", "image_projection", "text_projection")})
     needs["data.image_size"] = model["image_size"]
