@@ -129,17 +129,14 @@ def convert_clip(
     v_width = state["vision_model.embeddings.class_embedding"].shape[0]
     t_width = state["text_model.embeddings.token_embedding.weight"].shape[1]
     towers = {}
-    for tower, hf_tower, width, heads in (
-        ("image", vision_hf, v_width, vision_heads),
-        ("text", text_hf, t_width, text_heads),
+    for tower, model, hf_tower, width, heads in (
+        ("image", "vision_model", vision_hf, v_width, vision_heads),
+        ("text", "text_model", text_hf, t_width, text_heads),
     ):
-        towers[tower] = hf_encoder.tower_settings({} if openai else hf_tower, width, repr(path), "quick_gelu", 1e-5)
+        towers[tower] = hf_encoder.tower_settings(state, {} if openai else hf_tower, model, width, repr(path),
+                                                  "quick_gelu", 1e-5)  # fmt: skip
         towers[tower]["heads"] = heads or towers[tower]["heads"]
         towers[tower]["activation"] = activation or towers[tower]["activation"]
-        layers = hf_encoder.depth(state, f"{'vision' if tower == 'image' else 'text'}_model")
-        fc1 = f"{'vision' if tower == 'image' else 'text'}_model.encoder.layers.0.mlp.fc1.weight"
-        mlp_dim = state[fc1].shape[0] if layers else 0
-        towers[tower].update(depth=layers, mlp_dim=0 if mlp_dim == 4 * width else mlp_dim)  # 0: the config default
 
     patch_weight = take("vision_model.embeddings.patch_embedding.weight")  # [W, 3, p, p]
     positions = take("vision_model.embeddings.position_embedding.weight")  # [1 + (S/p)^2, W]
@@ -161,13 +158,13 @@ def convert_clip(
         "ln_pre": attention.layer_norm(
             take("vision_model.pre_layrnorm.weight"), take("vision_model.pre_layrnorm.bias")
         ),
-        "encoder": _encoder(take, "vision_model", towers["image"], "post_layernorm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "vision_model", towers["image"], "post_layernorm"),
     }
     text_positions = take("text_model.embeddings.position_embedding.weight")
     text_tower = {
         "token_embedding": {"embedding": take("text_model.embeddings.token_embedding.weight")},
         "pos_embedding": text_positions[None],
-        "encoder": _encoder(take, "text_model", towers["text"], "final_layer_norm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "text_model", towers["text"], "final_layer_norm"),
     }
     params = {
         "image_tower": image_tower,
@@ -191,12 +188,6 @@ def convert_clip(
         "text_projection": "linear",
     }  # fmt: skip
     return flatten(params), model_config
-
-
-def _encoder(take, tower: str, settings: dict, final_ln: str) -> dict:
-    blocks = hf_encoder.encoder_from_hf(take, tower, settings["depth"], settings["heads"])
-    blocks["ln_final"] = attention.layer_norm(take(f"{tower}.{final_ln}.weight"), take(f"{tower}.{final_ln}.bias"))
-    return blocks
 
 
 # transformers' CLIPTextConfig default end-of-text id (CLIP's BPE vocabulary): what a config.json without one gets.

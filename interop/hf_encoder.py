@@ -25,29 +25,38 @@ FROM_HF_ACTIVATION = {
 TO_HF_ACTIVATION = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 
-def tower_settings(hf_tower: Mapping, width: int, source: str, default_activation: str, default_eps: float) -> dict:
-    """{"heads", "activation", "layer_norm_eps"} of one tower from its HF config ({} when there is none)."""
+def tower_settings(
+    state: Mapping, hf_tower: Mapping, model: str, width: int, source: str, default_activation: str, default_eps: float
+) -> dict:
+    """{"heads", "activation", "layer_norm_eps", "depth", "mlp_dim"} of one tower (`model`: "vision_model" or
+    "text_model") from its HF config ({} when there is none) and its weights. mlp_dim 0 means 4 x width (the
+    config default)."""
     act = hf_tower.get("hidden_act", default_activation)
     if act not in FROM_HF_ACTIVATION:
         raise ConfigError(
             f"{source} uses the activation {act!r}, which our towers do not have; pass a checkpoint with one of "
             f"{sorted(FROM_HF_ACTIVATION)}."
         )
+    prefix = f"{model}.encoder.layers."
+    layers = len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
+    mlp_dim = state[f"{prefix}0.mlp.fc1.weight"].shape[0] if layers else 0
     return {
         "heads": int(hf_tower.get("num_attention_heads") or width // 64),
         "activation": FROM_HF_ACTIVATION[act],
         "layer_norm_eps": float(hf_tower.get("layer_norm_eps", default_eps)),
+        "depth": layers,
+        "mlp_dim": 0 if mlp_dim == 4 * width else mlp_dim,
     }
 
 
-def depth(state: Mapping, tower: str) -> int:
-    """Number of encoder layers of `tower` ("vision_model", "text_model") in an HF state dict."""
-    prefix = f"{tower}.encoder.layers."
-    return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
+def encoder_from_hf(take: Callable[[str], np.ndarray], tower: str, settings: Mapping, final_ln: str) -> dict:
+    """Our Encoder's params (blocks and ln_final, HF's `final_ln`) from the HF names `take` returns the arrays of."""
+    blocks = _blocks_from_hf(take, tower, settings["depth"], settings["heads"])
+    blocks["ln_final"] = attention.layer_norm(take(f"{tower}.{final_ln}.weight"), take(f"{tower}.{final_ln}.bias"))
+    return blocks
 
 
-def encoder_from_hf(take: Callable[[str], np.ndarray], tower: str, layers: int, heads: int) -> dict:
-    """Our Encoder's blocks (without ln_final) from the HF names `take` returns the arrays of."""
+def _blocks_from_hf(take: Callable[[str], np.ndarray], tower: str, layers: int, heads: int) -> dict:
     blocks = {}
     for i in range(layers):
         p = f"{tower}.encoder.layers.{i}."

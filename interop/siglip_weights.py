@@ -50,13 +50,13 @@ def convert_siglip(path: str) -> tuple[dict[str, np.ndarray], dict]:
 
     v_width = take("vision_model.embeddings.patch_embedding.weight").shape[0]
     t_width = take("text_model.embeddings.token_embedding.weight").shape[1]
-    towers = {}
-    for tower, hf_tower, width in (("image", vision_hf, v_width), ("text", text_hf, t_width)):
-        model = f"{'vision' if tower == 'image' else 'text'}_model"
-        towers[tower] = hf_encoder.tower_settings(hf_tower, width, repr(path), "gelu_pytorch_tanh", 1e-6)
-        layers = hf_encoder.depth(state, model)
-        fc1 = state[f"{model}.encoder.layers.0.mlp.fc1.weight"].shape[0] if layers else 4 * width
-        towers[tower].update(depth=layers, mlp_dim=0 if fc1 == 4 * width else fc1)
+    towers = {
+        tower: hf_encoder.tower_settings(state, hf_tower, model, width, repr(path), "gelu_pytorch_tanh", 1e-6)
+        for tower, model, hf_tower, width in (
+            ("image", "vision_model", vision_hf, v_width),
+            ("text", "text_model", text_hf, t_width),
+        )
+    }
 
     patch_weight = take("vision_model.embeddings.patch_embedding.weight")  # [W, 3, p, p]
     positions = take("vision_model.embeddings.position_embedding.weight")  # [(S/p)^2, W]
@@ -88,14 +88,14 @@ def convert_siglip(path: str) -> tuple[dict[str, np.ndarray], dict]:
             "bias": take("vision_model.embeddings.patch_embedding.bias"),
         },
         "pos_embedding": positions[None],
-        "encoder": _encoder(take, "vision_model", towers["image"], "post_layernorm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "vision_model", towers["image"], "post_layernorm"),
         "map_head": map_head,
     }
     text_positions = take("text_model.embeddings.position_embedding.weight")
     text_tower = {
         "token_embedding": {"embedding": take("text_model.embeddings.token_embedding.weight")},
         "pos_embedding": text_positions[None],
-        "encoder": _encoder(take, "text_model", towers["text"], "final_layer_norm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "text_model", towers["text"], "final_layer_norm"),
     }
     text_head = attention.dense_from_linear(take("text_model.head.weight"), take("text_model.head.bias"))
     if text_head["kernel"].shape[1] != v_width:
@@ -121,12 +121,6 @@ def convert_siglip(path: str) -> tuple[dict[str, np.ndarray], dict]:
         "text_projection": "affine",
     }  # fmt: skip
     return flatten(params), model_config
-
-
-def _encoder(take, tower: str, settings: dict, final_ln: str) -> dict:
-    blocks = hf_encoder.encoder_from_hf(take, tower, settings["depth"], settings["heads"])
-    blocks["ln_final"] = attention.layer_norm(take(f"{tower}.{final_ln}.weight"), take(f"{tower}.{final_ln}.bias"))
-    return blocks
 
 
 def _check_exportable(config) -> None:
