@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 
 import ml_collections
 
+from configs.errors import ConfigError
 from interop.named_models import resolve
 
 # Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
@@ -120,9 +122,13 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # Architecture switches for pretrained towers (interop/); the defaults are this repo's own towers.
     c.model.text.kind = "clip"  # or "bert" (models/text_towers.py)
     c.model.text.pool = "last"
+    c.model.text.eos_token_id = 0  # pool = "eos" reads the first position of this id
+    c.model.text.causal = True
+    c.model.image.ln_pre = True
     for tower in (c.model.image, c.model.text):
         tower.activation = "gelu_tanh"
         tower.layer_norm_eps = 1e-6
+        tower.mlp_dim = 0  # 0 = 4 x width
     c.model.text.dropout_rate = 0.0  # text tower dropout in training mode (SimCSE: 0.1)
     c.model.embed_dim = EMBED_DIMS[arg.size]
     c.model.logit_scale_init = math.log(1 / 0.07)
@@ -134,6 +140,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
+    c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)
+    c.model.text_projection = "linear"
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-3 if tiny else 1e-3
@@ -190,6 +198,41 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.init_from.param_prefixes = ("image_tower",)
     c.init_from.pretrained = ""  # a converted CLIP / BERT checkpoint instead (interop/pretrained.py)
     return c
+
+
+# Every parameter of the two-tower model a converted checkpoint can hold (interop/converters.py).
+PRETRAINED_PARAMS = ("image_tower", "image_projection", "text_tower", "text_projection", "logit_scale", "logit_bias")
+
+
+def use_pretrained(
+    config: ml_collections.ConfigDict, path: str, prefixes: tuple[str, ...] = PRETRAINED_PARAMS
+) -> ml_collections.ConfigDict:
+    """Starts the run from the checkpoint at `path` (config.init_from.pretrained, interop/): copies the params
+    under `prefixes` and sets the config keys they need (sizes and switches, read from the checkpoint), and,
+    when the text tower is copied from a Hugging Face folder, its tokenizer (CLIP: vocab.json + merges.txt,
+    SigLIP: spiece.model)."""
+    from interop.converters import convert_checkpoint, needs_for  # NumPy + safetensors: reads the weights here
+
+    try:
+        _, needs = convert_checkpoint(path, config.model.text.max_len)
+    except ImportError as error:
+        raise ConfigError(
+            f"Reading {path!r} needs the `interop` extra ({error.name} not installed); install it with "
+            "pip install -e '.[interop]' torch==2.13.0 torchvision==0.28.0."
+        ) from None
+    for key, value in needs_for(needs, list(prefixes)).items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    config.init_from.pretrained = path
+    config.init_from.param_prefixes = tuple(prefixes)
+    folder = resolve(path)
+    for file, tokenizer in (("merges.txt", "clip_bpe"), ("spiece.model", "siglip")):
+        if "text_tower" in prefixes and os.path.isfile(os.path.join(folder, file)):
+            config.text.tokenizer, config.text.tokenizer_path = tokenizer, folder
+    return config
 
 
 def use_minilm_text_tower(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -47,7 +47,16 @@ DESCRIPTIONS = {
     "model.image.heads": "Image tower attention heads.",
     "model.image.patch_size": "Patch side in pixels.",
     "model.image.conv_stem_depth": "3x3 stride-2 convolutions replacing that many factors of 2 of the patch.",
-    "model.image.pool": "`cls` token or `gap` (mean of tokens).",
+    "model.image.pool": "`cls` token, `gap` (mean of tokens) or `map` (attention-pooling head, SigLIP).",
+    "model.image.ln_pre": "LayerNorm before the encoder (CLIP: true; SigLIP: false).",
+    "model.image.mlp_dim": "Hidden width of the image tower's MLPs; 0 = 4 x width.",
+    "model.text.mlp_dim": "Hidden width of the text tower's MLPs; 0 = 4 x width.",
+    "model.text.causal": "`clip` tower: causal attention (CLIP); false attends both ways, padding included (SigLIP).",
+    "model.text.eos_token_id": "`clip` tower with `pool=eos`: the id whose first position is pooled.",
+    "model.image_projection": "Image features from the pooled tower output: `linear` (bias-free Dense, CLIP), "
+    "`affine` (Dense with bias) or `none` (SigLIP; `embed_dim` = image width).",
+    "model.text_projection": "Text features from the pooled tower output: `linear` (CLIP), `affine` (SigLIP's head) "
+    "or `none` (`embed_dim` = text width).",
     "model.text.width": "Text tower width.",
     "model.text.depth": "Text tower blocks.",
     "model.text.heads": "Text tower attention heads.",
@@ -94,13 +103,13 @@ DESCRIPTIONS = {
     "dry_run.devices": "Devices `--dry_run` compiles the train step for (fake CPU devices).",
     "dry_run.device_memory_gib": "Per-device memory `--dry_run` checks the compiled step against.",
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
-    "init_from.pretrained": "OpenAI/open_clip/HF CLIP or BERT-family checkpoint (file or folder) converted into the "
-    "params under `param_prefixes` (`interop/`); `''` = none.",
-    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`) or `clip_bpe` (CLIP's BPE merges), "
-    "read from `tokenizer_path`.",
+    "init_from.pretrained": "OpenAI/open_clip/HF CLIP, HF SigLIP or BERT-family checkpoint (file or folder) "
+    "converted into the params under `param_prefixes` (`interop/`); `''` = none.",
+    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`), `clip_bpe` (CLIP's BPE merges) or "
+    "`siglip` (SigLIP's `spiece.model`), read from `tokenizer_path`.",
     "model.text.kind": "Text tower: `clip` (causal transformer) or `bert` (bidirectional, post-norm).",
-    "model.text.pool": "`last` non-padding token or `argmax` id (CLIP's end of text) for `clip`; `mean` or "
-    "`first` for `bert`.",
+    "model.text.pool": "`last` non-padding token, `argmax` id (CLIP's end of text), `eos` (first `eos_token_id`) "
+    "or `final` position (SigLIP) for `clip`; `mean` or `first` for `bert`.",
     "model.image.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
     "model.text.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
     "model.image.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5).",

@@ -10,6 +10,7 @@ import numpy as np
 import sentencepiece as spm
 
 from input_pipeline.clip_bpe import ClipBpeTokenizer
+from input_pipeline.siglip_tokenizer import SiglipTokenizer
 from input_pipeline.wordpiece import WordPieceTokenizer
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -92,12 +93,15 @@ def _pretrained_tokenizer(path: str, kind: str):
         raise ValueError(f"The {kind} tokenizer is pretrained; set config.text.tokenizer_path to its vocabulary.")
     if kind == "wordpiece":
         return WordPieceTokenizer(path)
+    if kind == "siglip":
+        return SiglipTokenizer(path)
     return ClipBpeTokenizer(path)
 
 
 # config.text.tokenizer: `sentencepiece` (trained on the captions, or loaded), `wordpiece` (BERT family,
-# tokenizer.json: input_pipeline/wordpiece.py), `clip_bpe` (OpenAI CLIP: input_pipeline/clip_bpe.py).
-TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe")
+# tokenizer.json: input_pipeline/wordpiece.py), `clip_bpe` (OpenAI CLIP: input_pipeline/clip_bpe.py),
+# `siglip` (SigLIP's spiece.model: input_pipeline/siglip_tokenizer.py).
+TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe", "siglip")
 
 
 def get_tokenizer(

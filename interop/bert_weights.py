@@ -3,7 +3,7 @@
     params, text_config = convert_bert("path/to/all-MiniLM-L6-v2", max_len=24)
 
 `params` is {"text_tower/...": array}; `text_config` the config.model.text entries the checkpoint
-needs (kind, width, depth, heads, mlp_ratio, activation, layer_norm_eps, pool).
+needs (kind, width, depth, heads, mlp_dim, activation, layer_norm_eps, pool).
 """
 
 from __future__ import annotations
@@ -107,17 +107,14 @@ def convert_bert(path: str, max_len: int, heads: int | None = None) -> tuple[dic
     mismatch.unused_keys(state, used, repr(path), "a BERT encoder")
     mlp_dim = state["encoder.layer.0.intermediate.dense.weight"].shape[0] if depth else 4 * width
     act = hf.get("hidden_act", "gelu")
-    if act not in _ACTIVATIONS or mlp_dim % width:
-        raise ConfigError(
-            f"{path!r} uses activation {act!r} and MLP width {mlp_dim} for width {width}; the bert tower supports "
-            f"{sorted(_ACTIVATIONS)} and MLP widths that are multiples of the width."
-        )
+    if act not in _ACTIVATIONS:
+        raise ConfigError(f"{path!r} uses activation {act!r}; the bert tower supports {sorted(_ACTIVATIONS)}.")
     text_config = {
         "kind": "bert",
         "width": width,
         "depth": depth,
         "heads": heads,
-        "mlp_ratio": mlp_dim // width,
+        "mlp_dim": 0 if mlp_dim == 4 * width else mlp_dim,  # 0: the config default, 4 x width
         "activation": _ACTIVATIONS[act],
         "layer_norm_eps": float(hf.get("layer_norm_eps", 1e-12)),
         "pool": hf.get("pool", "mean"),

@@ -7,7 +7,7 @@ config.model entries the checkpoint needs (image and text tower sizes and switch
 `image_size`. The mapping is exact, not approximate: CLIP's class token plus its position embedding
 becomes our `cls`, CLIP's bias-free patch convolution gets a zero bias, its final LayerNorm on the
 class token is our encoder's `ln_final` (applied to every token, read at the class token), and the
-text tower pools at the highest id (`pool="argmax"`: CLIP's end-of-text token).
+text tower pools where transformers does (convert_clip).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from configs.errors import ConfigError
-from interop import attention, mismatch
+from interop import attention, hf_encoder, mismatch
 from interop.bert_weights import flatten
 from interop.safe_load import load_state_dict
 
@@ -89,11 +89,15 @@ def read_hf_clip_config(path: str) -> dict:
 def convert_clip(
     path: str, *, vision_heads: int | None = None, text_heads: int | None = None, activation: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Checkpoint -> ({our param path: array}, {"image": ..., "text": ..., "embed_dim", "image_size"}).
+    """Checkpoint -> ({our param path: array}, {"image": ..., "text": ..., "embed_dim", "image_size", ...}).
 
-    Heads and activation come from an HF folder's config.json; for OpenAI / open_clip state dicts they
-    are width // 64 (both use 64-dimensional heads) and `quick_gelu` (OpenAI's weights; open_clip's
-    own trainings without "-quickgelu" in the model name use `gelu`) unless given.
+    Every setting is read per tower: heads, activation and LayerNorm epsilon from an HF folder's
+    config.json, MLP widths from the weights. OpenAI / open_clip state dicts have no config: their heads
+    are width // 64 (both use 64-dimensional heads), activation `quick_gelu` (OpenAI's weights; open_clip's
+    own trainings without "-quickgelu" in the model name use `gelu`), unless given (`activation`: both
+    towers). Text pooling follows transformers: at the highest id (`argmax`) for OpenAI state dicts and
+    for an HF eos_token_id of 2 (the legacy value), else at the first eos_token_id (`eos`); a `pool`
+    entry that our exporter wrote (export_hf.py) wins.
     """
     state = load_state_dict(path)
     hf = read_hf_clip_config(path)
@@ -114,9 +118,6 @@ def convert_clip(
         [f"{k} is missing there" for k in required if k not in state],
         "pass an OpenAI CLIP, open_clip (ViT image tower, CLIP text tower) or Hugging Face CLIPModel checkpoint.",
     )
-    v_width = state["vision_model.embeddings.class_embedding"].shape[0]
-    t_width = state["text_model.embeddings.token_embedding.weight"].shape[1]
-    act = activation or (vision_hf.get("hidden_act", "quick_gelu") if not openai else "quick_gelu")
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
@@ -125,41 +126,30 @@ def convert_clip(
         used.add(name)
         return state[name]
 
-    def encoder(tower: str, depth: int, heads: int, final_ln: str) -> dict:
-        blocks = {}
-        for i in range(depth):
-            p = f"{tower}.encoder.layers.{i}."
-            attn = {
-                ours: attention.qkv_from_linear(
-                    take(f"{p}self_attn.{hf}_proj.weight"), take(f"{p}self_attn.{hf}_proj.bias"), heads
-                )
-                for ours, hf in (("query", "q"), ("key", "k"), ("value", "v"))
-            }
-            attn["out"] = attention.out_from_linear(
-                take(f"{p}self_attn.out_proj.weight"), take(f"{p}self_attn.out_proj.bias"), heads
-            )
-            blocks[f"block{i}"] = {
-                "ln1": attention.layer_norm(take(f"{p}layer_norm1.weight"), take(f"{p}layer_norm1.bias")),
-                "attn": attn,
-                "ln2": attention.layer_norm(take(f"{p}layer_norm2.weight"), take(f"{p}layer_norm2.bias")),
-                "mlp": {
-                    "fc1": attention.dense_from_linear(take(f"{p}mlp.fc1.weight"), take(f"{p}mlp.fc1.bias")),
-                    "fc2": attention.dense_from_linear(take(f"{p}mlp.fc2.weight"), take(f"{p}mlp.fc2.bias")),
-                },
-            }
-        blocks["ln_final"] = attention.layer_norm(take(f"{tower}.{final_ln}.weight"), take(f"{tower}.{final_ln}.bias"))
-        return blocks
+    v_width = state["vision_model.embeddings.class_embedding"].shape[0]
+    t_width = state["text_model.embeddings.token_embedding.weight"].shape[1]
+    towers = {}
+    for tower, model, hf_tower, width, heads in (
+        ("image", "vision_model", vision_hf, v_width, vision_heads),
+        ("text", "text_model", text_hf, t_width, text_heads),
+    ):
+        towers[tower] = hf_encoder.tower_settings(state, {} if openai else hf_tower, model, width, repr(path),
+                                                  "quick_gelu", 1e-5)  # fmt: skip
+        towers[tower]["heads"] = heads or towers[tower]["heads"]
+        towers[tower]["activation"] = activation or towers[tower]["activation"]
 
-    v_depth = _depth(state, "vision_model")
-    t_depth = _depth(state, "text_model")
-    v_heads = vision_heads or vision_hf.get("num_attention_heads") or v_width // 64
-    t_heads = text_heads or text_hf.get("num_attention_heads") or t_width // 64
     patch_weight = take("vision_model.embeddings.patch_embedding.weight")  # [W, 3, p, p]
     positions = take("vision_model.embeddings.position_embedding.weight")  # [1 + (S/p)^2, W]
     grid = math.isqrt(positions.shape[0] - 1)
     if grid * grid != positions.shape[0] - 1:
         raise ConfigError(
             f"{path!r} has {positions.shape[0] - 1} patch positions, not a square grid; pass a square-image ViT."
+        )
+    patch = patch_weight.shape[-1]
+    image_size = int(vision_hf.get("image_size", grid * patch))
+    if image_size // patch != grid:
+        raise ConfigError(
+            f"{path!r} says image_size {image_size} but has a {grid}x{grid} patch grid; fix its config.json."
         )
     image_tower = {
         "patchify": {"kernel": patch_weight.transpose(2, 3, 1, 0), "bias": np.zeros(v_width, np.float32)},
@@ -168,13 +158,13 @@ def convert_clip(
         "ln_pre": attention.layer_norm(
             take("vision_model.pre_layrnorm.weight"), take("vision_model.pre_layrnorm.bias")
         ),
-        "encoder": encoder("vision_model", v_depth, v_heads, "post_layernorm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "vision_model", towers["image"], "post_layernorm"),
     }
     text_positions = take("text_model.embeddings.position_embedding.weight")
     text_tower = {
         "token_embedding": {"embedding": take("text_model.embeddings.token_embedding.weight")},
         "pos_embedding": text_positions[None],
-        "encoder": encoder("text_model", t_depth, t_heads, "final_layer_norm"),
+        "encoder": hf_encoder.encoder_from_hf(take, "text_model", towers["text"], "final_layer_norm"),
     }
     params = {
         "image_tower": image_tower,
@@ -185,35 +175,35 @@ def convert_clip(
         "logit_bias": np.float32(0.0),
     }
     mismatch.unused_keys(state, used, repr(path), "a CLIP ViT model")
-    eps = float(vision_hf.get("layer_norm_eps", 1e-5))
-    patch = patch_weight.shape[-1]
+    pool, eos = ("argmax", 0) if openai else _text_pooling(text_hf, repr(path))
     model_config = {
-        "image": {
-            "width": v_width, "depth": v_depth, "heads": v_heads, "patch_size": patch, "conv_stem_depth": 0,
-            "pool": "cls", "activation": act, "layer_norm_eps": eps,
-        },
-        "text": {
-            "kind": "clip", "width": t_width, "depth": t_depth, "heads": t_heads, "max_len": text_positions.shape[0],
-            "activation": act, "layer_norm_eps": float(text_hf.get("layer_norm_eps", eps)), "pool": "argmax",
-        },
+        "image": {"width": v_width, "patch_size": patch, "conv_stem_depth": 0, "pool": "cls", "ln_pre": True,
+                  **towers["image"]},
+        "text": {"kind": "clip", "width": t_width, "max_len": text_positions.shape[0], "pool": pool,
+                 "eos_token_id": eos, "causal": True, **towers["text"]},
         "embed_dim": state["visual_projection.weight"].shape[0],
-        "image_size": grid * patch,
+        "image_size": image_size,
         "vocab_size": state["text_model.embeddings.token_embedding.weight"].shape[0],
+        "image_projection": "linear",
+        "text_projection": "linear",
     }  # fmt: skip
-    for tower in ("image", "text"):
-        mlp = state[f"{'vision' if tower == 'image' else 'text'}_model.encoder.layers.0.mlp.fc1.weight"].shape[0]
-        width = model_config[tower]["width"]
-        if mlp % width:
-            raise ConfigError(
-                f"{path!r} has MLP width {mlp} for width {width}; our towers need a multiple of the width."
-            )
-        if mlp != 4 * width:
-            raise ConfigError(
-                f"{path!r} has MLP ratio {mlp / width:g}; our towers use 4 (config has no switch for it)."
-            )
     return flatten(params), model_config
 
 
-def _depth(state: dict, tower: str) -> int:
-    prefix = f"{tower}.encoder.layers."
-    return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
+# transformers' CLIPTextConfig default end-of-text id (CLIP's BPE vocabulary): what a config.json without one gets.
+_HF_DEFAULT_EOS = 49407
+
+
+def _text_pooling(text_hf: dict, source: str) -> tuple[str, int]:
+    """(pool, eos_token_id) of transformers' CLIPTextTransformer for this text config."""
+    if "pool" in text_hf:  # written by export_hf.py: our pooling, which transformers matches on our tokenizers
+        if text_hf["pool"] not in ("last", "argmax", "eos"):
+            raise ConfigError(
+                f"{source} has text pool {text_hf['pool']!r}; its config.json must say last, argmax or eos."
+            )
+        return text_hf["pool"], int(text_hf.get("eos_token_id", 0)) if text_hf["pool"] == "eos" else 0
+    eos = text_hf.get("eos_token_id", _HF_DEFAULT_EOS)
+    if not isinstance(eos, int):
+        raise ConfigError(f"{source} has eos_token_id {eos!r}; transformers' CLIP pools at one id, so set one int.")
+    # transformers keeps argmax pooling for the legacy id 2 (configs from before its PR #24773).
+    return ("argmax", 0) if eos == 2 else ("eos", eos)

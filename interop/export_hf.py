@@ -4,13 +4,15 @@
     export_hf_clip(params, config, "runs/clip/hf", vocab_size=tokenizer.vocab_size, eos_token_id=3)
 
 Needs only NumPy and `safetensors`. The image tower must be a plain ViT with class-token pooling
-(config.model.image.conv_stem_depth = 0, pool = "cls": the tiny CPU preset's conv stem and mean pooling
-have no CLIPModel equivalent) and the text tower the `clip` kind. Exact, not approximate: the patch
-convolution's bias is a constant added to every patch, so it moves into CLIP's (bias-free) position
-embeddings; CLIP adds a position embedding to its class token, which is zero here. Text pooling:
-transformers pools at the first `eos_token_id`, so pass the id our tokenizer ends captions with
-(SentencePiece: 3); with pool = "argmax" (CLIP BPE) pass the largest id. The logit bias (SigLIP) has
-no place in CLIPModel and is not exported. Images must be normalised as our input pipeline does
+(config.model.image.conv_stem_depth = 0, pool = "cls", ln_pre: the tiny CPU preset's conv stem and
+mean pooling have no CLIPModel equivalent), the text tower the causal `clip` kind, both projections
+`linear`. Exact, not approximate: the patch convolution's bias is a constant added to every patch, so
+it moves into CLIP's (bias-free) position embeddings; CLIP adds a position embedding to its class
+token, which is zero here. Text pooling: transformers pools at the first `eos_token_id`, or at the
+highest id when that is 2. So pool = "eos" exports its id, "argmax" exports 2, and "last" exports the
+`eos_token_id` passed (the id our tokenizer ends captions with; SentencePiece: 3) and records
+"pool": "last" in the text config, which clip_weights.py reads back. The logit bias (SigLIP) has no
+place in CLIPModel and is not exported. Images must be normalised as our input pipeline does
 (input_pipeline/transforms.py), channels first.
 """
 
@@ -22,9 +24,7 @@ import os
 import numpy as np
 
 from configs.errors import ConfigError
-from interop import attention
-
-_HF_ACTIVATIONS = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "quick_gelu": "quick_gelu"}
+from interop import hf_encoder
 
 
 def _check_exportable(config) -> None:
@@ -34,33 +34,23 @@ def _check_exportable(config) -> None:
         problems.append(f"config.model.image.conv_stem_depth is {m.image.conv_stem_depth}, CLIPModel needs 0")
     if m.image.pool != "cls":
         problems.append(f"config.model.image.pool is {m.image.pool!r}, CLIPModel needs 'cls'")
+    if not m.image.get("ln_pre", True):
+        problems.append("config.model.image.ln_pre is False, CLIPModel needs True")
     if m.text.get("kind", "clip") != "clip":
         problems.append(f"config.model.text.kind is {m.text.kind!r}, CLIPModel needs 'clip'")
+    if not m.text.get("causal", True):
+        problems.append("config.model.text.causal is False, CLIPModel needs True")
+    if m.text.get("pool") == "final":
+        problems.append("config.model.text.pool is 'final', CLIPModel pools at an end-of-text id")
+    for tower in ("image", "text"):
+        if m.get(f"{tower}_projection", "linear") != "linear":
+            problems.append(
+                f"config.model.{tower}_projection is {m[f'{tower}_projection']!r}, CLIPModel needs 'linear'"
+            )
     if problems:
         raise ConfigError(
             f"This model cannot be a Hugging Face CLIPModel ({'; '.join(problems)}); train one with those settings."
         )
-
-
-def _encoder(params: dict, tower: str, depth: int) -> dict[str, np.ndarray]:
-    out = {}
-    for i in range(depth):
-        block, p = params[f"block{i}"], f"{tower}.encoder.layers.{i}."
-        for ours, hf in (("query", "q"), ("key", "k"), ("value", "v")):
-            out[f"{p}self_attn.{hf}_proj.weight"], out[f"{p}self_attn.{hf}_proj.bias"] = attention.linear_from_qkv(
-                block["attn"][ours]
-            )
-        out[f"{p}self_attn.out_proj.weight"], out[f"{p}self_attn.out_proj.bias"] = attention.linear_from_out(
-            block["attn"]["out"]
-        )
-        for ln, hf in (("ln1", "layer_norm1"), ("ln2", "layer_norm2")):
-            out[f"{p}{hf}.weight"], out[f"{p}{hf}.bias"] = block[ln]["scale"], block[ln]["bias"]
-        for fc in ("fc1", "fc2"):
-            out[f"{p}mlp.{fc}.weight"], out[f"{p}mlp.{fc}.bias"] = (
-                block["mlp"][fc]["kernel"].T,
-                block["mlp"][fc]["bias"],
-            )
-    return out
 
 
 def hf_clip_state_dict(params, config) -> dict[str, np.ndarray]:
@@ -88,28 +78,38 @@ def hf_clip_state_dict(params, config) -> dict[str, np.ndarray]:
         "text_projection.weight": np.asarray(p["text_projection"]["kernel"]).T,
         "logit_scale": np.asarray(p["logit_scale"]),
     }
-    state.update(_encoder(image["encoder"], "vision_model", config.model.image.depth))
-    state.update(_encoder(text["encoder"], "text_model", config.model.text.depth))
-    # np.require, not np.ascontiguousarray: the latter turns the 0-d logit_scale into shape [1], which
-    # transformers (whose CLIPModel.logit_scale is a scalar) rejects as a size mismatch.
-    return {k: np.require(np.asarray(v, np.float32), requirements="C") for k, v in state.items()}
+    state.update(hf_encoder.encoder_to_hf(image["encoder"], "vision_model", config.model.image.depth))
+    state.update(hf_encoder.encoder_to_hf(text["encoder"], "text_model", config.model.text.depth))
+    return hf_encoder.as_float32(state)
 
 
-def hf_clip_config(config, vocab_size: int, eos_token_id: int) -> dict:
-    """The config.json of the exported CLIPModel."""
+def hf_tower_config(tower) -> dict:
+    """The entries of an HF CLIP/SigLIP tower config that our tower config (config.model.image / text) sets."""
+    return {
+        "hidden_size": tower.width, "intermediate_size": tower.get("mlp_dim", 0) or 4 * tower.width,
+        "num_hidden_layers": tower.depth, "num_attention_heads": tower.heads,
+        "hidden_act": hf_encoder.TO_HF_ACTIVATION[tower.activation], "layer_norm_eps": tower.layer_norm_eps,
+    }  # fmt: skip
+
+
+def hf_clip_config(config, vocab_size: int, eos_token_id: int | None = None) -> dict:
+    """The config.json of the exported CLIPModel (text pooling: the module docstring)."""
     m = config.model
+    pool = m.text.get("pool", "last")
+    eos = {"argmax": 2, "eos": m.text.get("eos_token_id", 0), "last": eos_token_id}[pool]
+    if pool == "last" and eos_token_id is None:
+        raise ConfigError("A text tower with pool='last' needs the id captions end with; pass eos_token_id.")
+    if eos == 2 and pool != "argmax":
+        raise ConfigError(f"transformers pools at the largest id when eos_token_id is 2, not as pool={pool!r} does; "
+                          "export with pool='argmax' or another end-of-text id.")  # fmt: skip
     text = {
-        "vocab_size": vocab_size, "hidden_size": m.text.width, "intermediate_size": 4 * m.text.width,
-        "num_hidden_layers": m.text.depth, "num_attention_heads": m.text.heads,
-        "max_position_embeddings": m.text.max_len,
-        "hidden_act": _HF_ACTIVATIONS[m.text.activation], "layer_norm_eps": m.text.layer_norm_eps,
-        "projection_dim": m.embed_dim, "pad_token_id": 0, "bos_token_id": eos_token_id, "eos_token_id": eos_token_id,
+        "vocab_size": vocab_size, **hf_tower_config(m.text), "max_position_embeddings": m.text.max_len,
+        "projection_dim": m.embed_dim, "pad_token_id": 0, "bos_token_id": eos, "eos_token_id": eos,
+        **({"pool": "last"} if pool == "last" else {}),
     }  # fmt: skip
     vision = {
-        "hidden_size": m.image.width, "intermediate_size": 4 * m.image.width, "num_hidden_layers": m.image.depth,
-        "num_attention_heads": m.image.heads, "image_size": config.data.image_size, "patch_size": m.image.patch_size,
-        "num_channels": 3, "hidden_act": _HF_ACTIVATIONS[m.image.activation], "layer_norm_eps": m.image.layer_norm_eps,
-        "projection_dim": m.embed_dim,
+        **hf_tower_config(m.image), "image_size": config.data.image_size, "patch_size": m.image.patch_size,
+        "num_channels": 3, "projection_dim": m.embed_dim,
     }  # fmt: skip
     return {
         "architectures": ["CLIPModel"],
@@ -121,15 +121,18 @@ def hf_clip_config(config, vocab_size: int, eos_token_id: int) -> dict:
     }
 
 
-def export_hf_clip(params, config, folder: str, *, vocab_size: int, eos_token_id: int) -> str:
-    """Writes folder/model.safetensors and folder/config.json; returns `folder`."""
+def write_hf_folder(state: dict[str, np.ndarray], config_json: dict, folder: str) -> str:
+    """folder/model.safetensors and folder/config.json; returns `folder`."""
     from safetensors.numpy import save_file
 
-    if config.model.text.pool == "last" and eos_token_id == 2:
-        raise ConfigError("transformers pools at the largest id when eos_token_id is 2; export with pool='argmax'.")
-    state = hf_clip_state_dict(params, config)
     os.makedirs(folder, exist_ok=True)
     save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(hf_clip_config(config, vocab_size, eos_token_id), f, indent=2)
+        json.dump(config_json, f, indent=2)
     return folder
+
+
+def export_hf_clip(params, config, folder: str, *, vocab_size: int, eos_token_id: int | None = None) -> str:
+    """Writes folder/model.safetensors and folder/config.json; returns `folder`. `eos_token_id`: pool 'last' only."""
+    config_json = hf_clip_config(config, vocab_size, eos_token_id)
+    return write_hf_folder(hf_clip_state_dict(params, config), config_json, folder)

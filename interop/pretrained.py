@@ -1,6 +1,6 @@
 """config.init_from.pretrained: start a run from a converted PyTorch-ecosystem checkpoint.
 
-The checkpoint is converted on the host (clip_weights.py or bert_weights.py, by its contents), then
+The checkpoint is converted on the host (converters.py: CLIP, SigLIP or BERT, by its contents), then
 the parameters under config.init_from.param_prefixes replace the freshly initialised ones. Shapes
 and the architecture switches the checkpoint needs (activation, LayerNorm epsilon, pooling, tower
 kind) are checked against the config first, all mismatches named in one error.
@@ -9,55 +9,28 @@ kind) are checked against the config first, all mismatches named in one error.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from interop import mismatch
-from interop.bert_weights import convert_bert, read_bert_config
-from interop.clip_weights import convert_clip, read_hf_clip_config
-from interop.named_models import resolve
+from interop.converters import convert_checkpoint, needs_for
 from models.text_towers import TEXT_TOWERS
 from models.vit import VisionTransformer
 from training.checkpointing import param_shapes
 
 
-def is_bert(path: str) -> bool:
-    return read_bert_config(path).get("model_type") in ("bert", "distilbert") or (
-        not read_hf_clip_config(path) and os.path.isfile(os.path.join(path, "1_Pooling", "config.json"))
-    )
-
-
-def convert(config: ml_collections.ConfigDict) -> tuple[dict[str, np.ndarray], dict]:
-    """config.init_from.pretrained -> ({param path: array}, {config key: value the checkpoint needs})."""
-    path = resolve(config.init_from.pretrained)
-    if is_bert(path):
-        params, text = convert_bert(path, max_len=config.model.text.max_len)
-        return params, {f"model.text.{k}": v for k, v in text.items()}
-    params, model = convert_clip(path)
-    needs = {f"model.{tower}.{k}": v for tower in ("image", "text") for k, v in model[tower].items()}
-    needs.update({"model.embed_dim": model["embed_dim"], "data.image_size": model["image_size"]})
-    return params, needs
-
-
 def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[dict, list[str]]:
     """`params` with the leaves under config.init_from.param_prefixes replaced by the converted checkpoint's,
     placed like the leaves they replace. Returns (params, copied paths)."""
-    converted, needs = convert(config)
+    converted, needs = convert_checkpoint(config.init_from.pretrained, config.model.text.max_len)
     prefixes = [p.strip("/") for p in config.init_from.param_prefixes]
     under = lambda path: any(path == p or path.startswith(p + "/") for p in prefixes)  # noqa: E731
     expected = {p: s for p, s in param_shapes(params).items() if under(p)}
     chosen = {p: v.shape for p, v in converted.items() if under(p)}
     source = repr(config.init_from.pretrained)
-    towers = _towers(prefixes)
-    relevant = {k: v for k, v in needs.items() if any(k.startswith(f"model.{t}.") for t in towers)}
-    if "image" in towers and "data.image_size" in needs:
-        relevant["data.image_size"] = needs["data.image_size"]
-    if any("projection" in p for p in prefixes) and "model.embed_dim" in needs:
-        relevant["model.embed_dim"] = needs["model.embed_dim"]
+    relevant = needs_for(needs, prefixes)
     wrong = {k: v for k, v in relevant.items() if _get(config, k) != v}
     sizes = {k: v for k, v in wrong.items() if k.rsplit(".", 1)[1] in _SIZE_KEYS}
     # A wrong switch (activation, epsilon, pooling, kind, stem) shows in no shape: name every wrong key.
@@ -88,16 +61,11 @@ def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objecti
 
 
 # Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
-_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_ratio", "embed_dim", "image_size")
-
-
-def _towers(prefixes: list[str]) -> set[str]:
-    towers = {p.split("/")[0] for p in prefixes}
-    return {t for t, name in (("image", "image_tower"), ("text", "text_tower")) if name in towers}
+_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_dim", "embed_dim", "image_size")
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
-    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_ratio) reads as the
+    """config's value at "a.b.c". A tower option the config leaves out (model.text.mlp_dim) reads as the
     tower module's default, which is what the model is built with."""
     value = config
     for part in dotted.split("."):

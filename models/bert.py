@@ -47,7 +47,7 @@ class BertEncoder(nn.Module):
     depth: int
     heads: int
     max_len: int
-    mlp_ratio: int = 4
+    mlp_dim: int = 0  # 0 = 4 x width
     activation: str = "gelu"
     layer_norm_eps: float = 1e-12
     pool: str = "mean"
@@ -67,7 +67,7 @@ class BertEncoder(nn.Module):
         valid = tokens != 0
         mask = nn.make_attention_mask(valid, valid, dtype=bool)
         layer = nn.remat(BertLayer) if self.remat else BertLayer
-        mlp_dim = self.mlp_ratio * self.width
+        mlp_dim = self.mlp_dim or 4 * self.width
         for i in range(self.depth):
             x = layer(
                 self.heads, mlp_dim, self.activation, self.layer_norm_eps, self.dtype, self.dropout_rate, deterministic,

@@ -1,4 +1,4 @@
-"""Causal text transformer tower (CLIP-style: pooled at the end-of-text token)."""
+"""Text transformer tower (CLIP-style: causal, pooled at the end-of-text token; or SigLIP's)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ class TextTransformer(nn.Module):
 
     `pool` = "last" reads the last non-padding position (this repo's tokenizers end with EOS);
     "argmax" reads the position of the highest id (OpenAI CLIP: its end-of-text id is the largest,
-    and its id 0 is the real token "!", not padding).
+    and its id 0 is the real token "!", not padding); "eos" the first position of `eos_token_id`
+    (position 0 if there is none: transformers' CLIPTextTransformer for an eos_token_id other than 2);
+    "final" the last position, padding included (SigLIP, whose captions are padded to max_len).
+    `causal` = False lets every token attend to every other, padding included (SigLIP).
     """
 
     vocab_size: int
@@ -22,10 +25,12 @@ class TextTransformer(nn.Module):
     depth: int
     heads: int
     max_len: int
-    mlp_ratio: int = 4
+    mlp_dim: int = 0  # 0 = 4 x width
     activation: str = "gelu_tanh"
     layer_norm_eps: float = 1e-6
-    pool: str = "last"
+    pool: str = "last"  # TEXT_POOLING
+    eos_token_id: int = 0  # read by pool = "eos"
+    causal: bool = True
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
     dropout_rate: float = 0.0  # BERT-style dropout in training (SimCSE's augmentation); 0 = none
@@ -42,13 +47,17 @@ class TextTransformer(nn.Module):
         x = (x + posemb[:, :length]).astype(self.dtype)
         x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
         x = Encoder(
-            self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            self.dropout_rate, causal=True, attention=self.attention, layer_norm_dtype=self.layer_norm_dtype,
+            self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
+            self.dropout_rate, causal=self.causal, attention=self.attention, layer_norm_dtype=self.layer_norm_dtype,
             name="encoder",
         )(x, deterministic)  # fmt: skip
         # The causal mask makes the end-of-text position a summary of the whole caption.
         if self.pool == "argmax":
             eot = jnp.argmax(tokens, axis=1)
+        elif self.pool == "eos":
+            eot = jnp.argmax(tokens == self.eos_token_id, axis=1)  # the first match, or 0
+        elif self.pool == "final":
+            eot = jnp.full(tokens.shape[:1], length - 1)
         else:
             eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
         pooled = jnp.take_along_axis(x, eot[:, None, None], axis=1)[:, 0]

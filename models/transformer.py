@@ -95,7 +95,7 @@ class Encoder(nn.Module):
 
     depth: int
     heads: int
-    mlp_ratio: int = 4
+    mlp_dim: int = 0  # the MLP's hidden width; 0 = 4 x width
     activation: str = "gelu_tanh"
     layer_norm_eps: float = 1e-6
     remat: bool = False
@@ -108,7 +108,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
-        mlp_dim = self.mlp_ratio * x.shape[-1]
+        mlp_dim = self.mlp_dim or 4 * x.shape[-1]
         for i in range(self.depth):
             x = block(
                 self.heads, mlp_dim, self.activation, self.layer_norm_eps, dtype=self.dtype,

@@ -11,6 +11,11 @@ from models.heads import MlpHead
 from models.text_towers import text_tower
 from models.vit import VisionTransformer
 
+# Projections from a tower's pooled output to the joint space (config.model.image_projection /
+# text_projection): a bias-free Dense (CLIP), a Dense with bias (SigLIP's text head), or none (SigLIP's
+# image tower: its MAP head's output is the embedding; embed_dim must then be the tower's width).
+PROJECTIONS = ("linear", "affine", "none")
+
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-6) -> jax.Array:
     return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True) + eps)
@@ -22,7 +27,8 @@ class TwoTower(nn.Module):
     Outputs (B = batch, D = embed_dim): `image_embedding` / `text_embedding` [B, D]
     L2-normalised, `image_features` / `text_features` [B, D] before normalisation,
     `image_tokens` [B, N, width], `logit_scale` (log temperature, scalar) and
-    `logit_bias` (scalar; SigLIP). `encode_image(images, patch_embeddings=True)` adds
+    `logit_bias` (scalar; SigLIP). `image_projection` / `text_projection` name each tower's projection
+    (PROJECTIONS). `encode_image(images, patch_embeddings=True)` adds
     `patch_embedding` [B, N, D]: each patch token through the image projection, L2-normalised
     (DreamLIP). With `head_dim` > 0 (ProtoCLIP) the model also has an MLP head per tower (hidden
     width `head_hidden_dim`) and a second temperature: `image_head_embedding` /
@@ -46,13 +52,15 @@ class TwoTower(nn.Module):
     head_dim: int = 0
     # SimCSE's MLP over the text features: "none", "train" (training mode only, --mlp_only_train) or "always".
     text_mlp_head: str = "none"
+    image_projection: str = "linear"
+    text_projection: str = "linear"
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
         self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype, **transformer)
         self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype, **transformer)
-        self.image_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
-        self.text_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
+        self.image_projector = self._projection(self.image_projection, "image_projection")
+        self.text_projector = self._projection(self.text_projection, "text_projection")
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
         self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), (), jnp.float32)
         if self.text_mlp_head != "none":
@@ -64,12 +72,17 @@ class TwoTower(nn.Module):
                 "logit_scale_proto", nn.initializers.constant(self.logit_scale_init), (), jnp.float32
             )
 
+    def _projection(self, kind: str, name: str):
+        if kind == "none":
+            return lambda x: x
+        return nn.Dense(self.embed_dim, use_bias=kind == "affine", dtype=self.dtype, name=name)
+
     def encode_image(self, images: jax.Array, patch_embeddings: bool = False) -> dict[str, jax.Array]:
         pooled, tokens = self._maybe_locked("image_tower", self.image_tower(images))
-        features = self.image_projection(pooled).astype(jnp.float32)
+        features = self.image_projector(pooled).astype(jnp.float32)
         out = {"image_features": features, "image_embedding": l2_normalize(features), "image_tokens": tokens}
         if patch_embeddings:
-            out["patch_embedding"] = l2_normalize(self.image_projection(tokens).astype(jnp.float32))
+            out["patch_embedding"] = l2_normalize(self.image_projector(tokens).astype(jnp.float32))
         return out
 
     def head_embeddings(self, image_features: jax.Array, text_features: jax.Array) -> dict[str, jax.Array]:
@@ -88,7 +101,7 @@ class TwoTower(nn.Module):
         text_mlp_head "train" the features come out of the Dense+tanh head, which inference skips."""
         outputs = self.text_tower(tokens) if deterministic else self.text_tower(tokens, deterministic=False)
         pooled, _ = self._maybe_locked("text_tower", outputs)
-        features = self.text_projection(pooled).astype(jnp.float32)
+        features = self.text_projector(pooled).astype(jnp.float32)
         if self.text_mlp_head != "none":
             head = jnp.tanh(self.text_mlp(features).astype(jnp.float32))  # computed always, so init creates it
             features = head if self.text_mlp_head == "always" or not deterministic else features
@@ -127,4 +140,6 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         head_hidden_dim=m.head_hidden_dim,
         head_dim=m.head_dim,
         text_mlp_head=m.text_mlp_head,
+        image_projection=m.image_projection,
+        text_projection=m.text_projection,
     )

@@ -6,7 +6,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.transformer import Encoder
+from models.transformer import Encoder, MlpBlock
+
+# Image poolings (config.model.image.pool): the class token (CLIP), the mean of the tokens, or a
+# multihead attention-pooling head (SigLIP, big_vision's "MAP"); only `cls` adds a class token.
+IMAGE_POOLING = ("cls", "gap", "map")
+
+
+class MapHead(nn.Module):
+    """Multihead attention pooling: a learned probe attends to the tokens [B, N, W], then a residual
+    LayerNorm-MLP on the result -> [B, W] (big_vision's MAPHead, transformers' SiglipMultiheadAttentionPoolingHead)."""
+
+    heads: int
+    mlp_dim: int
+    activation: str
+    layer_norm_eps: float
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, _, width = x.shape
+        probe = self.param("probe", nn.initializers.xavier_uniform(), (1, 1, width), jnp.float32)
+        probe = jnp.broadcast_to(probe.astype(x.dtype), (batch, 1, width))
+        x = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, name="attn")(probe, x)
+        y = nn.LayerNorm(epsilon=self.layer_norm_eps, name="ln")(x)
+        x = x + MlpBlock(self.mlp_dim, self.activation, dtype=self.dtype, name="mlp")(y)
+        return x[:, 0]
 
 
 class VisionTransformer(nn.Module):
@@ -15,7 +40,9 @@ class VisionTransformer(nn.Module):
     With `conv_stem_depth` = k > 0 the first k factors of 2 of the patch size are
     3x3 stride-2 convolutions ("Early convolutions help transformers see better",
     Xiao et al. 2021): on tiny images they learn shapes far faster than a linear
-    patchifier, at no cost to the rest of the tower.
+    patchifier, at no cost to the rest of the tower. Pixels beyond the last whole patch
+    are dropped (as by CLIP's and SigLIP's patch convolutions). `ln_pre` = False drops the
+    LayerNorm before the encoder (SigLIP has none).
     """
 
     width: int
@@ -23,8 +50,9 @@ class VisionTransformer(nn.Module):
     heads: int
     patch_size: int
     conv_stem_depth: int = 0
-    mlp_ratio: int = 4
-    pool: str = "cls"  # "cls" (CLIP) or "gap"
+    mlp_dim: int = 0  # 0 = 4 x width
+    pool: str = "cls"  # IMAGE_POOLING
+    ln_pre: bool = True
     activation: str = "gelu_tanh"
     layer_norm_eps: float = 1e-6
     remat: bool = False
@@ -49,11 +77,18 @@ class VisionTransformer(nn.Module):
         if self.pool == "cls":
             cls = self.param("cls", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
             x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1)
-        x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln_pre")(x)
+        if self.ln_pre:
+            x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln_pre")(x)
+        else:
+            x = x.astype(self.layer_norm_dtype)
         x = Encoder(
-            self.depth, self.heads, self.mlp_ratio, self.activation, self.layer_norm_eps, self.remat, self.dtype,
+            self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
             attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
         )(x)  # fmt: skip
         if self.pool == "cls":
             return x[:, 0], x[:, 1:]
+        if self.pool == "map":
+            head = MapHead(self.heads, self.mlp_dim or 4 * self.width, self.activation, self.layer_norm_eps, self.dtype,
+                           name="map_head")  # fmt: skip
+            return head(x), x
         return x.mean(axis=1), x

@@ -38,7 +38,11 @@ CASES = [
     (dict(data__text_augmentation="llama"), ["config.data.text_augmentation", "['none', 'laclip']"]),
     (dict(loss__implementation="blocked"), ["config.loss.implementation", "'dense', 'gathered', 'ring'"]),
     (dict(model__dtype="float16"), ["Unknown compute dtype 'float16'", "['float32', 'bfloat16']"]),
-    (dict(model__image__pool="max"), ["config.model.image.pool", "['cls', 'gap']"]),
+    (dict(model__image__pool="max"), ["config.model.image.pool", "['cls', 'gap', 'map']"]),
+    (
+        dict(model__text_projection="none", model__text__width=64),
+        ["config.model.text_projection is 'none'", "config.model.embed_dim (128) must be config.model.text.width (64)"],
+    ),
     (dict(optimizer__learning_rate=-1.0), ["config.optimizer.learning_rate must be positive, not -1.0"]),
     (dict(total_steps=0), ["config.total_steps must be positive, not 0"]),
     (dict(batch_size=-8), ["config.batch_size must be positive, not -8"]),

@@ -62,7 +62,7 @@ def test_sentence_transformer_embeddings_match_pytorch(tmp_path):
     reference = _tiny_sentence_transformer(tmp_path)
     texts = ["a photo of the red circle", "round objects", "blue squares of a photo", "a"]
     params, text_config = convert_bert(str(tmp_path / "st"), max_len=16)
-    assert text_config == {"kind": "bert", "width": 32, "depth": 2, "heads": 4, "mlp_ratio": 4, "activation": "gelu",
+    assert text_config == {"kind": "bert", "width": 32, "depth": 2, "heads": 4, "mlp_dim": 0, "activation": "gelu",
                            "layer_norm_eps": 1e-12, "pool": "mean"}  # fmt: skip
     tokenizer = WordPieceTokenizer(str(tmp_path / "st"))
     tokens = tokenizer.encode(texts, 16)
@@ -83,7 +83,7 @@ def test_bert_model_checkpoint_with_prefix_and_cls_pooling(tmp_path):
     bert = transformers.BertModel(config, add_pooling_layer=False).eval()
     torch.save({f"bert.{k}": v for k, v in bert.state_dict().items()}, tmp_path / "weights.bin")
     params, text_config = convert_bert(str(tmp_path / "weights.bin"), max_len=10, heads=3)
-    assert text_config["mlp_ratio"] == 2 and text_config["depth"] == 1
+    assert text_config["mlp_dim"] == 48 and text_config["depth"] == 1
     tokens = np.array([[2, 5, 9, 7, 3, 0, 0, 0, 0, 0], [2, 11, 3, 0, 0, 0, 0, 0, 0, 0]], np.int32)
     encoder = _encoder({**text_config, "pool": "first"}, 30, 10)
     pooled, states = jax.jit(encoder.apply)({"params": nested(params)["text_tower"]}, jnp.asarray(tokens))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs.errors import ConfigError
+from interop.bert_weights import flatten
 from interop.clip_weights import convert_clip
 from interop.export_hf import export_hf_clip
 from models.two_tower import TwoTower
@@ -64,16 +65,64 @@ def _hf_features(torch, hf_model, images: np.ndarray, tokens: np.ndarray):
     return as_array(image), as_array(text)
 
 
-def _tiny_hf_clip(transformers, activation: str = "quick_gelu"):
+def _tiny_hf_clip(transformers, activation: str = "quick_gelu", text: dict | None = None, vision: dict | None = None):
+    """A random CLIPModel; `text` / `vision` override entries of the towers' configs."""
     config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, hidden_act=activation,
-                         bos_token_id=97, eos_token_id=EOS, pad_token_id=1),
-        vision_config=dict(hidden_size=48, intermediate_size=192, num_hidden_layers=2, num_attention_heads=3,
-                           image_size=32, patch_size=8, hidden_act=activation),
+        text_config={**dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
+                            num_attention_heads=4, max_position_embeddings=16, hidden_act=activation,
+                            bos_token_id=97, eos_token_id=EOS, pad_token_id=1), **(text or {})},
+        vision_config={**dict(hidden_size=48, intermediate_size=192, num_hidden_layers=2, num_attention_heads=3,
+                              image_size=32, patch_size=8, hidden_act=activation), **(vision or {})},
         projection_dim=16,
     )  # fmt: skip
     return transformers.CLIPModel(config).eval()
+
+
+def _assert_converts_exactly(tmp_path, hf_model, tokens=None):
+    """Converts `hf_model` (saved to tmp_path) and checks our features against transformers'; returns the config."""
+    torch, _ = require_torch()
+    hf_model.save_pretrained(tmp_path / "hf")
+    params, model_config = convert_clip(str(tmp_path / "hf"))
+    images, default_tokens = _inputs(np.random.default_rng(0), hf_model.config.vision_config.image_size, 16)
+    tokens = default_tokens if tokens is None else tokens
+    ours = _features(model_config, params, images, tokens)
+    for a, b in zip(ours, _hf_features(torch, hf_model, images, tokens), strict=True):
+        assert np.abs(a - b).max() < 1e-4
+    return model_config
+
+
+def test_each_tower_keeps_its_own_activation_eps_heads_and_mlp_width(tmp_path):
+    """Issue 24, failure 1: a gelu text tower next to a quick_gelu image tower converted as quick_gelu for both."""
+    _, transformers = require_torch()
+    hf_model = _tiny_hf_clip(
+        transformers,
+        text=dict(hidden_act="gelu", layer_norm_eps=1e-3, num_attention_heads=2),
+        vision=dict(hidden_act="quick_gelu", layer_norm_eps=1e-5, num_attention_heads=3),
+    )
+    config = _assert_converts_exactly(tmp_path, hf_model)
+    assert (config["text"]["activation"], config["image"]["activation"]) == ("gelu", "quick_gelu")
+    assert (config["text"]["layer_norm_eps"], config["image"]["layer_norm_eps"]) == (1e-3, 1e-5)
+    assert (config["text"]["heads"], config["image"]["heads"]) == (2, 3)
+
+
+def test_text_pools_at_the_first_end_of_text_id_when_it_is_a_real_token(tmp_path):
+    """Issue 24, failure 2: eos_token_id 5 (not the legacy 2, not the largest id) is where transformers pools:
+    its first occurrence, and position 0 in a row without it."""
+    _, transformers = require_torch()
+    hf_model = _tiny_hf_clip(transformers, text=dict(eos_token_id=5, bos_token_id=4))
+    tokens = np.array([[4, 60, 90, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                       [4, 98, 7, 5, 30, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                       [4, 70, 80, 90, 97, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]], np.int32)  # fmt: skip
+    config = _assert_converts_exactly(tmp_path, hf_model, tokens)
+    assert (config["text"]["pool"], config["text"]["eos_token_id"]) == ("eos", 5)
+
+
+def test_mlp_width_need_not_be_a_multiple_of_the_width(tmp_path):
+    """Issue 24, failure 4: SigLIP So400m's MLP is 4304 wide for width 1152; here 100 for 48 and 72 for 32."""
+    _, transformers = require_torch()
+    hf_model = _tiny_hf_clip(transformers, text=dict(intermediate_size=72), vision=dict(intermediate_size=100))
+    config = _assert_converts_exactly(tmp_path, hf_model)
+    assert (config["text"]["mlp_dim"], config["image"]["mlp_dim"]) == (72, 100)  # 0 would mean 4 x width
 
 
 def test_hf_clip_model_converts_to_the_same_features(tmp_path):
@@ -85,7 +134,7 @@ def test_hf_clip_model_converts_to_the_same_features(tmp_path):
     hf_model.save_pretrained(tmp_path / "hf")
     params, model_config = convert_clip(str(tmp_path / "hf"))
     assert model_config["image_size"] == 32 and model_config["image"]["heads"] == 3
-    assert model_config["text"]["pool"] == "argmax" and model_config["image"]["activation"] == "quick_gelu"
+    assert model_config["text"]["pool"] == "eos" and model_config["image"]["activation"] == "quick_gelu"
     images, tokens = _inputs(np.random.default_rng(0), 32, 16)
     ours = _features(model_config, params, images, tokens)
     reference = _hf_features(torch, hf_model, images, tokens)
@@ -156,6 +205,24 @@ def test_export_loads_in_transformers_with_the_same_features(tmp_path):
     np.testing.assert_allclose(hf_model.logit_scale.item(), float(params["logit_scale"]), rtol=1e-6)
 
 
+def test_export_then_import_is_the_identity(tmp_path):
+    """Issue 24, failure 3: gelu_tanh came back as an unknown 'gelu_pytorch_tanh', pool 'last' as 'argmax'."""
+    model, params, config = _our_exportable_model()
+    folder = export_hf_clip(jax.device_get(params), config, str(tmp_path / "export"), vocab_size=50, eos_token_id=3)
+    converted, model_config = convert_clip(folder)
+    for tower in ("image", "text"):
+        assert {k: model_config[tower][k] for k in config.model[tower]} == dict(config.model[tower])
+    expected = flatten(params)  # CLIP's patch convolution has no bias: ours moves into the position embeddings
+    expected["image_tower/pos_embedding"] = (
+        expected["image_tower/pos_embedding"] + expected["image_tower/patchify/bias"]
+    )
+    expected["image_tower/patchify/bias"] = np.zeros_like(expected["image_tower/patchify/bias"])
+    expected["logit_bias"] = np.float32(0.0)  # nor has CLIPModel a logit bias
+    assert converted.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_allclose(converted[name], value, rtol=0, atol=1e-7, err_msg=name)
+
+
 def test_tiny_cpu_preset_is_refused_by_export(tmp_path):
     _, params, config = _our_exportable_model()
     config.model.image.conv_stem_depth, config.model.image.pool = 3, "gap"
@@ -186,7 +253,7 @@ def test_mismatched_config_names_every_parameter_and_switch(tmp_path):
     assert "more); set those config keys to the checkpoint's values." in message
     # With only the sizes wrong, the error lists parameters and shapes, and the size keys to set.
     config.model.image.update(activation="quick_gelu", layer_norm_eps=1e-5, conv_stem_depth=0, pool="cls")
-    config.model.text.update(activation="quick_gelu", layer_norm_eps=1e-5, pool="argmax")
+    config.model.text.update(activation="quick_gelu", layer_norm_eps=1e-5, pool="eos", eos_token_id=EOS)
     with pytest.raises(ConfigError) as error:
         load_pretrained_params(config, params_of(config))
     message = str(error.value)
@@ -194,3 +261,25 @@ def test_mismatched_config_names_every_parameter_and_switch(tmp_path):
     assert "image_tower/encoder/block0/attn/query/kernel is (48, 3, 16) there but (128, 4, 32)" in message
     assert "more); set the config's model sizes to the checkpoint's (config.model.image.width = 48, " in message
     assert "config.model.text.max_len = 16, config.data.image_size = 32)" in message
+
+
+def test_clip_config_takes_every_setting_from_the_checkpoint(tmp_path):
+    """configs/clip.py:pretrained=FOLDER sets what the checkpoint needs, so main.py's load copies every parameter."""
+    from configs import clip
+    from interop.pretrained import load_pretrained_params
+    from models.two_tower import build_model
+    from training.validation import validate_config
+
+    _, transformers = require_torch()
+    text = dict(hidden_act="gelu", eos_token_id=5, bos_token_id=4, intermediate_size=72)
+    _tiny_hf_clip(transformers, text=text).save_pretrained(tmp_path)
+    config = clip.get_config(f"pretrained={tmp_path}")
+    validate_config(config)
+    assert (config.model.text.pool, config.model.text.eos_token_id, config.model.text.mlp_dim) == ("eos", 5, 72)
+    assert (config.model.image.activation, config.model.text.activation) == ("quick_gelu", "gelu")
+    model = build_model(config, VOCAB)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 16), jnp.int32))
+    )["params"]
+    params, copied = load_pretrained_params(config, shapes)
+    assert len(copied) == len(jax.tree.leaves(params))

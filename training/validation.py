@@ -38,6 +38,8 @@ from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES, check_objective_options
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
+from models.two_tower import PROJECTIONS
+from models.vit import IMAGE_POOLING
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -48,7 +50,9 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.layer_norm_dtype": ("LayerNorm dtype", ["float32", "bfloat16"]),
     "model.attention": ("attention kernel", list(ATTENTION)),
-    "model.image.pool": ("image pooling", ["cls", "gap"]),
+    "model.image.pool": ("image pooling", list(IMAGE_POOLING)),
+    "model.image_projection": ("projection", list(PROJECTIONS)),
+    "model.text_projection": ("projection", list(PROJECTIONS)),
     "model.image.activation": ("activation", list(ACTIVATIONS)),
     "model.text.activation": ("activation", list(ACTIVATIONS)),
     "model.text.kind": ("text tower", list(TEXT_TOWERS)),
@@ -81,6 +85,9 @@ RANGES = {
             "data.worker_count",
             "data.rewrite_warmup_steps",
             "model.image.conv_stem_depth",
+            "model.image.mlp_dim",
+            "model.text.mlp_dim",
+            "model.text.eos_token_id",
             "optimizer.warmup_steps",
             "optimizer.weight_decay",
         ),
@@ -178,11 +185,20 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
                 f"config.model.{tower}.width ({width}) is not divisible by config.model.{tower}.heads ({heads}); "
                 "choose a head count that divides the width."
             )
+    for tower in ("image", "text"):
+        if c.model[f"{tower}_projection"] == "none" and c.model.embed_dim != c.model[tower].width:
+            raise ConfigError(
+                f"config.model.{tower}_projection is 'none', so config.model.embed_dim ({c.model.embed_dim}) must be "
+                f"config.model.{tower}.width ({c.model[tower].width}); set one to the other or use 'linear'."
+            )
     image, patch, stem = c.data.image_size, c.model.image.patch_size, c.model.image.conv_stem_depth
-    if image % patch or patch % 2**stem:
+    # Without a conv stem the patch convolution drops the pixels beyond the last whole patch, as CLIP's
+    # and SigLIP's do (SigLIP So400m/14 runs at 384 px); a stem's stride-2 convolutions need the multiple.
+    if (stem and image % patch) or patch % 2**stem or image < patch:
         raise ConfigError(
-            f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}), "
-            f"itself a multiple of 2**config.model.image.conv_stem_depth ({2**stem}); change one of them."
+            f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}) "
+            f"(at least the patch without a conv stem), itself a multiple of 2**config.model.image.conv_stem_depth "
+            f"({2**stem}); change one of them."
         )
     if c.text.tokenizer == "sentencepiece" and c.text.tokenizer_path and not os.path.isfile(c.text.tokenizer_path):
         raise ConfigError(
