@@ -80,16 +80,19 @@ def sts_sets(config: ml_collections.ConfigDict) -> dict[str, STSSet]:
     return sets
 
 
-def _proclip_text(config, model, tokenizer: Tokenizer):
-    embedder: dict = {}  # ProCLIP's frozen embedder, read once on the host (training/objective_inputs.py)
+class _ProclipText:
+    """Retrieval through ProCLIP's text path; its frozen embedder is read once, at the first evaluation
+    (training/objective_inputs.py; a fresh one from proclip.embedder_seed when the run names none)."""
 
-    def evaluate(params):
-        if config.objective == "proclip" and not embedder:
-            embedder.update(inputs=prepare_inputs(config, params))
-        inputs = embedder.get("inputs")
-        return proclip_retrieval(model, params, config, tokenizer, num_examples=config.eval.num_examples, inputs=inputs)
+    def __init__(self, config: ml_collections.ConfigDict, model, tokenizer: Tokenizer):
+        self.config, self.model, self.tokenizer, self.inputs = config, model, tokenizer, None
+        self.description = f"ProCLIP's text path on the embedded shapes test set ({config.eval.num_examples} images)"
 
-    return _Call(evaluate, f"ProCLIP's text path on the embedded shapes test set ({config.eval.num_examples} images)")
+    def evaluate(self, params) -> dict[str, float]:
+        if self.inputs is None:
+            self.inputs = prepare_inputs(self.config, params) if self.config.objective == "proclip" else {}
+        n = self.config.eval.num_examples
+        return proclip_retrieval(self.model, params, self.config, self.tokenizer, num_examples=n, inputs=self.inputs)
 
 
 def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokenizer: Tokenizer):
@@ -115,11 +118,11 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         return _Call(
             lambda params: second_language_retrieval(
                 model, params, tokenizer, num_examples=n, image_size=image_size, max_len=max_len, mismatch=mismatch
-            ),  # fmt: skip
+            ),
             f"English and second-language captions of the embedded shapes test set ({n} images)",
         )
     if entry.type == "proclip_text":
-        return _proclip_text(config, model, tokenizer)
+        return _ProclipText(config, model, tokenizer)
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 

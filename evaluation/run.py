@@ -144,13 +144,13 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
         )
     check_config_matches_run(config, workdir)
     tokenizer_path = config.text.tokenizer_path or os.path.join(workdir, "tokenizer.model")
-    if not os.path.isfile(tokenizer_path):
+    if not os.path.exists(tokenizer_path):  # a pretrained tokenizer (wordpiece, clip_bpe) may be a folder
         raise ConfigError(f"{workdir} has no tokenizer.model; train first with the same command without --mode=eval.")
     image_size = config.data.image_size  # datasets first: a wrong --eval_data path fails before any compile
     user_datasets = [user_dataset(path, image_size) for path in data_paths]
     datasets = [shapes_dataset(config.eval.num_examples, image_size, config.data.cache_dir), digits_dataset(image_size)]
     datasets += user_datasets
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path, config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     params, step = restore_params(config, workdir, model)
     logging.info("Evaluating step %d of %s", step, workdir)
