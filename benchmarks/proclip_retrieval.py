@@ -29,13 +29,15 @@ def evaluate_run(workdir: str, num_examples: int) -> dict[str, float]:
     from evaluation.run import restore_params
     from input_pipeline.tokenizer import load_tokenizer
     from models.two_tower import build_model
+    from training.objective_inputs import prepare_inputs
 
     with open(os.path.join(workdir, "run_info.json"), encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f)["config"])
     tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
     model = build_model(config, tokenizer.vocab_size)
     params, _ = restore_params(config, workdir, model)
-    return proclip_retrieval(model, params, config, tokenizer, num_examples=num_examples)
+    inputs = prepare_inputs(config, params)  # ProCLIP's embedder, read from proclip.embedder_workdir
+    return proclip_retrieval(model, params, config, tokenizer, num_examples=num_examples, inputs=inputs)
 
 
 def main() -> None:

@@ -158,6 +158,14 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.eval.num_examples = 1000  # held-out test images for zero-shot and retrieval
     c.eval.batch_size = 500
     c.eval.sts_files = ()  # text-only runs: STS files/folders (evaluation/sts_data.py); () = embedded pairs
+    # Named evaluators (evaluation/eval_types.py), run by the training loop and --mode=eval alike; metrics
+    # eval/<prefix><metric>. `shapes` keeps today's names (prefix ''); `heldout` scores R@1/5/10 on a
+    # held-out split of your data once its path is set (a WebDataset shard pattern, ...; '' = off).
+    c.evals = ml_collections.ConfigDict()
+    c.evals.shapes = ml_collections.ConfigDict(dict(type="shapes_zero_shot", prefix=""))
+    c.evals.heldout = ml_collections.ConfigDict(
+        dict(type="retrieval", prefix="heldout/", data="", path="", split="test")
+    )
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
     # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled.

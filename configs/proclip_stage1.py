@@ -31,6 +31,8 @@ def proclip(config, stage: int):
     config.proclip = ml_collections.ConfigDict(
         dict(stage=stage, embedder_workdir="", embedder_seed=0, distill_weight=1.0)
     )
+    # Retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py).
+    config.evals.proclip_text = ml_collections.ConfigDict(dict(type="proclip_text"))
     return config
 
 

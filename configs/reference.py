@@ -114,6 +114,17 @@ DESCRIPTIONS = {
     "model.text.activation": "MLP activation: `gelu_tanh`, `gelu` (exact) or `quick_gelu` (OpenAI CLIP).",
     "model.image.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5).",
     "model.text.layer_norm_eps": "LayerNorm epsilon (CLIP: 1e-5, BERT: 1e-12).",
+    "evals.shapes.type": "Evaluator type of the entry `shapes` (docs/evaluation.md): `shapes_zero_shot`, zero-shot, "
+    "retrieval, compositionality and geometry on the embedded shapes test images.",
+    "evals.shapes.prefix": "Prepended to the entry's metric names; `''` keeps `zero_shot/shape` etc.",
+    "evals.heldout.type": "Evaluator type of the entry `heldout`: `retrieval`, image <-> text R@1/5/10 on "
+    "held-out files.",
+    "evals.heldout.prefix": "Prepended to the entry's metric names (`heldout/image_to_text_R@1`, ...).",
+    "evals.heldout.data": "Format of the held-out files (`webdataset`, `csv`, `jsonl`, `tfds`, `array_record`); "
+    "`''` = `data.name`'s.",
+    "evals.heldout.path": "Held-out split of your data, in the forms of `data.path` (e.g. a WebDataset shard pattern); "
+    "`''` = off.",
+    "evals.heldout.split": "TFDS split of the held-out data (`data.path` is then the TFDS data dir).",
     "optimizer.frozen_prefixes": "Parameter path prefixes the optimizer never updates, e.g. `('text_tower',)` (LiT).",
 }
 

@@ -8,8 +8,8 @@ synthetic language (input_pipeline/second_language.py) that was never paired wit
 
 The CLIP parameters are frozen (config.optimizer.frozen_prefixes); only the heads (config.model.head_dim,
 Linear(D, 2D) - batch norm - ReLU - Linear(2D, D) as uCLIP's projector) train, at uCLIP's learning
-rate 1e-3. The trainer's own evaluation still reports the frozen CLIP; the second-language retrieval
-comes from benchmarks/second_language_retrieval.py.
+rate 1e-3. The trainer's shapes evaluation still reports the frozen CLIP; its `second_language` evaluator
+(config.evals) the second-language retrieval, as benchmarks/second_language_retrieval.py for many runs.
 
 Method keys (config.uclip):
     bank_size              unpaired CLIP image embeddings, and unpaired second-language sentence
@@ -35,6 +35,7 @@ def get_config(arg: str | None = None):
     config.model.head_hidden_dim = 2 * config.model.embed_dim
     config.optimizer.frozen_prefixes = clip_continued.MODEL_PARAMS
     config.optimizer.learning_rate = 1e-3
+    config.evals.second_language = ml_collections.ConfigDict(dict(type="second_language_retrieval"))
     config.uclip = ml_collections.ConfigDict(
         dict(
             bank_size=1024,

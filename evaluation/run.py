@@ -17,7 +17,8 @@ from configs.errors import ConfigError
 from evaluation import report, results
 from evaluation.digits import digits_dataset
 from evaluation.eval_data import shapes_dataset
-from evaluation.suite import run_suite
+from evaluation.evaluators import Evaluators
+from evaluation.suite import Result, run_suite
 from evaluation.user_files import user_dataset
 from input_pipeline import transforms
 from input_pipeline.tokenizer import Tokenizer, load_tokenizer
@@ -25,8 +26,9 @@ from losses.objectives import get_objective
 from models.two_tower import TwoTower, build_model
 from training import mesh as mesh_lib
 from training.checkpointing import Checkpointer, checkpoints_dir
-from training.loop import create_train_state
+from training.objective_inputs import input_shapes
 from training.optimizer import make_optimizer
+from training.partitioning import abstract_params, create_train_state
 
 # module -> the pip package that provides it (all in the `eval` extra)
 EVAL_PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "PIL": "pillow"}
@@ -73,8 +75,10 @@ def _latest_step(workdir: str, keep: int) -> int | None:
 def restore_params(config: ml_collections.ConfigDict, workdir: str, model: TwoTower) -> tuple[dict, int]:
     """The params of the latest checkpoint in `workdir`, as host arrays, and its step."""
     mesh = mesh_lib.make_mesh()
+    inputs = input_shapes(config, abstract_params(config, model))  # shapes only: the extra state is restored
+    objective = get_objective(config.objective)
     shapes = jax.eval_shape(
-        lambda: create_train_state(config, model, make_optimizer(config), get_objective(config.objective), mesh)
+        lambda i: create_train_state(config, model, make_optimizer(config), objective, mesh, inputs=i), inputs
     )
     sharding = mesh_lib.replicated(mesh)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
@@ -140,22 +144,26 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
         )
     check_config_matches_run(config, workdir)
     tokenizer_path = config.text.tokenizer_path or os.path.join(workdir, "tokenizer.model")
-    if not os.path.isfile(tokenizer_path):
+    if not os.path.exists(tokenizer_path):  # a pretrained tokenizer (wordpiece, clip_bpe) may be a folder
         raise ConfigError(f"{workdir} has no tokenizer.model; train first with the same command without --mode=eval.")
     image_size = config.data.image_size  # datasets first: a wrong --eval_data path fails before any compile
     user_datasets = [user_dataset(path, image_size) for path in data_paths]
     datasets = [shapes_dataset(config.eval.num_examples, image_size, config.data.cache_dir), digits_dataset(image_size)]
     datasets += user_datasets
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path, config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     params, step = restore_params(config, workdir, model)
     logging.info("Evaluating step %d of %s", step, workdir)
     encoders = ModelEncoders(model, params, tokenizer, config.model.text.max_len, config.eval.batch_size)
     suite = run_suite(datasets, encoders.images, encoders.texts)
+    # The trainer's evaluators (config.evals), as the training loop runs them: one result per entry.
+    evaluators = Evaluators(config, model, tokenizer)
+    logging.info("%s", evaluators.describe(config))
+    named = [Result(name, kind, metrics) for name, (kind, metrics) in evaluators.by_entry(params).items()]
 
     run_name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
     model_id, pretrained = model_name(config), f"{run_name}-step{step}"
-    records = [results.benchmark_record(r, model_id, pretrained) for r in suite.results]
+    records = [results.benchmark_record(r, model_id, pretrained) for r in [*suite.results, *named]]
     output_dir = os.path.join(workdir, "eval", f"step_{step}")
     results.write_records(records, os.path.join(output_dir, "results"))
     results.write_csv(records, os.path.join(output_dir, "results.csv"))
@@ -168,6 +176,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
         ("objective", config.objective),
         ("model", model_id),
         ("datasets", ", ".join(d.name for d in datasets)),
+        ("config.evals", ", ".join(f"{r.dataset} ({r.task})" for r in named) or "none"),
         ("evaluation time (without this report)", f"{time.time() - start:.0f} s"),
     ]
     index = report.write_report(

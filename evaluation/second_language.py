@@ -41,7 +41,7 @@ def second_language_retrieval(
     table = second_language.concept_table(image_emb.shape[1], mismatch)
     head_image = np.asarray(jax.jit(lambda p, x: uclip.head_b(model, p, x))(params, image_emb))
     for language, texts in captions.items():
-        multilingual = second_language.encode(second_language.word_ids(texts, uclip.MAX_WORDS), table)
+        multilingual = second_language.encode(second_language.word_ids(texts, second_language.MAX_WORDS), table)
         head_text = np.asarray(jax.jit(lambda p, x: uclip.head_a(model, p, x))(params, multilingual))
         metrics.update(retrieval_metrics(head_image, head_text, prefix=f"uclip_{language}/"))
     return metrics

@@ -101,6 +101,24 @@ def clean_text(value: str | bytes | None, repairs: list[str]) -> str | None:
     return text
 
 
+# Texts some methods read besides the caption (DreamLIP, ALIP, DeGLA / hard negatives), when a source has them.
+METHOD_TEXT_FIELDS = ("long_caption", "raw_caption", "hard_negatives")
+
+
+def clean_method_texts(raw: dict) -> dict:
+    """The METHOD_TEXT_FIELDS of a raw example that it holds, cleaned: strings, or a tuple for hard_negatives."""
+    out = {}
+    for field in METHOD_TEXT_FIELDS:
+        if field in raw:
+            value = raw[field]
+            out[field] = (
+                tuple(clean_text(v, []) or "" for v in value)
+                if isinstance(value, tuple)
+                else clean_text(value, []) or ""
+            )
+    return out
+
+
 def clean_example(image, caption, rewrites: Sequence, image_size: int, square: bool = True) -> dict:
     """Raw fields -> {"image": uint8 [S, S, 3], "caption", "rewrites", "problems": int32 [P]} or a skip record.
 

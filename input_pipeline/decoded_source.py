@@ -6,7 +6,7 @@ only the input pipeline and not the trainer.
 
 from __future__ import annotations
 
-from input_pipeline.cleaning import clean_example, clean_text, skipped
+from input_pipeline.cleaning import clean_example, clean_method_texts, clean_text, skipped
 
 
 class DecodedSource:
@@ -26,17 +26,19 @@ class DecodedSource:
         raw = self.raw_source.raw(index)
         if "skipped" in raw:
             return raw
-        return clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size, self.square)
+        example = clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size, self.square)
+        return example if "skipped" in example else {**example, **clean_method_texts(raw)}
 
     def texts(self, index: int) -> dict:
-        """{"caption", "rewrites"} cleaned, without decoding the image; or a skip record."""
+        """{"caption", "rewrites", the method texts it has} cleaned, without decoding the image; or a skip record."""
         raw = self.raw_source.texts(index)
         if "skipped" in raw:
             return raw
         caption = clean_text(raw["caption"], [])
         if not caption:
             return skipped("missing_caption" if caption is None else "empty_caption")
-        return {"caption": caption, "rewrites": tuple(clean_text(r, []) or "" for r in raw.get("rewrites", ()))}
+        rewrites = tuple(clean_text(r, []) or "" for r in raw.get("rewrites", ()))
+        return {"caption": caption, "rewrites": rewrites, **clean_method_texts(raw)}
 
     def __repr__(self) -> str:
         return f"DecodedSource({type(self.raw_source).__name__}, {len(self)} examples, {self.image_size} px)"

@@ -33,6 +33,11 @@ class TrainTransform(grain.transforms.RandomMap):
     # chance of a rewrite rises from 0 to the paper's K/(K+1) over these (docs/results.md, seed 1).
     rewrite_warmup_examples: int = 0
 
+    @property
+    def uses_positions(self) -> bool:
+        """make_train_iterator gives records their stream "position" only to transforms that read it."""
+        return self.text_augmentation == "laclip" and self.rewrite_warmup_examples > 0
+
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         if self.text_augmentation == "laclip":
             fraction = 1.0
@@ -70,13 +75,12 @@ def make_train_iterator(
     process_count: int = 1,
     worker_count: int = 0,
     read_threads: int = 2,
-    with_positions: bool = False,
 ) -> grain.DatasetIterator:
     """Infinite iterator of this process's share of each global batch; its state checkpoints exactly.
 
     Each process reads a disjoint slice of the source (`process_index::process_count`)
-    and yields `global_batch_size // process_count` examples per step. `with_positions` gives each record
-    its "position" in this process's stream (0, 1, ... across epochs) on its way to `transform`. Batches also hold
+    and yields `global_batch_size // process_count` examples per step. A transform whose `uses_positions` is
+    true gets each record with its "position" in this process's stream (0, 1, ... across epochs). Batches also hold
     "problems": int32 [batch, len(cleaning.PROBLEMS)], the skips and repairs behind each example.
     """
     if global_batch_size % process_count:
@@ -90,7 +94,7 @@ def make_train_iterator(
         .shuffle()  # reshuffled every epoch
         .repeat()
     )
-    if with_positions:
+    if getattr(transform, "uses_positions", False):
         ds = ds.map_with_index(_with_position)
     ds = ds.random_map(SkipAware(transform))
     # read_threads read and transform examples ahead of the trainer; 0 reads in the calling thread,

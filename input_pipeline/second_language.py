@@ -23,6 +23,7 @@ import numpy as np
 from input_pipeline import shapes
 
 LANGUAGES = ("english", "second")
+MAX_WORDS = 24  # words of a shapes caption the encoder reads: at most 3 objects x 5 words
 _SYLLABLES = ("ka", "lu", "mi", "zo", "re", "ta", "vo", "ni", "su", "pe", "qo", "xi", "bu", "fe", "go", "hy")
 
 
@@ -85,6 +86,13 @@ def word_ids(texts: list[str], max_words: int) -> np.ndarray:
         ids = [index.get(w, -1) for w in text.replace(",", " ").split()][:max_words]
         out[n, : len(ids)] = ids
     return out
+
+
+def caption_word_fields(record: dict, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
+    """{"caption_words": int32 [MAX_WORDS]}: the record's caption for the frozen multilingual encoder
+    (uCLIP's batch field; an Objective's batch_fields signature)."""
+    del rng, encode
+    return {"caption_words": word_ids([record["caption"]], MAX_WORDS)[0]}
 
 
 def encode(ids: np.ndarray, table: np.ndarray) -> np.ndarray:

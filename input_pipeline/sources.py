@@ -90,6 +90,18 @@ def make_source(config: ml_collections.ConfigDict):
     return DecodedSource(open_raw_source(data), data.image_size, square=False)
 
 
+def usable_examples(source, count: int) -> list[dict]:
+    """Up to `count` first records of `source` that are not skip records (decoded image-text records)."""
+    examples = []
+    for index in range(len(source)):
+        if len(examples) == count:
+            break
+        record = source[index]
+        if "skipped" not in record:
+            examples.append(record)
+    return examples
+
+
 def train_texts(source, limit: int = TOKENIZER_RECORDS) -> Iterator[str]:
     """Every text field of the first `limit` usable records (the tokenizer's corpus); images are not decoded."""
     for i in range(min(limit, len(source))):

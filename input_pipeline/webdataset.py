@@ -5,7 +5,8 @@ A shard holds samples as consecutive members `<key>.<ext>`: the image (`jpg`, `j
 (no member data is read) into compact arrays of byte offsets; an example is then read with one
 `pread` per member, so any index is reachable in any order, from threads and worker processes.
 The caption is `<key>.txt`, else the `caption` field of `<key>.json`; LaCLIP rewrites may sit in
-the json's `rewrites` list.
+the json's `rewrites` list, and the texts other methods read in its `long_caption` (DreamLIP), `raw_caption`
+(ALIP) and `hard_negatives` list (DeGLA, UniME's hard negatives).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class WebDatasetSource:
         return os.pread(self._fds[shard], int(size), int(offset))
 
     def raw(self, index: int) -> dict:
-        caption, rewrites = self._read(index, 1), ()
+        caption, rewrites, texts = self._read(index, 1), (), {}
         meta = self._read(index, 2)
         if meta is not None:
             try:
@@ -68,7 +69,10 @@ class WebDatasetSource:
                     caption = meta["caption"]
                 if isinstance(meta.get("rewrites"), list):
                     rewrites = tuple(r for r in meta["rewrites"] if isinstance(r, str))
-        return {"image": self._read(index, 0), "caption": caption, "rewrites": rewrites}
+                texts = {k: meta[k] for k in ("long_caption", "raw_caption") if isinstance(meta.get(k), str)}
+                if isinstance(meta.get("hard_negatives"), list):
+                    texts["hard_negatives"] = tuple(n for n in meta["hard_negatives"] if isinstance(n, str))
+        return {"image": self._read(index, 0), "caption": caption, "rewrites": rewrites, **texts}
 
     def texts(self, index: int) -> dict:
         """The raw example without its image (cheap: the tokenizer's corpus)."""

@@ -49,13 +49,16 @@ def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[d
     return jax.tree_util.tree_map_with_path(replace, params), sorted(chosen)
 
 
-def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objective):
-    """The fresh train `state` with converted pretrained params, and the objective's extra state rebuilt from them."""
+def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objective, inputs=None):
+    """The fresh train `state` with converted pretrained params, and the objective's extra state rebuilt from
+    them (and its host `inputs`, training/objective_inputs.py)."""
     params, copied = load_pretrained_params(config, state.params)
     logging.info("Initialised %d parameters under %s from %s", len(copied), list(config.init_from.param_prefixes),
                  config.init_from.pretrained)  # fmt: skip
     extra = jax.tree.map(
-        lambda new, old: jax.device_put(new, old.sharding), objective.init_extra(params, config), state.extra
+        lambda new, old: jax.device_put(new, old.sharding),
+        objective.init_extra(params, config, inputs or {}),
+        state.extra,
     )
     return state.replace(params=params, extra=extra)
 

@@ -105,8 +105,8 @@ def alip_fields(record: dict, rng: np.random.Generator, encode) -> dict[str, np.
     return {"raw_text": encode([record["raw_caption"]])[0]}
 
 
-def init_extra(params, config) -> dict[str, jax.Array]:
-    del params, config
+def init_extra(params, config, inputs=None) -> dict[str, jax.Array]:
+    del params, config, inputs
     return {k: jnp.ones((), jnp.float32) for k in EMA_NAMES}
 
 

@@ -83,10 +83,10 @@ def enqueue(extra: dict, embeddings: jax.Array, languages: jax.Array) -> dict:
     }
 
 
-def ccp_init_extra(params, config) -> dict:
+def ccp_init_extra(params, config, inputs=None) -> dict:
     """Empty per-language banks [num_languages, queue_size, embed_dim] (training/text_task.py checks that
     queue_size >= batch_size, which `enqueue` needs)."""
-    del params
+    del params, inputs
     options = config.ccp
     shape = (options.num_languages, options.queue_size)
     return {

@@ -161,9 +161,9 @@ def loss(params, batch, extra, rng, *, model, config):
     return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
-def init_extra(params, config) -> dict:
+def init_extra(params, config, inputs=None) -> dict:
     """The teacher: a frozen copy of the starting (loaded) params."""
-    del config
+    del config, inputs
     return {"teacher": jax.tree.map(jnp.copy, params)}
 
 

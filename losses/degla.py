@@ -170,9 +170,9 @@ def loss(params, batch, extra, rng, *, model, config):
     return _loss_from_drawn(params, _embed(params, batch, extra, drawn, model=model), model=model, config=config)
 
 
-def init_extra(params, config) -> dict:
+def init_extra(params, config, inputs=None) -> dict:
     """The teacher starts as a copy of the starting (loaded) params."""
-    del config
+    del config, inputs
     return {"teacher": jax.tree.map(jnp.copy, params)}
 
 

@@ -102,8 +102,9 @@ def _encode_texts(params, tokens: jax.Array, model) -> jax.Array:
     return embedding.reshape(*tokens.shape[:-1], embedding.shape[-1])
 
 
-def init_extra(params, config) -> dict:
+def init_extra(params, config, inputs=None) -> dict:
     """The frozen encoder (a copy of the initial params) when frozen_threshold > 0, else nothing."""
+    del inputs
     if config.clip_hard_negatives.frozen_threshold <= 0:
         return {}
     return {"frozen": jax.tree.map(jnp.copy, params)}

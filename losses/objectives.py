@@ -2,14 +2,18 @@
 
 An objective is a bundle of pure functions:
 - `loss(params, batch, extra, rng, *, model, config) -> (scalar, metrics)`;
-- `init_extra(params, config) -> extra` for state not trained by gradients (EMA
-  teachers, similarity EMAs, prototypes, memory banks); `{}` when there is none;
+- `init_extra(params, config, inputs) -> extra` for state not trained by gradients (EMA
+  teachers, similarity EMAs, prototypes, memory banks); `{}` when there is none. `inputs` are host
+  arrays the trainer prepares before jit for the objectives that need data or files (a frozen
+  embedder's checkpoint, memory-bank images): training/objective_inputs.py, so that every loss
+  module stays pure; `{}` for the others;
 - `update_extra(extra, params, aux) -> extra`, applied after each optimizer step
   to the `aux` outputs the loss returned in its metrics under "aux";
 - `batch_fields(record, rng, encode) -> {name: array}` (optional): inputs beyond "image" and
   "text" that the loss reads from the batch, made per example on the host from the data record
   (e.g. tokenized hard negatives or sub-captions); `encode(texts)` gives int32 [len(texts), max_len]
-  token ids and `rng` is the example's fresh NumPy generator for this epoch;
+  token ids and `rng` is the example's fresh NumPy generator for this epoch (uCLIP's need the
+  input pipeline's second-language encoder: training/objective_inputs.py supplies them);
 - `embed(params, batch, extra, rng, *, model, config) -> {name: [B, ...]}` and
   `loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config) -> (scalar, metrics)`
   (optional, together): `loss` split at the per-example embeddings, so that GradCache gradient
@@ -45,7 +49,7 @@ from losses.logit_scale import MAX_LOGIT_SCALE
 
 class Objective(NamedTuple):
     loss: Callable[..., tuple[jax.Array, dict[str, Any]]]
-    init_extra: Callable[[Any, Any], Any] = lambda params, config: {}
+    init_extra: Callable[..., Any] = lambda params, config, inputs=None: {}
     update_extra: Callable[[Any, Any, Any], Any] = lambda extra, params, aux: extra
     batch_fields: Callable[..., dict[str, Any]] | None = None
     embed: Callable[..., dict[str, jax.Array]] | None = None
@@ -136,7 +140,6 @@ OBJECTIVES: dict[str, Objective] = {
     "uclip": Objective(
         loss=uclip.loss,
         init_extra=uclip.init_extra,
-        batch_fields=uclip.batch_fields,
         embed=uclip.embed,
         validate=uclip.validate,
         loss_from_embeddings=uclip.loss_from_embeddings,

@@ -44,7 +44,6 @@ from configs.errors import ConfigError
 from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 from models.two_tower import build_model, l2_normalize
-from training.checkpointing import init_params_from
 
 STAGES = (1, 2)
 # What the embedder brings along from its checkpoint: the text path of the CLIP model.
@@ -136,12 +135,13 @@ def loss(params, batch, extra, rng, *, model, config):
     return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
-def load_embedder(config, params) -> dict:
-    """The frozen embedder's params: `params` with the text path taken from proclip.embedder_workdir's latest
-    checkpoint, or from a fresh initialisation (seed proclip.embedder_seed) when that is empty."""
+def load_embedder(config, params, inputs=None) -> dict:
+    """The frozen embedder's params: `params` with the text path (EMBEDDER_PREFIXES) taken from
+    inputs["embedder"], which the trainer reads from proclip.embedder_workdir's latest checkpoint
+    (training/objective_inputs.py), or from a fresh initialisation (seed proclip.embedder_seed) without it."""
+    if inputs and "embedder" in inputs:
+        return {**params, **inputs["embedder"]}
     options = config.proclip
-    if options.embedder_workdir:
-        return {**params, **_checkpoint_text_path(options.embedder_workdir, params)}
     vocab = params["text_tower"]["token_embedding"]["embedding"].shape[0]
     model = build_model(config, vocab)
     side = config.data.image_size
@@ -153,25 +153,10 @@ def load_embedder(config, params) -> dict:
     return {**params, **{k: fresh[k] for k in EMBEDDER_PREFIXES}}
 
 
-_LOADED: dict = {}  # (workdir, shapes) -> host arrays of the embedder's text path
-
-
-def _checkpoint_text_path(workdir: str, params) -> dict:
-    """The text path (EMBEDDER_PREFIXES) of `workdir`'s latest checkpoint as host arrays. Read on the host
-    with a NumPy template, since init_extra runs under jit (params may be tracers); cached, since the
-    trainer and its evaluation both build the state."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    key = (workdir, tuple((jax.tree_util.keystr(p), tuple(x.shape), str(x.dtype)) for p, x in leaves))
-    if key not in _LOADED:
-        template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)
-        loaded = init_params_from(workdir, template, EMBEDDER_PREFIXES)[0]
-        _LOADED[key] = {k: jax.tree.map(np.asarray, loaded[k]) for k in EMBEDDER_PREFIXES}
-    return _LOADED[key]
-
-
-def init_extra(params, config) -> dict:
-    """The frozen embedder and the frozen copy of the starting (loaded) params (stage 2's image teacher)."""
-    return {"embedder": load_embedder(config, params), "teacher": jax.tree.map(jnp.copy, params)}
+def init_extra(params, config, inputs=None) -> dict:
+    """The frozen embedder and the frozen copy of the starting (loaded) params (stage 2's image teacher);
+    `inputs`: load_embedder's."""
+    return {"embedder": load_embedder(config, params, inputs), "teacher": jax.tree.map(jnp.copy, params)}
 
 
 def validate(config) -> None:

@@ -98,9 +98,9 @@ def prototype_loss(
     return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=1), axis=1))
 
 
-def init_extra(params, config) -> dict[str, jax.Array]:
+def init_extra(params, config, inputs=None) -> dict[str, jax.Array]:
     """Empty banks and prototypes; `ready` 0 until the first episode has been clustered."""
-    del params
+    del params, inputs
     bank = config.protoclip.episode_steps * config.batch_size
     k, d = config.protoclip.num_prototypes, config.model.head_dim
     zeros = lambda *shape: jnp.zeros(shape, jnp.float32)  # noqa: E731

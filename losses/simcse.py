@@ -158,9 +158,9 @@ def simcse_objective_loss(params, batch, extra, rng, *, model, config):
     return simcse_loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
-def multicsr_init_extra(params, config) -> dict:
+def multicsr_init_extra(params, config, inputs=None) -> dict:
     """The frozen encoder: a copy of the params the run starts from (init_from's, normally unsup SimCSE)."""
-    del config
+    del config, inputs
     return {"frozen": jax.tree.map(jnp.copy, params)}
 
 

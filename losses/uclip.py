@@ -12,8 +12,10 @@ training caption e,
     a_e = Head_A(u), a_m = Head_A(m~), b_t = Head_B(c), b_v = Head_B(v~)   (normalised)
     L = InfoNCE(a_e, b_t) + InfoNCE(a_m, b_v) + w_intra (||a_m - a_e|| + ||b_t - b_v||) / 2
 with symmetric InfoNCE at tau = 0.01 and tau_r = 0.01, sigma^2 = 0.004, w_intra = 0.1. The banks
-are CLIP image embeddings of `bank_size` shapes validation images and Multi() of `bank_size`
-second-language captions of other validation examples (neither describes the other).
+are CLIP image embeddings of `bank_size` images of the training data and Multi() of `bank_size`
+second-language captions of other examples (neither describes the other). The trainer reads them, the
+multilingual encoder's table and each caption's word ids on the host (training/objective_inputs.py):
+this module only computes.
 Inference: image -> Head_B(CLIPImage(x)), any-language text -> Head_A(Multi(text)).
 
 The heads normalise by batch statistics (models/heads.py), in evaluation too: uCLIP's BatchNorm
@@ -26,19 +28,14 @@ retrieval is O(B N) per example against the banks. GradCache embeds the frozen e
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from configs.errors import ConfigError
-from input_pipeline import second_language, shapes, transforms
 from losses.contrastive import contrastive_loss, implementation_options
 from models.two_tower import build_model, l2_normalize
-
-MAX_WORDS = 24  # words of a shapes caption: at most 3 objects x 5 words
 
 
 def multilingual_embedding(ids: jax.Array, table: jax.Array) -> jax.Array:
@@ -84,12 +81,6 @@ def head_b(model, params, x: jax.Array) -> jax.Array:
     return l2_normalize(model.apply({"params": params}, x, method=lambda m, x: m.image_head(x)))
 
 
-def batch_fields(record, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
-    """{"caption_words": int32 [MAX_WORDS]}: the English caption for the frozen multilingual encoder."""
-    del rng, encode
-    return {"caption_words": second_language.word_ids([record["caption"]], MAX_WORDS)[0]}
-
-
 def embed(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
     """The frozen encoders' per-example outputs: CLIP text embedding c and multilingual u, [B, D] each."""
     del rng, config
@@ -128,28 +119,19 @@ def loss(params, batch, extra, rng, *, model, config):
     return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
 
 
-@functools.lru_cache(maxsize=2)
-def bank_inputs(bank_size: int, image_size: int, cache_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised images [N, S, S, 3] of validation examples 0..N-1, word ids [N, MAX_WORDS] of the
-    second-language captions of validation examples N..2N-1): unpaired by construction."""
-    source = shapes.ShapesSource("validation", 2 * bank_size, seed=0, image_size=image_size, cache_dir=cache_dir)
-    images = transforms.normalize_image(np.stack([source[i]["image"] for i in range(bank_size)]))
-    captions = [second_language.translate(source[bank_size + i]["caption"]) for i in range(bank_size)]
-    return images, second_language.word_ids(captions, MAX_WORDS)
-
-
-def init_extra(params, config) -> dict:
-    """The frozen multilingual encoder's table and the two memory banks, from the (loaded) CLIP params."""
-    options = config.uclip
-    dim = config.model.embed_dim  # the heads are built on embed_dim-wide inputs (models/two_tower.py)
-    images, words = bank_inputs(options.bank_size, config.data.image_size, config.data.cache_dir)
-    concepts = jnp.asarray(second_language.concept_table(dim, options.mismatch))
+def init_extra(params, config, inputs=None) -> dict:
+    """The frozen multilingual encoder's table and the two memory banks, from the (loaded) CLIP params and
+    the trainer's host inputs {"concepts": [V, D] table, "bank_images": [N, S, S, 3] normalised images,
+    "bank_words": int32 [N, W] word ids of N other captions in the second language}."""
+    if not inputs:
+        raise ValueError("uCLIP's memory banks are made from the trainer's inputs; build them with "
+                         "training.objective_inputs.prepare_inputs and pass them to init_extra.")  # fmt: skip
     model = build_model(config, params["text_tower"]["token_embedding"]["embedding"].shape[0])
-    image_bank = model.apply({"params": params}, jnp.asarray(images), method=model.encode_image)["image_embedding"]
+    image_bank = model.apply({"params": params}, inputs["bank_images"], method=model.encode_image)["image_embedding"]
     return {
-        "concepts": concepts,
+        "concepts": inputs["concepts"],
         "image_bank": image_bank,
-        "text_bank": multilingual_embedding(jnp.asarray(words), concepts),
+        "text_bank": multilingual_embedding(inputs["bank_words"], inputs["concepts"]),
     }
 
 

@@ -67,7 +67,8 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     for task in ("zeroshot_retrieval", "embedding_geometry", "compositionality"):
         assert ("shapes", task) in pairs
     assert {("my_images", "zeroshot_retrieval"), ("my_images", "embedding_geometry")} <= pairs  # it has captions
-    assert len(records) == len(pairs) == 5 * 3 + 3 + 2
+    assert ("shapes", "shapes_zero_shot") in pairs  # the trainer's evaluators (config.evals), one record each
+    assert len(records) == len(pairs) == 5 * 3 + 3 + 2 + 1
     for r in records:
         assert list(r) == ["dataset", "model", "pretrained", "task", "metrics", "language"]
         assert r["pretrained"] == f"{workdir.name}-step6" and r["language"] == "en"
@@ -77,6 +78,8 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     # The trainer's own evaluator scored the same 32 images with the same prompts at step 6.
     summary = json.loads((workdir / "summary.json").read_text())
     assert zero_shot["acc1"] == pytest.approx(summary["eval"]["zero_shot/shape"], abs=1 / 32 + 1e-9)
+    # --mode=eval runs the trainer's evaluators themselves: the same numbers as the training run's final eval.
+    assert by_key[("shapes", "shapes_zero_shot")] == pytest.approx(summary["eval"], rel=1e-6, abs=1e-9)
     assert set(by_key[("shapes", "compositionality")]) == {"colour", "shape", "size", "position", "swap", "add", "mean"}
     assert "image_retrieval_recall@5" in by_key[("shapes", "zeroshot_retrieval")]
     table = (output / "results.txt").read_text()

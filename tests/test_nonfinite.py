@@ -29,7 +29,7 @@ def _loss(params, batch, extra, rng, *, model, config):
 
 OBJECTIVE = Objective(
     loss=_loss,
-    init_extra=lambda params, config: {"seen": jnp.zeros((), jnp.int32)},
+    init_extra=lambda params, config, inputs=None: {"seen": jnp.zeros((), jnp.int32)},
     update_extra=lambda extra, params, aux: {"seen": extra["seen"] + 1},
 )
 STEP = jax.jit(

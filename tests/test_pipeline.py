@@ -95,11 +95,11 @@ def _captions_or_rewrites(batches, originals):
 def test_rewrite_warmup_draws_originals_first_and_rewrites_later():
     originals = {TOKENIZER.encode([SOURCE[i]["caption"]], 24)[0].tobytes() for i in range(64)}
     transform = TrainTransform(TOKENIZER, 24, "laclip", (1.0, 1.0), rewrite_warmup_examples=10**9)
-    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, with_positions=True)
+    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0)
     assert _captions_or_rewrites([next(it) for _ in range(4)], originals) == [16] * 4  # fraction ~0
     # A 64-example warm-up: epoch 0 ramps up, epoch 1 draws as the paper does (an original w.p. ~1/5 + short rewrites).
     transform = TrainTransform(TOKENIZER, 24, "laclip", (1.0, 1.0), rewrite_warmup_examples=64)
-    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0, with_positions=True)
+    it = make_train_iterator(SOURCE, transform, global_batch_size=16, seed=0)
     counts = _captions_or_rewrites([next(it) for _ in range(16)], originals)
     assert counts[0] >= 13  # positions 0-15: a rewrite w.p. at most 0.8 * 15/64
     assert sum(counts[4:]) / (12 * 16) < 0.35  # binomial around ~0.23: well below the warm-up's first batch

@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 from configs.errors import ConfigError
 from evaluation import sts_data
+from evaluation.evaluators import sts_sets
 from input_pipeline import sentences, shapes, text_sources
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import train_tokenizer
@@ -159,5 +160,5 @@ def test_text_task_factories(tmp_path):
         text_task.make_source(config)
     config.ccp.num_languages = 2
     assert len(text_task.make_source(config)) == 4
-    sets = text_task.sts_sets(config)
+    sets = sts_sets(config)
     assert list(sets) == ["shapes_sts"] and len(sets["shapes_sts"].first) == 20

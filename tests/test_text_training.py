@@ -9,10 +9,10 @@ import jax
 import numpy as np
 
 from configs import ccp, multicsr, simcse
+from evaluation.evaluators import Evaluators
 from input_pipeline.tokenizer import Tokenizer
 from losses.objectives import get_objective
 from models.two_tower import build_model
-from training import text_task
 from training.loop import train_and_evaluate
 from training.optimizer import make_optimizer
 from training.partitioning import state_initializer
@@ -44,7 +44,7 @@ def _untrained_sts(config, workdir) -> float:
     model = build_model(config, tokenizer.vocab_size)
     init = state_initializer(config, model, make_optimizer(config), get_objective(config.objective))
     params = jax.jit(init)(jax.random.PRNGKey(config.seed)).params
-    return text_task.make_evaluator(config, model, tokenizer).evaluate(params)["sts/avg"]
+    return Evaluators(config, model, tokenizer).evaluate(params)["sts/avg"]
 
 
 def test_supervised_simcse_raises_sts_spearman_above_the_untrained_encoder(tmp_path):

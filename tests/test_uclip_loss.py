@@ -95,7 +95,7 @@ def test_loss_matches_numpy_without_noise():
     params = model.init(jax.random.PRNGKey(0), x["image"][:1], x["text"][:1])["params"]
     params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
     captions = [shapes.make_example(0, "train", i)["caption"] for i in range(6)]
-    x["caption_words"] = second_language.word_ids(captions, uclip.MAX_WORDS)
+    x["caption_words"] = second_language.word_ids(captions, second_language.MAX_WORDS)
     rng = np.random.default_rng(1)
     d = config.model.embed_dim
     extra = {

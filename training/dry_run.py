@@ -24,6 +24,7 @@ from configs.errors import ConfigError
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
+from training.objective_inputs import batch_fields
 from training.optimizer import learning_rate_schedule, make_optimizer
 from training.partitioning import FAST_COMPILE, jit_train_step, mesh_from_config, state_shardings
 from training.sharding import bytes_per_device
@@ -94,7 +95,7 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
             "main.py --dry_run, which starts jax on fake CPU devices, before anything else uses jax."
         )
     objective = get_objective(config.objective)
-    if objective.batch_fields is not None:
+    if batch_fields(config.objective) is not None:
         raise ConfigError(
             f"Objective {config.objective!r} reads batch fields beyond images and captions, which the dry run "
             "does not build; dry-run a config with objective clip or siglip of the same model size."

@@ -16,22 +16,28 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from evaluation.shapes_eval import ShapesEvaluator
-from input_pipeline.pipeline import TrainTransform, make_train_iterator
+from evaluation.evaluators import Evaluators
+from input_pipeline.pipeline import make_train_iterator
 from input_pipeline.skipping import ProblemCounter
-from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import get_tokenizer
 from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
-from training import text_task
 from training.checkpointing import Checkpointer, init_params_from
 from training.guards import NonFiniteGuard, PreemptionNotice, stopped_run
 from training.metric_writers import MetricWriter
+from training.objective_inputs import prepare_inputs
 from training.optimizer import learning_rate_schedule, make_optimizer
-from training.partitioning import create_train_state, jit_train_step, mesh_from_config, state_shardings
+from training.partitioning import (
+    abstract_params,
+    create_train_state,
+    jit_train_step,
+    mesh_from_config,
+    state_shardings,
+)
 from training.summary import format_summary
+from training.task import make_task
 from training.train_state import TrainState
 from training.validation import validate_batch_division
 
@@ -62,72 +68,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_chief:
         _write_run_info(config, workdir, mesh)
 
-    text_data = text_task.is_text_data(config)  # text-only training (SimCSE, CCP): training/text_task.py
-    if text_data:
-        source = text_task.make_source(config)
-    else:
-        source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
-    corpus = text_task.corpus(source) if text_data else train_texts(source)
+    task = make_task(config)  # image-text, or text only (SimCSE, CCP): training/task.py
     tokenizer_path = config.text.tokenizer_path
     inherited = os.path.join(config.init_from.workdir, "tokenizer.model") if config.init_from.workdir else ""
     if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
         # A run initialised from another reads text with that run's tokenizer: its text tower's token ids.
         tokenizer_path = inherited
-    tokenizer = get_tokenizer(tokenizer_path, workdir, corpus, config.text.vocab_size, config.text.tokenizer)
+    tokenizer = get_tokenizer(tokenizer_path, workdir, task.corpus(), config.text.vocab_size, config.text.tokenizer)
     if tokenizer_path == inherited and inherited and not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
         shutil.copyfile(inherited, os.path.join(workdir, "tokenizer.model"))  # evaluation tools read the run's own
     model = build_model(config, tokenizer.vocab_size)
+    evaluator = Evaluators(config, model, tokenizer)  # config.evals (evaluation/eval_types.py): data read here
+    logging.info("%s", evaluator.describe(config))
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
     schedule = learning_rate_schedule(config)
 
-    _, shardings = state_shardings(config, model, optimizer, objective, mesh)
-    state = create_train_state(config, model, optimizer, objective, mesh)
+    # What the objective needs beyond the batch (a frozen embedder, memory-bank images), read here on the
+    # host so that the loss stays pure: training/objective_inputs.py.
+    inputs = prepare_inputs(config, abstract_params(config, model))
+    _, shardings = state_shardings(config, model, optimizer, objective, mesh, inputs)
+    state = create_train_state(config, model, optimizer, objective, mesh, inputs=inputs)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-    if text_data:
-        transform = text_task.make_transform(config, tokenizer)
-    else:
-        transform = TrainTransform(
-            tokenizer,
-            config.model.text.max_len,
-            config.data.text_augmentation,
-            tuple(config.data.crop_scale),
-            objective.batch_fields,
-            image_size=config.data.image_size,
-            rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
-        )
     data_iter = make_train_iterator(
-        source,
-        transform,
+        task.source,
+        task.transform(tokenizer),
         global_batch_size=config.batch_size,
         seed=config.seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         worker_count=config.data.worker_count,
         read_threads=config.data.read_threads,
-        with_positions=not text_data and config.data.rewrite_warmup_steps > 0,
     )
     if checkpointer.latest_step() is not None:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
     elif config.init_from.pretrained:  # PyTorch-ecosystem weights, converted (interop/pretrained.py)
-        state = init_state_from_pretrained(config, state, objective)
+        state = init_state_from_pretrained(config, state, objective, inputs)
     elif config.init_from.workdir:
-        state = _init_from_other_run(config, state, objective, shardings.extra)
+        state = _init_from_other_run(config, state, objective, shardings.extra, inputs)
 
     step_fn = jit_train_step(config, model, objective, optimizer, schedule, mesh, shardings)
-    if text_data:
-        evaluator = text_task.make_evaluator(config, model, tokenizer)
-    else:
-        evaluator = ShapesEvaluator(
-            model,
-            tokenizer,
-            num_examples=config.eval.num_examples,
-            batch_size=config.eval.batch_size,
-            image_size=config.data.image_size,
-            max_len=config.model.text.max_len,
-        )
     writer = MetricWriter(workdir, enabled=is_chief)
 
     first_step = int(state.step)
@@ -210,14 +192,17 @@ def _read_summary(workdir: str) -> dict:
         return {}
 
 
-def _init_from_other_run(config: ml_collections.ConfigDict, state: TrainState, objective, shardings) -> TrainState:
-    """A fresh state whose params under config.init_from.param_prefixes come from another run's checkpoint."""
+def _init_from_other_run(
+    config: ml_collections.ConfigDict, state: TrainState, objective, shardings, inputs: dict
+) -> TrainState:
+    """A fresh state whose params under config.init_from.param_prefixes come from another run's checkpoint,
+    and the objective's extra state rebuilt from them (and its host `inputs`)."""
     source = config.init_from.workdir
     params, copied, step = init_params_from(source, state.params, config.init_from.param_prefixes)
-    init_extra = jax.jit(lambda p: objective.init_extra(p, config), out_shardings=shardings)
+    init_extra = jax.jit(lambda p, i: objective.init_extra(p, config, i), out_shardings=shardings)
     logging.info("Initialised %d parameters under %s from step %d of %s", len(copied),
                  list(config.init_from.param_prefixes), step, source)  # fmt: skip
-    return state.replace(params=params, extra=init_extra(params))
+    return state.replace(params=params, extra=init_extra(params, inputs))
 
 
 def _stop_for_preemption(state, data_state, checkpointer, writer, preemption) -> dict:

@@ -33,41 +33,56 @@ def mesh_from_config(config: ml_collections.ConfigDict, devices: list | None = N
         raise ConfigError(str(e)) from None
 
 
-def state_initializer(config: ml_collections.ConfigDict, model, optimizer, objective: Objective):
-    """rng -> TrainState: fresh params (float32), optimizer state and objective state."""
+def _init_params(config: ml_collections.ConfigDict, model, rng: jax.Array):
     image_size, max_len = config.data.image_size, config.model.text.max_len
+    images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    tokens = jnp.zeros((1, max_len), jnp.int32)
+    return model.init(rng, images, tokens)["params"]
 
-    def init(rng: jax.Array) -> TrainState:
+
+def abstract_params(config: ml_collections.ConfigDict, model):
+    """The model's params as ShapeDtypeStructs (nothing computed)."""
+    return jax.eval_shape(lambda rng: _init_params(config, model, rng), jax.random.PRNGKey(0))
+
+
+def state_initializer(config: ml_collections.ConfigDict, model, optimizer, objective: Objective, inputs=None):
+    """(rng, inputs) -> TrainState: fresh params (float32), optimizer state and objective state; `inputs`
+    (training/objective_inputs.py: host arrays or their ShapeDtypeStructs) default to the ones given here."""
+
+    def init(rng: jax.Array, inputs=inputs) -> TrainState:
         init_rng, state_rng = jax.random.split(rng)
-        images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-        tokens = jnp.zeros((1, max_len), jnp.int32)
-        params = model.init(init_rng, images, tokens)["params"]
+        params = _init_params(config, model, init_rng)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=optimizer.init(params),
-            extra=objective.init_extra(params, config),
+            extra=objective.init_extra(params, config, inputs or {}),
             rng=state_rng,
         )
 
     return init
 
 
-def state_shardings(config: ml_collections.ConfigDict, model, optimizer, objective: Objective, mesh) -> Any:
+def state_shardings(
+    config: ml_collections.ConfigDict, model, optimizer, objective: Objective, mesh, inputs=None
+) -> Any:
     """(abstract TrainState of ShapeDtypeStructs, TrainState of NamedShardings) by the rules of training/sharding.py."""
     init = state_initializer(config, model, optimizer, objective)
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), inputs)
     return abstract, tree_shardings(abstract, mesh, config.mesh.min_shard_size)
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, model, optimizer, objective: Objective, mesh, compiler_options=None
+    config: ml_collections.ConfigDict, model, optimizer, objective: Objective, mesh, compiler_options=None, inputs=None
 ) -> TrainState:
     """The initial TrainState, each leaf created directly in its shards (never whole on one device).
-    `compiler_options`: XLA options for this one compile (see jit_train_step)."""
+    `compiler_options`: XLA options for this one compile (see jit_train_step); `inputs`: the objective's
+    host inputs (training/objective_inputs.py), jit arguments rather than constants baked into the program."""
     init = state_initializer(config, model, optimizer, objective)
-    _, shardings = state_shardings(config, model, optimizer, objective, mesh)
-    return jax.jit(init, out_shardings=shardings, compiler_options=compiler_options)(jax.random.PRNGKey(config.seed))
+    _, shardings = state_shardings(config, model, optimizer, objective, mesh, inputs)
+    return jax.jit(init, out_shardings=shardings, compiler_options=compiler_options)(
+        jax.random.PRNGKey(config.seed), inputs
+    )
 
 
 def jit_train_step(

@@ -15,12 +15,14 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         if f"zero_shot/{name}" in e:
             value = 100 * e[f"zero_shot/{name}"]
             rows.append((f"zero-shot {name.replace('_', '+')}", f"{value:5.1f}%  (chance {100 / chance:.1f}%)"))
-    for prefix, label in (("retrieval/", "captions"), ("retrieval_rewrites/", "paraphrases")):
+    labels = {"retrieval/": "captions", "retrieval_rewrites/": "paraphrases"}  # the shapes evaluator's
+    prefixes = [k.removesuffix("image_to_text_R@1") for k in e if k.endswith("image_to_text_R@1")]
+    for prefix in sorted(prefixes, key=lambda p: (p not in labels, p)):
         for direction, arrow in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
             keys = [f"{prefix}{direction}_R@{k}" for k in (1, 5, 10)]
             if all(k in e for k in keys):
                 values = " / ".join(f"{100 * e[k]:.1f}" for k in keys)
-                rows.append((f"{arrow} R@1/5/10 ({label})", values))
+                rows.append((f"{arrow} R@1/5/10 ({labels.get(prefix, prefix.rstrip('/'))})", values))
     for prefix, label in (("sts/", "STS Spearman x100"), ("sts_calibrated/", "STS Spearman x100, calibrated")):
         sets = sorted(k[len(prefix) :] for k in e if k.startswith(prefix) and k != f"{prefix}avg")
         if sets:

@@ -1,10 +1,10 @@
-"""Text-only training (SimCSE, MultiCSR, CCP): the source, tokenizer corpus, transform and evaluator
-that the training loop uses in place of the image-text ones when config.data.name is a text dataset.
+"""Text-only training (SimCSE, MultiCSR, CCP): the source, tokenizer corpus and transform that the
+training loop uses in place of the image-text ones when config.data.name is a text dataset.
 
 The model, optimizer, mesh, train step, checkpoints and logging are the image-text ones; the batch has
 only token fields ("text", and "positive"/"negative" or "context"/"language" by source), the objective
-encodes them with the text tower alone, and the evaluation is STS Spearman (evaluation/sts_eval.py)
-on config.eval.sts_files, or on `eval.num_examples` embedded pairs when that is empty.
+encodes them with the text tower alone, and the text configs name an `sts` evaluator in config.evals
+(STS Spearman on config.eval.sts_files, or on `eval.num_examples` embedded pairs when that is empty).
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from evaluation.sts_data import STSSet, load_sts
-from evaluation.sts_eval import STSEvaluator
-from input_pipeline import sentences, text_sources
+from input_pipeline import text_sources
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
-
-EMBEDDED_STS_SEED = 0
 
 
 def is_text_data(config: ml_collections.ConfigDict) -> bool:
@@ -80,22 +76,3 @@ def corpus(source) -> Iterator[str]:
 
 def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> TextTransform:
     return TextTransform(tokenizer, config.model.text.max_len)
-
-
-def sts_sets(config: ml_collections.ConfigDict) -> dict[str, STSSet]:
-    """config.eval.sts_files loaded, or the embedded graded pairs under the name `shapes_sts`."""
-    if not config.eval.sts_files:
-        return {"shapes_sts": STSSet(*sentences.sts_set(EMBEDDED_STS_SEED, config.eval.num_examples))}
-    sets = {}
-    try:
-        for path in config.eval.sts_files:
-            sets.update(load_sts(path))
-    except (OSError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    return sets
-
-
-def make_evaluator(config: ml_collections.ConfigDict, model, tokenizer: Tokenizer) -> STSEvaluator:
-    return STSEvaluator(
-        model, tokenizer, sts_sets(config), batch_size=config.eval.batch_size, max_len=config.model.text.max_len
-    )

@@ -31,8 +31,11 @@ from configs import (
 )
 from configs.common import DATASETS, REAL_DATASETS, get_base_config
 from configs.errors import ConfigError
+from evaluation.eval_types import validate_evals
+from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.shapes import TEXT_FIELDS
+from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
 from losses.objectives import OBJECTIVES, check_objective_options
@@ -248,7 +251,11 @@ METHOD_CONFIGS = {
                    uclip)
 }  # fmt: skip
 # data.name -> the text fields its records hold (besides the image); text-only data is the text objectives' own check.
-RECORD_FIELDS = {"shapes": TEXT_FIELDS, **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites"))}
+RECORD_FIELDS = {
+    "shapes": TEXT_FIELDS,
+    **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
+    "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS),  # each sample's json (input_pipeline/webdataset.py)
+}
 
 
 def _check_method_options(c: ml_collections.ConfigDict) -> None:
@@ -281,7 +288,8 @@ def _check_method_options(c: ml_collections.ConfigDict) -> None:
     if absent:
         raise ConfigError(
             f"The {name} objective reads each record's {absent[0]!r}, which config.data.name={c.data.name!r} does "
-            "not supply; train it on data.name='shapes' or choose another objective."
+            f"not supply; train it on data.name='shapes', or on webdataset shards whose json holds {absent[0]!r}, or "
+            "choose another objective."
         )
 
 
@@ -290,12 +298,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     flat = flat_items(config)
     # A method's own section, config.<objective> (e.g. config.clip_refine.alpha), is defined with its
     # defaults by the method's config file, so the base config has no entry to check it against.
-    method = f"{config.get('objective', '')}."
-    _check_types({k: v for k, v in flat.items() if not k.startswith(method)}, flat_items(get_base_config(None)))
+    # config.evals holds named entries of its own (evaluation/eval_types.py checks them).
+    own = (f"{config.get('objective', '')}.", "evals.")
+    _check_types({k: v for k, v in flat.items() if not k.startswith(own)}, flat_items(get_base_config(None)))
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
     _check_method_options(config)
+    validate_evals(config, text_only=config.data.name in TEXT_DATASETS)
     try:
         check_objective_options(config)
     except ValueError as e:

@@ -1,0 +1,94 @@
+"""The evaluators a config can name in config.evals (as big_vision's `config.evals`), their options, and the
+check of config.evals that runs before jax starts.
+
+config.evals holds named entries, each a ConfigDict with a `type` and that type's options:
+- `shapes_zero_shot`: zero-shot, retrieval, compositionality and embedding geometry on the embedded shapes
+  test images (evaluation/shapes_eval.py);
+- `retrieval`: image <-> text R@1/5/10 on the first config.eval.num_examples usable examples of a held-out
+  split of your data: `path` in the format `data` ('' = config.data.name; a WebDataset shard pattern,
+  ArrayRecord files, a CSV/JSONL file, a TFDS data dir with `split`); `path` '' turns the entry off;
+- `sts`: STS Spearman of the text tower on config.eval.sts_files, or the embedded graded pairs;
+- `second_language_retrieval`: uCLIP's measure, retrieval from English and second-language captions
+  (evaluation/second_language.py);
+- `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py).
+Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
+built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.common import REAL_DATASETS
+from configs.errors import ConfigError
+
+NAME_PREFIX = "{name}/"  # the `prefix` default: the entry's name, then a slash
+# type -> {option: default}; every type also takes `prefix`.
+EVAL_TYPES: dict[str, dict] = {
+    "shapes_zero_shot": {},
+    "retrieval": {"data": "", "path": "", "split": "test"},
+    "sts": {},
+    "second_language_retrieval": {},
+    "proclip_text": {},
+}
+TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
+
+
+def entry_options(entry: ml_collections.ConfigDict) -> dict:
+    """The entry's options with the defaults of its type filled in (`type` and `prefix` included)."""
+    return {"prefix": NAME_PREFIX, **EVAL_TYPES[entry.type], **entry.to_dict()}
+
+
+def metric_prefix(name: str, entry: ml_collections.ConfigDict) -> str:
+    return entry_options(entry)["prefix"].replace("{name}", name)
+
+
+def is_enabled(entry: ml_collections.ConfigDict) -> bool:
+    """False for a `retrieval` entry without a path (off until you name your held-out data)."""
+    return entry.type != "retrieval" or bool(entry.get("path", ""))
+
+
+def held_out_data(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """config.data with the name, path (and TFDS split) of a retrieval entry's held-out split."""
+    options = entry_options(entry)
+    data = ml_collections.ConfigDict(config.data.to_dict())
+    data.name = options["data"] or config.data.name
+    data.path = options["path"]
+    data.tfds_split = options["split"]
+    return data
+
+
+def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
+    """Raises ConfigError, one sentence naming the key and the fix, for an unknown evaluator type or option,
+    an option of the wrong type, or an evaluator the run cannot feed."""
+    evals = config.get("evals")
+    if not isinstance(evals, ml_collections.ConfigDict):
+        raise ConfigError("config.evals must be a ConfigDict of named evaluators, e.g. configs/common.py's.")
+    for name, entry in evals.items():
+        key = f"config.evals.{name}"
+        if not isinstance(entry, ml_collections.ConfigDict) or not isinstance(entry.get("type"), str):
+            raise ConfigError(f"{key} must be a ConfigDict with a `type`, one of {sorted(EVAL_TYPES)}.")
+        if entry.type not in EVAL_TYPES:
+            raise ConfigError(f"Unknown evaluator type {entry.type!r} in {key}.type; use one of {sorted(EVAL_TYPES)}.")
+        defaults = {"prefix": NAME_PREFIX, **EVAL_TYPES[entry.type]}
+        for option, value in entry.items():
+            if option == "type":
+                continue
+            if option not in defaults:
+                raise ConfigError(
+                    f"{key}.{option} is not an option of the {entry.type} evaluator; use one of {sorted(defaults)}."
+                )
+            if not isinstance(value, type(defaults[option])):
+                raise ConfigError(f"{key}.{option} must be a {type(defaults[option]).__name__}, not {value!r}.")
+        if text_only and entry.type not in TEXT_ONLY_TYPES:
+            raise ConfigError(
+                f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
+                f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."
+            )
+        if entry.type == "retrieval" and is_enabled(entry):
+            data = held_out_data(config, entry).name
+            if data not in REAL_DATASETS:
+                raise ConfigError(
+                    f"{key}.data is {data!r}, which has no held-out files to read; set {key}.data to the format of "
+                    f"{key}.path, one of {list(REAL_DATASETS)}."
+                )

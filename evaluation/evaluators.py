@@ -1,0 +1,159 @@
+"""The evaluators named in config.evals (evaluation/eval_types.py), built for one model and tokenizer: the
+training loop and `--mode=eval` (evaluation/run.py) run the same ones."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from configs.errors import ConfigError
+from evaluation import eval_types
+from evaluation.proclip import proclip_retrieval
+from evaluation.retrieval import retrieval_metrics
+from evaluation.second_language import second_language_retrieval
+from evaluation.shapes_eval import ShapesEvaluator, batched
+from evaluation.sts_data import STSSet, load_sts
+from evaluation.sts_eval import STSEvaluator
+from input_pipeline import sentences, transforms
+from input_pipeline.decoded_source import DecodedSource
+from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
+from input_pipeline.tokenizer import Tokenizer
+from training.objective_inputs import prepare_inputs
+
+EMBEDDED_STS_SEED = 0
+
+
+class HeldOutRetrieval:
+    """`evaluate(params)`: image <-> text R@1/5/10 (`image_to_text_R@k`, `text_to_image_R@k`) on the first
+    `num_examples` usable examples of held-out files (`data`: a config.data with their name and path),
+    caption i belonging to image i; images are centre-cropped squares of config.data.image_size."""
+
+    def __init__(self, model, tokenizer: Tokenizer, data: ml_collections.ConfigDict, *, num_examples: int,
+                 batch_size: int, max_len: int, key: str = "the held-out path"):  # fmt: skip
+        paths = expand_paths(data.path, ())
+        missing = [p for p in paths if not os.path.exists(p)] or ([] if paths else [data.path])
+        if data.name != "tfds" and missing:
+            raise ConfigError(f"{key} names {missing[0]!r}, which does not exist; point it at your held-out files.")
+        try:
+            source = DecodedSource(open_raw_source(data), data.image_size)
+        except ConfigError as e:
+            raise ConfigError(f"{key} {data.path!r} cannot be read: {e}") from None
+        examples = usable_examples(source, num_examples)
+        if len(examples) < 2:
+            raise ConfigError(f"{key} {data.path!r} holds {len(examples)} usable examples; name at least 2.")
+        self.images = transforms.normalize_image(np.stack([r["image"] for r in examples]))
+        self.captions = tokenizer.encode([r["caption"] for r in examples], max_len)
+        self.batch_size = batch_size
+        self.description = f"{len(examples)} held-out examples of {data.path} ({data.name})"
+        self._image = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.encode_image)["image_embedding"])
+        self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, method=model.encode_text)["text_embedding"])
+
+    def evaluate(self, params) -> dict[str, float]:
+        images = batched(lambda x: self._image(params, x), self.images, self.batch_size)
+        texts = batched(lambda t: self._text(params, t), self.captions, self.batch_size)
+        return retrieval_metrics(images, texts)
+
+
+class _Call:
+    """An evaluator made of a function of the params (the post-pretraining methods' measures)."""
+
+    def __init__(self, fn, description: str):
+        self.fn, self.description = fn, description
+
+    def evaluate(self, params) -> dict[str, float]:
+        return self.fn(params)
+
+
+def sts_sets(config: ml_collections.ConfigDict) -> dict[str, STSSet]:
+    """config.eval.sts_files loaded, or the embedded graded pairs under the name `shapes_sts`."""
+    if not config.eval.sts_files:
+        return {"shapes_sts": STSSet(*sentences.sts_set(EMBEDDED_STS_SEED, config.eval.num_examples))}
+    sets = {}
+    try:
+        for path in config.eval.sts_files:
+            sets.update(load_sts(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    return sets
+
+
+class _ProclipText:
+    """Retrieval through ProCLIP's text path; its frozen embedder is read once, at the first evaluation
+    (training/objective_inputs.py; a fresh one from proclip.embedder_seed when the run names none)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, model, tokenizer: Tokenizer):
+        self.config, self.model, self.tokenizer, self.inputs = config, model, tokenizer, None
+        self.description = f"ProCLIP's text path on the embedded shapes test set ({config.eval.num_examples} images)"
+
+    def evaluate(self, params) -> dict[str, float]:
+        if self.inputs is None:
+            self.inputs = prepare_inputs(self.config, params) if self.config.objective == "proclip" else {}
+        n = self.config.eval.num_examples
+        return proclip_retrieval(self.model, params, self.config, self.tokenizer, num_examples=n, inputs=self.inputs)
+
+
+def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokenizer: Tokenizer):
+    """The evaluator of one config.evals entry: an object with `evaluate(params) -> {metric: value}` and a
+    `description` of what it evaluates on."""
+    entry = config.evals[name]
+    n, batch_size, max_len = config.eval.num_examples, config.eval.batch_size, config.model.text.max_len
+    image_size = config.data.image_size
+    if entry.type == "shapes_zero_shot":
+        shapes = ShapesEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
+                                 max_len=max_len)  # fmt: skip
+        return _Call(shapes.evaluate, f"the embedded shapes test set ({n} images)")
+    if entry.type == "retrieval":
+        data = eval_types.held_out_data(config, entry)
+        return HeldOutRetrieval(model, tokenizer, data, num_examples=n, batch_size=batch_size, max_len=max_len,
+                                key=f"config.evals.{name}.path")  # fmt: skip
+    if entry.type == "sts":
+        sets = sts_sets(config)
+        sts = STSEvaluator(model, tokenizer, sets, batch_size=batch_size, max_len=max_len)
+        return _Call(sts.evaluate, f"the STS sets {sorted(sets)}")
+    if entry.type == "second_language_retrieval":
+        mismatch = config.uclip.mismatch if "uclip" in config else 0.5
+        return _Call(
+            lambda params: second_language_retrieval(
+                model, params, tokenizer, num_examples=n, image_size=image_size, max_len=max_len, mismatch=mismatch
+            ),
+            f"English and second-language captions of the embedded shapes test set ({n} images)",
+        )
+    if entry.type == "proclip_text":
+        return _ProclipText(config, model, tokenizer)
+    raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
+
+
+class Evaluators:
+    """Every enabled config.evals entry: `evaluate(params)` gives their metrics, each under its prefix."""
+
+    def __init__(self, config: ml_collections.ConfigDict, model, tokenizer: Tokenizer):
+        entries = {name: entry for name, entry in config.evals.items() if eval_types.is_enabled(entry)}
+        self.evaluators = {
+            name: (eval_types.metric_prefix(name, entry), entry.type, build_evaluator(config, name, model, tokenizer))
+            for name, entry in entries.items()
+        }
+        self.off = sorted(set(config.evals) - set(entries))
+
+    def evaluate(self, params) -> dict[str, float]:
+        metrics = {}
+        for prefix, _, evaluator in self.evaluators.values():
+            metrics.update({f"{prefix}{k}": v for k, v in evaluator.evaluate(params).items()})
+        return metrics
+
+    def by_entry(self, params) -> dict[str, tuple[str, dict[str, float]]]:
+        """{entry name: (type, metrics without the prefix)}."""
+        return {name: (kind, e.evaluate(params)) for name, (_, kind, e) in self.evaluators.items()}
+
+    def describe(self, config: ml_collections.ConfigDict) -> str:
+        """One sentence: what each evaluator evaluates on, and whether any of it is the training data's."""
+        parts = [f"{name} ({kind}): {e.description}" for name, (_, kind, e) in self.evaluators.items()]
+        text = "Evaluating " + ("; ".join(parts) if parts else "nothing (config.evals names no enabled evaluator)")
+        kinds = {kind for _, kind, _ in self.evaluators.values()}
+        if config.data.name != "shapes" and "retrieval" not in kinds and "sts" not in kinds:
+            held_out = next((n for n in self.off), "heldout")
+            text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
+                     f"--config.evals.{held_out}.path")  # fmt: skip
+        return text + "."

@@ -1,0 +1,101 @@
+"""What an objective needs beyond the batch that its pure loss module cannot make: host arrays the trainer
+reads before anything is jitted and passes to `Objective.init_extra(params, config, inputs)`.
+
+- uclip: `concepts`, the frozen multilingual encoder's table [V, embed_dim]; the memory banks' inputs,
+  from the training data: `bank_images`, N normalised images [N, S, S, 3], and `bank_words`, the word ids
+  [N, W] of the second-language translations of N other captions (N = uclip.bank_size): on the embedded
+  data the shapes validation split's examples 0..N-1 and N..2N-1 (as before this module, so measured
+  results stand), on your files the first 2N usable examples of config.data. Its batch field
+  `caption_words` is the input pipeline's too (`batch_fields`).
+- proclip: `embedder`, the text path of proclip.embedder_workdir's latest checkpoint; none when that is
+  '' (losses/proclip.py then initialises a fresh embedder from proclip.embedder_seed under jit).
+
+`input_shapes` gives the same as ShapeDtypeStructs without reading anything (restoring a checkpoint needs
+only the state's shapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from configs.errors import ConfigError
+from input_pipeline import second_language, shapes, transforms
+from input_pipeline.decoded_source import DecodedSource
+from input_pipeline.sources import open_raw_source, usable_examples
+from losses import proclip
+from losses.objectives import get_objective
+from training.checkpointing import init_params_from
+
+# Per-example inputs whose making needs the input pipeline (losses/ cannot import it).
+BATCH_FIELDS = {"uclip": second_language.caption_word_fields}
+
+
+def batch_fields(name: str) -> Callable[..., dict] | None:
+    """The batch_fields of objective `name` (Objective.batch_fields, or the pipeline-made ones above)."""
+    return BATCH_FIELDS.get(name, get_objective(name).batch_fields)
+
+
+def _uclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    del params
+    n, side = config.uclip.bank_size, config.data.image_size
+    return {
+        "concepts": jax.ShapeDtypeStruct((len(second_language.encoder_words()), config.model.embed_dim), np.float32),
+        "bank_images": jax.ShapeDtypeStruct((n, side, side, 3), np.float32),
+        "bank_words": jax.ShapeDtypeStruct((n, second_language.MAX_WORDS), np.int32),
+    }
+
+
+def _uclip_inputs(config: ml_collections.ConfigDict, params) -> dict:
+    del params
+    n, data = config.uclip.bank_size, config.data
+    if data.name == "shapes":
+        source = shapes.ShapesSource("validation", 2 * n, seed=0, image_size=data.image_size, cache_dir=data.cache_dir)
+    else:
+        source = DecodedSource(open_raw_source(data), data.image_size)
+    examples = usable_examples(source, 2 * n)
+    if len(examples) < 2 * n:
+        raise ConfigError(
+            f"config.uclip.bank_size={n} needs {2 * n} usable examples (an image bank and an unpaired caption bank) "
+            f"but the training data holds {len(examples)}; lower config.uclip.bank_size."
+        )
+    captions = [second_language.translate(r["caption"]) for r in examples[n:]]
+    return {
+        "concepts": second_language.concept_table(config.model.embed_dim, config.uclip.mismatch),
+        "bank_images": transforms.normalize_image(np.stack([r["image"] for r in examples[:n]])),
+        "bank_words": second_language.word_ids(captions, second_language.MAX_WORDS),
+    }
+
+
+def _proclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    if not config.proclip.embedder_workdir:
+        return {}
+    shape = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)  # noqa: E731
+    return {"embedder": {k: jax.tree.map(shape, params[k]) for k in proclip.EMBEDDER_PREFIXES}}
+
+
+def _proclip_inputs(config: ml_collections.ConfigDict, params) -> dict:
+    if not config.proclip.embedder_workdir:
+        return {}
+    template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)
+    loaded = init_params_from(config.proclip.embedder_workdir, template, proclip.EMBEDDER_PREFIXES)[0]
+    return {"embedder": {k: jax.tree.map(np.asarray, loaded[k]) for k in proclip.EMBEDDER_PREFIXES}}
+
+
+# objective -> (inputs, their shapes), each (config, params of the model or their ShapeDtypeStructs) -> dict.
+PREPARERS = {"uclip": (_uclip_inputs, _uclip_shapes), "proclip": (_proclip_inputs, _proclip_shapes)}
+
+
+def prepare_inputs(config: ml_collections.ConfigDict, params) -> dict:
+    """config.objective's inputs as host arrays ({} for objectives that need none); reads files and data."""
+    make, _ = PREPARERS.get(config.objective, (None, None))
+    return make(config, params) if make else {}
+
+
+def input_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    """prepare_inputs' ShapeDtypeStructs, reading nothing."""
+    _, shapes_of = PREPARERS.get(config.objective, (None, None))
+    return shapes_of(config, params) if shapes_of else {}

@@ -1,0 +1,61 @@
+"""The kind of data a run trains on, as the loop sees it: image-text (shapes or your files) or text only
+(training/text_task.py). Everything else — model, step, checkpoints, the evaluators of config.evals — is shared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+from configs.errors import ConfigError
+from input_pipeline.pipeline import TrainTransform
+from input_pipeline.sources import make_source, train_texts
+from input_pipeline.tokenizer import Tokenizer
+from losses.objectives import get_objective
+from training import objective_inputs, text_task
+
+
+class Task(NamedTuple):
+    source: Any  # grain random-access source of training records
+    corpus: Callable[[], Iterator[str]]  # the tokenizer's training texts
+    transform: Callable[[Tokenizer], Any]  # tokenizer -> the per-example transform of make_train_iterator
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+    """The Task of config.data; ConfigError when the data cannot be opened."""
+    if text_task.is_text_data(config):
+        source = text_task.make_source(config)
+        return Task(
+            source, lambda: text_task.corpus(source), lambda tokenizer: text_task.make_transform(config, tokenizer)
+        )
+    source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
+    _check_record_fields(config, source)
+
+    def transform(tokenizer: Tokenizer) -> TrainTransform:
+        return TrainTransform(
+            tokenizer,
+            config.model.text.max_len,
+            config.data.text_augmentation,
+            tuple(config.data.crop_scale),
+            objective_inputs.batch_fields(config.objective),
+            image_size=config.data.image_size,
+            rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
+        )
+
+    return Task(source, lambda: train_texts(source), transform)
+
+
+def _check_record_fields(config: ml_collections.ConfigDict, source) -> None:
+    """Your files hold the texts the objective reads (a WebDataset's json fields), seen on the first usable record."""
+    needed = get_objective(config.objective).record_fields
+    if not needed or config.data.name == "shapes":
+        return
+    first = next((r for r in map(source.texts, range(min(len(source), 100))) if "skipped" not in r), {})
+    absent = [field for field in needed if not first.get(field)]
+    if absent:
+        raise ConfigError(
+            f"The {config.objective} objective reads each example's {absent[0]!r}, which the first usable example "
+            f"of config.data.path lacks; add {absent[0]!r} to every sample's json (docs/data.md)."
+        )
