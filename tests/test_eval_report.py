@@ -64,10 +64,10 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     for dataset in labelled:
         for task in ("zeroshot_classification", "linear_probe", "few_shot"):
             assert (dataset, task) in pairs
-    for task in ("zeroshot_retrieval", "embedding_geometry", "compositionality"):
+    for task in ("zeroshot_retrieval", "embedding_geometry", "compositionality", "binding"):
         assert ("shapes", task) in pairs
     assert {("my_images", "zeroshot_retrieval"), ("my_images", "embedding_geometry")} <= pairs  # it has captions
-    assert len(records) == len(pairs) == 5 * 3 + 3 + 2
+    assert len(records) == len(pairs) == 5 * 3 + 4 + 2
     for r in records:
         assert list(r) == ["dataset", "model", "pretrained", "task", "metrics", "language"]
         assert r["pretrained"] == f"{workdir.name}-step6" and r["language"] == "en"
@@ -77,6 +77,9 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     # The trainer's own evaluator scored the same 32 images with the same prompts at step 6.
     summary = json.loads((workdir / "summary.json").read_text())
     assert zero_shot["acc1"] == pytest.approx(summary["eval"]["zero_shot/shape"], abs=1 / 32 + 1e-9)
+    # ... and the same 16 binding images per kind, under the same metric names.
+    trainer_binding = {k: v for k, v in summary["eval"].items() if k.startswith(("binding/", "binding_rewrites/"))}
+    assert by_key[("shapes", "binding")] == pytest.approx(trainer_binding, abs=1 / 16 + 1e-9)
     assert set(by_key[("shapes", "compositionality")]) == {"colour", "shape", "size", "position", "swap", "add", "mean"}
     assert "image_retrieval_recall@5" in by_key[("shapes", "zeroshot_retrieval")]
     table = (output / "results.txt").read_text()
