@@ -26,6 +26,11 @@ class BindingSet:
     texts: dict[str, Sequence]
 
 
+def trainer_examples_per_kind(num_examples: int) -> int:
+    """Binding images per kind beside `num_examples` shapes test images (config.eval.num_examples): half as many."""
+    return max(num_examples // 2, 1)
+
+
 def binding_set(num_per_kind: int, image_size: int, seed: int = SEED) -> BindingSet:
     """Examples [0, num_per_kind) of every binding split."""
     splits = [binding.render_binding_split(kind, num_per_kind, seed, image_size) for kind in binding.KINDS]

@@ -96,7 +96,7 @@ def shapes_dataset(num_test: int, image_size: int, cache_dir: str | None = None)
         captions=captions,
         hard_negatives=[tuple(r["hard_negatives"]) for r in test],
         hard_negative_types=shapes.HARD_NEGATIVE_TYPES,
-        binding=binding_eval.binding_set(max(num_test // 2, 1), image_size),
+        binding=binding_eval.binding_set(binding_eval.trainer_examples_per_kind(num_test), image_size),
     )
 
 

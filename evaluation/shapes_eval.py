@@ -64,7 +64,7 @@ class ShapesEvaluator:
         self._encode_text = jax.jit(
             lambda p, t: model.apply({"params": p}, t, method=model.encode_text)["text_embedding"]
         )
-        binding = binding_eval.binding_set(max(num_examples // 2, 1), image_size)
+        binding = binding_eval.binding_set(binding_eval.trainer_examples_per_kind(num_examples), image_size)
         self.binding = binding_eval.BindingSet(  # as the towers read it: normalised images, token ids
             transforms.normalize_image(binding.images),
             {prefix: tokenizer.encode(texts, max_len) for prefix, texts in binding.texts.items()},
