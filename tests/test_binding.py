@@ -126,3 +126,32 @@ def test_binding_accuracy_counts_ties_as_failures_and_scores_a_blind_control():
     assert metrics["binding/mean"] == 0.5
     # The mean image (0.5, 0.5) scores image 0's captions 0.5 vs 0.5 and image 1's 1.0 vs 1.0: all ties.
     assert metrics["binding/image_blind"] == 0.0
+
+
+def test_a_text_tower_against_the_mean_image_is_at_chance(splits):
+    """`image_blind` of a (random) text tower with position embeddings: it sees word order and length."""
+    import jax
+
+    from input_pipeline.tokenizer import train_tokenizer
+    from models.two_tower import build_model
+    from tests.tiny_training import tiny_config
+    from training.partitioning import FAST_COMPILE
+
+    config = tiny_config()
+    config.model.text.max_len = 32
+    examples = [e for kind in binding.KINDS for e in splits[kind]]
+    texts = {p: [e[f] for e in examples for f in fields] for p, fields in binding_eval.FORMS.items()}
+    tokenizer = train_tokenizer([t for form in texts.values() for t in form], 512)
+    model = build_model(config, tokenizer.vocab_size)
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    args = (jax.random.PRNGKey(0), images, tokenizer.encode(["a"], 32))
+    params = jax.jit(model.init).lower(*args).compile(FAST_COMPILE)(*args)["params"]  # LLVM -O0: compiles 2x faster
+    encode = jax.jit(lambda t: model.apply({"params": params}, t, method=model.encode_text)["text_embedding"])
+    image = jax.jit(lambda x: model.apply({"params": params}, x, method=model.encode_image)["image_embedding"])
+    pictures = np.stack([e["image"] for e in examples]).repeat(2, axis=1).repeat(2, axis=2)  # 8 px -> 16 px
+    image_embeddings = np.asarray(image(pictures.astype(np.float32) / 255)).reshape(len(binding.KINDS), N, -1)
+    embeddings = {p: np.asarray(encode(tokenizer.encode(t, 32))).reshape(len(binding.KINDS), N, 2, -1)
+                  for p, t in texts.items()}  # fmt: skip
+    metrics = binding_eval.binding_accuracy(image_embeddings, embeddings)
+    for prefix in binding_eval.FORMS:  # the mean over 4 kinds of N pairs each
+        assert abs(metrics[f"{prefix}image_blind"] - 0.5) <= _tolerance(len(binding.KINDS) * N), metrics
