@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from evaluation import prompts
+from evaluation import binding_eval, prompts
 from input_pipeline import shapes
 
 SPLITS = ("train", "validation", "test")
@@ -28,7 +28,8 @@ class EvalDataset:
 
     `captions` (several per test image) enable retrieval; `hard_negatives` (one per
     type in `hard_negative_types`, per test image, false for it) enable the
-    compositionality test and need `captions`, whose first entry is the positive.
+    compositionality test and need `captions`, whose first entry is the positive; `binding` (held-out
+    images with true and false captions, evaluation/binding_eval.py) enables the binding test.
     """
 
     name: str
@@ -37,6 +38,7 @@ class EvalDataset:
     captions: list[list[str]] | None = None
     hard_negatives: list[tuple[str, ...]] | None = None
     hard_negative_types: tuple[str, ...] = ()
+    binding: binding_eval.BindingSet | None = None
 
     def task_name(self, label: str) -> str:
         """`name/label` when the dataset has several labellings, else `name`."""
@@ -56,7 +58,8 @@ def split_indices(n: int, fractions: tuple[float, float], seed: int) -> dict[str
 
 def shapes_dataset(num_test: int, image_size: int, cache_dir: str | None = None) -> EvalDataset:
     """The shapes test split: images [0, num_test) are the test set (the trainer's eval images),
-    [num_test, 2 num_test) validation and [2 num_test, 4 num_test) train, for probes.
+    [num_test, 2 num_test) validation and [2 num_test, 4 num_test) train, for probes; and the trainer's
+    binding images, num_test // 2 per binding kind.
 
     The probes draw from the test split too because its images hold one object each,
     so every label names what is in the image; the model never trains on this split.
@@ -93,6 +96,7 @@ def shapes_dataset(num_test: int, image_size: int, cache_dir: str | None = None)
         captions=captions,
         hard_negatives=[tuple(r["hard_negatives"]) for r in test],
         hard_negative_types=shapes.HARD_NEGATIVE_TYPES,
+        binding=binding_eval.binding_set(binding_eval.trainer_examples_per_kind(num_test), image_size),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from evaluation import compositionality, modality_gap, novel_prompts, prompts, retrieval, zero_shot
+from evaluation import binding_eval, compositionality, modality_gap, novel_prompts, prompts, retrieval, zero_shot
 from input_pipeline import shapes, transforms
 from input_pipeline.tokenizer import Tokenizer
 
@@ -35,7 +35,9 @@ class ShapesEvaluator:
     (robustness to rephrasing, which LaCLIP's augmentation targets); `compositional/*` how often an
     image prefers its caption to each kind of minimally changed false caption (shapes.HARD_NEGATIVE_TYPES)
     and their `mean`; `geometry/*` the modality gap, alignment and uniformity of image and caption
-    embeddings (CLIP-Refine's diagnostics).
+    embeddings (CLIP-Refine's diagnostics); `binding/*` and `binding_rewrites/*` the same choice where the
+    false caption binds the true one's words differently (evaluation/binding_eval.py), on
+    `num_examples // 2` images per binding kind.
     """
 
     def __init__(
@@ -62,6 +64,11 @@ class ShapesEvaluator:
         self._encode_text = jax.jit(
             lambda p, t: model.apply({"params": p}, t, method=model.encode_text)["text_embedding"]
         )
+        binding = binding_eval.binding_set(binding_eval.trainer_examples_per_kind(num_examples), image_size)
+        self.binding = binding_eval.BindingSet(  # as the towers read it: normalised images, token ids
+            transforms.normalize_image(binding.images),
+            {prefix: tokenizer.encode(texts, max_len) for prefix, texts in binding.texts.items()},
+        )
 
     def evaluate(self, params) -> dict[str, float]:
         image_emb = batched(lambda x: self._encode_image(params, x), self.images, self.batch_size)
@@ -83,4 +90,6 @@ class ShapesEvaluator:
         metrics.update({f"compositional/{k}": v for k, v in selection.items()})
         geometry = modality_gap.embedding_geometry(image_emb, caption_emb)
         metrics.update({f"geometry/{k}": v for k, v in geometry.items()})
+        images = lambda x: batched(lambda c: self._encode_image(params, c), x, self.batch_size)  # noqa: E731
+        metrics.update(binding_eval.evaluate_binding(self.binding, images, text))
         return metrics

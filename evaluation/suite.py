@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from evaluation import compositionality, few_shot, linear_probe, modality_gap, retrieval, zero_shot
+from evaluation import binding_eval, compositionality, few_shot, linear_probe, modality_gap, retrieval, zero_shot
 from evaluation.classification import classification_metrics
 from evaluation.eval_data import EvalDataset
 
@@ -42,7 +42,8 @@ def zero_shot_logits(image_embeddings: np.ndarray, prompts: list[list[str]], enc
 
 def evaluate_dataset(dataset: EvalDataset, encode_images: ImageEncoder, encode_texts: TextEncoder) -> SuiteOutput:
     """Zero-shot classification, linear probe and few-shot for every labelling; retrieval, embedding
-    geometry and compositionality where the dataset has captions and hard negatives."""
+    geometry and compositionality where the dataset has captions and hard negatives; binding where it has
+    binding images."""
     out = SuiteOutput()
     encoded = {split: encode_images(images) for split, images in dataset.images.items()}
     features = {split: f for split, (f, _) in encoded.items()}
@@ -79,6 +80,9 @@ def evaluate_dataset(dataset: EvalDataset, encode_images: ImageEncoder, encode_t
             )
             out.results.append(Result(dataset.name, "compositionality", selection))
             view["compositionality"] = selection
+    if dataset.binding is not None:
+        binding = binding_eval.evaluate_binding(dataset.binding, lambda x: encode_images(x)[1], encode_texts)
+        out.results.append(Result(dataset.name, "binding", binding))
     out.views[dataset.name] = view
     return out
 

@@ -20,6 +20,7 @@ COLUMNS = {
     "I→T R@1 (paraphrases)": ("retrieval_rewrites/image_to_text_R@1", 100, 1),
     "T→I R@1 (paraphrases)": ("retrieval_rewrites/text_to_image_R@1", 100, 1),
     "compositional (mean)": ("compositional/mean", 100, 1),
+    "binding (mean)": ("binding/mean", 100, 1),
     "modality gap": ("geometry/modality_gap", 1, 3),
 }
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
@@ -80,7 +81,14 @@ def results_table(results: dict[str, list[dict]], name_header: str = "config", w
 
 
 # Columns of the paired table: the headline metrics of the shapes evaluation.
-PAIRED_COLUMNS = ("zero-shot shape+colour", "zero-shot shape", "I→T R@1", "T→I R@1", "I→T R@1 (paraphrases)")
+PAIRED_COLUMNS = (
+    "zero-shot shape+colour",
+    "zero-shot shape",
+    "I→T R@1",
+    "T→I R@1",
+    "I→T R@1 (paraphrases)",
+    "binding (mean)",
+)
 
 
 def paired_difference(method: list[float], baseline: list[float]) -> tuple[float, float, float, int]:

@@ -118,6 +118,11 @@ RULES = (
         "scores a post-pretraining chain's runs (checked above): the script's flags parse",
     ),
     Rule(
+        r"python benchmarks/binding_scores\.py ",
+        CHECK,
+        "scores runs trained beforehand (every training test runs the same evaluator): the script's flags parse",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",

@@ -64,11 +64,11 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     for dataset in labelled:
         for task in ("zeroshot_classification", "linear_probe", "few_shot"):
             assert (dataset, task) in pairs
-    for task in ("zeroshot_retrieval", "embedding_geometry", "compositionality"):
+    for task in ("zeroshot_retrieval", "embedding_geometry", "compositionality", "binding"):
         assert ("shapes", task) in pairs
     assert {("my_images", "zeroshot_retrieval"), ("my_images", "embedding_geometry")} <= pairs  # it has captions
     assert ("shapes", "shapes_zero_shot") in pairs  # the trainer's evaluators (config.evals), one record each
-    assert len(records) == len(pairs) == 5 * 3 + 3 + 2 + 1
+    assert len(records) == len(pairs) == 5 * 3 + 4 + 2 + 1
     for r in records:
         assert list(r) == ["dataset", "model", "pretrained", "task", "metrics", "language"]
         assert r["pretrained"] == f"{workdir.name}-step6" and r["language"] == "en"
@@ -80,6 +80,9 @@ def test_eval_writes_one_clip_benchmark_json_per_dataset_and_task(evaluated):
     assert zero_shot["acc1"] == pytest.approx(summary["eval"]["zero_shot/shape"], abs=1 / 32 + 1e-9)
     # --mode=eval runs the trainer's evaluators themselves: the same numbers as the training run's final eval.
     assert by_key[("shapes", "shapes_zero_shot")] == pytest.approx(summary["eval"], rel=1e-6, abs=1e-9)
+    # ... and the suite's binding task scores the same 16 images per kind, under the same metric names.
+    trainer_binding = {k: v for k, v in summary["eval"].items() if k.startswith(("binding/", "binding_rewrites/"))}
+    assert by_key[("shapes", "binding")] == pytest.approx(trainer_binding, abs=1 / 16 + 1e-9)
     assert set(by_key[("shapes", "compositionality")]) == {"colour", "shape", "size", "position", "swap", "add", "mean"}
     assert "image_retrieval_recall@5" in by_key[("shapes", "zeroshot_retrieval")]
     table = (output / "results.txt").read_text()

@@ -48,6 +48,8 @@ def test_main_job_trains_and_beats_chance(laclip_run):
     # A trained model prefers the true caption to most minimally changed false ones (chance 0.5).
     assert summary["eval"]["compositional/colour"] > 0.6, summary["eval"]
     assert 0.0 < summary["eval"]["geometry/modality_gap"] < 2.0
+    binding = {k for k in summary["eval"] if k.startswith(("binding/", "binding_rewrites/"))}
+    assert len(binding) == 12 and "binding (captions)" in result.stdout, binding  # 4 kinds, mean, image-blind
     assert "zero-shot shape+colour" in result.stdout and "checkpoints" in result.stdout
     assert (workdir / "tokenizer.model").is_file() and (workdir / "run_info.json").is_file()
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from input_pipeline.binding import KINDS
+
 
 def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
     e = summary["eval"]
@@ -28,6 +30,11 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         if sets:
             values = ", ".join(f"{name} {e[prefix + name]:.1f}" for name in sets)
             rows.append((label, f"avg {e[prefix + 'avg']:.1f} ({values})"))
+    for prefix, label in (("binding/", "binding (captions)"), ("binding_rewrites/", "binding (paraphrases)")):
+        if f"{prefix}mean" in e:
+            kinds = ", ".join(f"{kind} {100 * e[prefix + kind]:.1f}" for kind in KINDS)
+            blind = 100 * e[prefix + "image_blind"]
+            rows.append((label, f"{100 * e[prefix + 'mean']:5.1f}%  ({kinds}; image-blind {blind:.1f}, chance 50)"))
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
