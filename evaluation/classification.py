@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluation.retrieval import recall_at_k
+
 
 def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of rows of [N, C] `logits` whose label ([N] ints) is among the k highest scores.
 
-    Ties are resolved in the label's favour (as in retrieval.recall_at_k): a row counts
-    when fewer than k classes score strictly higher than its label.
+    Classes with equal scores are ranked in a uniformly random order, in expectation (as in
+    retrieval.recall_at_k): a model that scores every class alike gets k / C, not 1.
     """
-    label_score = np.take_along_axis(logits, labels[:, None], axis=1)
-    rank = np.sum(logits > label_score, axis=1)
-    return float(np.mean(rank < k))
+    return recall_at_k(logits, np.eye(logits.shape[1], dtype=bool)[labels], (k,))[k]
 
 
 def mean_per_class_recall(predictions: np.ndarray, labels: np.ndarray) -> float:

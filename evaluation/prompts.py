@@ -1,8 +1,15 @@
 """Zero-shot prompt templates for the shapes labels.
 
-None of these templates' wording ("photo", "image", "picture", "rendering",
-"showing", "something") occurs in any training caption or rewrite, so zero-shot
-accuracy measures transfer to new phrasings, not memorised strings.
+Their wording ("photo", "image", "showing", "picture", "one", "rendering", "something", "thing")
+never reaches the text tower of CLIP, SigLIP, ProtoCLIP, the hard-negative methods (DeGLA,
+clip_hard_negatives), CLIP-Refine, ProCLIP, uCLIP or continued CLIP in training: their text is the
+alt-text caption (and its perturbations). Three methods train on some of it, in text that carries no
+class: LaCLIP on "one" (rewrites such as "one disc, small and red"; the one-word rewrite "image" is
+replaced by the original caption before it is tokenised), DreamLIP on "picture" (every long
+caption's scene sentence "The picture contains 2 objects on a grey textured background.") and ALIP on
+"photo" (a junk word of the noisy raw captions). LiT's text tower was pretrained on general English,
+where all of them are common. Whatever the method, the SentencePiece tokenizer is fitted to every
+text field, "image", "one", "photo" and "picture" included. tests/test_prompt_words.py checks this.
 """
 
 from input_pipeline import shapes

@@ -66,7 +66,8 @@ def evaluate_dataset(dataset: EvalDataset, encode_images: ImageEncoder, encode_t
         captions = [c for per_image in dataset.captions for c in per_image]
         caption_image = np.repeat(np.arange(len(dataset.captions)), [len(c) for c in dataset.captions])
         caption_embeddings = encode_texts(captions)
-        recall = retrieval.multi_caption_recall_at_k(embeddings["test"] @ caption_embeddings.T, caption_image)
+        positives = retrieval.caption_positives(caption_image, len(dataset.captions))
+        recall = retrieval.recall_both_ways(retrieval.similarity(embeddings["test"], caption_embeddings), positives)
         out.results.append(Result(dataset.name, "zeroshot_retrieval", _clip_benchmark_recall_names(recall)))
         first = np.searchsorted(caption_image, np.arange(len(dataset.captions)))  # each image's first caption
         geometry = modality_gap.embedding_geometry(embeddings["test"], caption_embeddings[first])

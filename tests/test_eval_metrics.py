@@ -1,5 +1,7 @@
 """Evaluation metrics against scikit-learn / SciPy or hand-computed cases (never the code under test)."""
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist, pdist
@@ -18,12 +20,12 @@ def test_top_k_accuracy_matches_sklearn_without_ties():
         assert classification.top_k_accuracy(logits, labels, k) == pytest.approx(expected)
 
 
-def test_top_k_accuracy_ties_count_for_the_label():
+def test_top_k_accuracy_ties_in_random_order():
     logits = np.array([[1.0, 1.0, 1.0], [0.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
     labels = np.array([2, 2, 2])
-    # Row 0: all tied, label found at 1. Row 1: one class above the label. Row 2: two above.
-    assert classification.top_k_accuracy(logits, labels, 1) == pytest.approx(1 / 3)
-    assert classification.top_k_accuracy(logits, labels, 2) == pytest.approx(2 / 3)
+    # Row 0: all tied, the label in each place with probability 1/3. Row 1: one class above the label. Row 2: two.
+    assert classification.top_k_accuracy(logits, labels, 1) == pytest.approx((1 / 3 + 0 + 0) / 3)
+    assert classification.top_k_accuracy(logits, labels, 2) == pytest.approx((2 / 3 + 1 + 0) / 3)
     assert classification.top_k_accuracy(logits, labels, 3) == 1.0
 
 
@@ -48,26 +50,69 @@ def test_classification_metrics_names_and_acc5_only_beyond_five_classes():
 
 def test_multi_caption_recall_hand_checked_with_ties():
     # 2 images; captions 0, 1 describe image 0, caption 2 describes image 1.
-    caption_image = np.array([0, 0, 1])
+    positives = retrieval.caption_positives(np.array([0, 0, 1]), 2)
     similarity = np.array(
         [
-            [0.1, 0.8, 0.9],  # image 0: its best caption (0.8) is beaten by caption 2: rank 1
-            [0.5, 0.5, 0.5],  # image 1: all tied, found at rank 0
+            [0.1, 0.8, 0.9],  # image 0: its best caption (0.8) is beaten by caption 2: second
+            [0.5, 0.5, 0.5],  # image 1: all tied, its one caption first with probability 1/3, second 1/3
         ]
     )
-    m = retrieval.multi_caption_recall_at_k(similarity, caption_image, ks=(1, 2))
-    assert m["image_to_text_R@1"] == 0.5 and m["image_to_text_R@2"] == 1.0
+    m = retrieval.recall_both_ways(similarity, positives, ks=(1, 2))
+    assert m["image_to_text_R@1"] == pytest.approx((0 + 1 / 3) / 2)
+    assert m["image_to_text_R@2"] == pytest.approx((1 + 2 / 3) / 2)
     # caption 0: 0.1 vs image 1's 0.5, missed at 1; caption 1: 0.8 > 0.5, found; caption 2: 0.5 < 0.9, missed.
     assert m["text_to_image_R@1"] == pytest.approx(1 / 3) and m["text_to_image_R@2"] == 1.0
 
 
-def test_multi_caption_recall_with_one_caption_each_equals_recall_at_k():
-    similarity = np.random.default_rng(1).normal(size=(30, 30))
-    multi = retrieval.multi_caption_recall_at_k(similarity, np.arange(30))
-    for k, value in retrieval.recall_at_k(similarity).items():
-        assert multi[f"image_to_text_R@{k}"] == value
-    for k, value in retrieval.recall_at_k(similarity.T).items():
-        assert multi[f"text_to_image_R@{k}"] == value
+def _recall_over_all_tie_orders(scores, positives, k):
+    """CLIP_benchmark's recall with every order of the candidates as tie-breaker, averaged: the top k
+    of a lexicographic (score, order) sort, over all C! orders of C candidates."""
+    candidates = scores.shape[1]
+    found = []
+    for order in itertools.permutations(range(candidates)):
+        for row in range(len(scores)):
+            ranked = sorted(range(candidates), key=lambda c, row=row: (-scores[row, c], order[c]))
+            found.append(any(positives[row, c] for c in ranked[:k]))
+    return np.mean(found)
+
+
+def test_recall_matches_every_tie_order_averaged():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 3, size=(12, 6)).astype(float)  # coarse scores: ties everywhere
+    positives = rng.random((12, 6)) < 0.3
+    positives[np.arange(12), rng.integers(0, 6, size=12)] = True  # at least one positive each, some several
+    recalls = retrieval.recall_at_k(scores, positives, ks=(1, 2, 3, 6))
+    for k, value in recalls.items():
+        assert value == pytest.approx(_recall_over_all_tie_orders(scores, positives, k), abs=1e-12)
+
+
+def test_recall_without_ties_is_the_top_k_by_sorting():
+    rng = np.random.default_rng(5)
+    positives = retrieval.caption_positives(np.repeat(np.arange(40), [1, 2, 3] * 13 + [3]), 40)  # 81 captions
+    scores = rng.normal(size=positives.shape)
+    top = np.argsort(-scores, axis=1)
+    for k, value in retrieval.recall_at_k(scores, positives, ks=(1, 5, 10)).items():
+        assert value == np.mean([positives[q, top[q, :k]].any() for q in range(40)])
+
+
+def test_duplicate_captions_tie_and_each_copy_wins_one_in_m():
+    # 1,000 images of 160 caption strings (as the shapes test set repeats templated captions), each
+    # image embedded exactly as its caption: a perfect model. The m copies of a string tie exactly
+    # (float32, at BLAS-unfriendly positions) and the image's own copy is among the k first with
+    # probability min(k, m) / m; counting the same text as right, every query is found at 1.
+    rng = np.random.default_rng(6)
+    strings = rng.integers(0, 160, size=1000)
+    vectors = rng.normal(size=(160, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = vectors[strings]
+    multiplicity = np.bincount(strings)[strings]
+    m = retrieval.retrieval_metrics(texts, texts)
+    for k in (1, 5, 10):
+        expected = np.mean(np.minimum(k, multiplicity) / multiplicity)
+        assert m[f"image_to_text_R@{k}"] == pytest.approx(expected, abs=1e-12)
+        assert m[f"text_to_image_R@{k}"] == pytest.approx(expected, abs=1e-12)
+    same = retrieval.retrieval_metrics(texts, texts, positives=retrieval.same_text_positives([str(s) for s in strings]))
+    assert set(same.values()) == {1.0}
 
 
 def test_caption_selection_accuracy_hand_checked():

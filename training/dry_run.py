@@ -19,8 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from configs.errors import ConfigError
+from input_pipeline import shapes
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
@@ -46,13 +48,24 @@ def use_fake_devices(count: int) -> None:
     jax.config.update("jax_num_cpu_devices", count)
 
 
-def abstract_batch(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
-    """ShapeDtypeStructs of one global batch (images and caption tokens), split over the batch axes."""
+def abstract_batch(config: ml_collections.ConfigDict, mesh, objective=None) -> dict[str, jax.ShapeDtypeStruct]:
+    """ShapeDtypeStructs of one global batch (images, caption tokens and `objective`'s batch fields),
+    split over the batch axes. The fields' shapes come from one shapes record: an objective's fields
+    (sub-captions, negatives, raw captions) have the same shapes whatever the data."""
     side, sharding = config.data.image_size, mesh_lib.batch_sharding(mesh)
-    return {
+    batch = {
         "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.uint8, sharding=sharding),
         "text": jax.ShapeDtypeStruct((config.batch_size, config.model.text.max_len), jnp.int32, sharding=sharding),
     }
+    make_fields = batch_fields(config.objective) if objective is not None else None
+    if make_fields is not None:
+        record = shapes.make_example(config.seed, "train", 0, image_size=8)  # the image is not read
+        encode = lambda texts: np.zeros((len(texts), config.model.text.max_len), np.int32)  # noqa: E731
+        fields = make_fields(record, np.random.default_rng(0), encode)
+        for key, value in fields.items():
+            value = jnp.asarray(value)  # the dtype the pipeline's arrays arrive with (no float64)
+            batch[key] = jax.ShapeDtypeStruct((config.batch_size, *value.shape), value.dtype, sharding=sharding)
+    return batch
 
 
 def memory_error(needed_gib: float, budget_gib: float, what: str, config=None) -> str | None:
@@ -87,7 +100,7 @@ class Plan(NamedTuple):
 
 def plan(config: ml_collections.ConfigDict) -> Plan:
     """Builds everything abstract (no compile, nothing allocated); ConfigError when the devices are too
-    few, the objective needs batch fields the dry run does not build, or the batch does not divide."""
+    few or the batch does not divide."""
     count = config.dry_run.devices
     if jax.device_count() < count:
         raise ConfigError(
@@ -95,11 +108,6 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
             "main.py --dry_run, which starts jax on fake CPU devices, before anything else uses jax."
         )
     objective = get_objective(config.objective)
-    if batch_fields(config.objective) is not None:
-        raise ConfigError(
-            f"Objective {config.objective!r} reads batch fields beyond images and captions, which the dry run "
-            "does not build; dry-run a config with objective clip or siglip of the same model size."
-        )
     mesh = mesh_from_config(config, jax.devices()[:count])
     validate_batch_division(config.batch_size, mesh_lib.batch_device_count(mesh), 1, config.microbatches)
     if config.model.attention == "cudnn":
@@ -111,7 +119,7 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
     model = build_model(config, config.text.vocab_size)
     optimizer = make_optimizer(config)
     abstract, shardings = state_shardings(config, model, optimizer, objective, mesh)
-    return Plan(mesh, model, objective, optimizer, abstract, shardings, abstract_batch(config, mesh))
+    return Plan(mesh, model, objective, optimizer, abstract, shardings, abstract_batch(config, mesh, objective))
 
 
 def resident_report(p: Plan) -> dict[str, float]:
