@@ -91,7 +91,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.data.image_size = image_size
     c.data.cache_dir = "~/.cache/contrastive_shapes"  # '' renders in memory only
     c.data.text_augmentation = "none"  # or "laclip"
-    c.data.rewrite_warmup_steps = 0  # laclip: steps over which the chance of a rewrite rises from 0 (0: the paper's draw)
+    # laclip: steps over which the chance of drawing a rewrite rises from 0 (0: the paper's draw from the start)
+    c.data.rewrite_warmup_steps = 0
     # Random resized crop area range; (1.0, 1.0) disables it. Off for tiny runs: in 300-step runs it
     # cost 4 points of zero-shot shape+colour (16.4% vs 20.1%); LaCLIP's full-size recipe uses 0.5-1.
     c.data.crop_scale = (1.0, 1.0) if tiny else (0.5, 1.0)

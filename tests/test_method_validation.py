@@ -110,7 +110,8 @@ REFUSED = [
     # (objective, overrides, fragment): settings the objective cannot run with, known from the config alone.
     ("dreamlip", {"data.name": "csv", "data.path": __file__}, "reads each record's 'long_caption'"),
     ("alip", {"data.name": "jsonl", "data.path": __file__}, "reads each record's 'raw_caption'"),
-    ("degla", {"data.name": "csv", "data.path": __file__}, "reads each record's 'hard_negatives'"),  # WebDataset json may carry it
+    # A WebDataset sample's json may carry hard_negatives; a CSV row cannot.
+    ("degla", {"data.name": "csv", "data.path": __file__}, "reads each record's 'hard_negatives'"),
     ("uclip", {"init_from.workdir": ""}, "uCLIP extends a trained CLIP"),
     ("proclip", {"init_from.workdir": ""}, "starts from a trained model; set config.init_from.workdir"),
     ("proclip", {"proclip.embedder_workdir": "/no/such/run"}, "embedder_workdir '/no/such/run' holds no checkpoints"),

@@ -17,8 +17,11 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         if f"zero_shot/{name}" in e:
             value = 100 * e[f"zero_shot/{name}"]
             rows.append((f"zero-shot {name.replace('_', '+')}", f"{value:5.1f}%  (chance {100 / chance:.1f}%)"))
-    labels = {"retrieval/": "captions", "retrieval_same_text/": "captions, same text counts",
-              "retrieval_rewrites/": "paraphrases"}  # the shapes evaluator's; other prefixes: config.evals entries
+    labels = {
+        "retrieval/": "captions",
+        "retrieval_same_text/": "captions, same text counts",
+        "retrieval_rewrites/": "paraphrases",
+    }  # the shapes evaluator's; other prefixes: config.evals entries
     prefixes = [k.removesuffix("image_to_text_R@1") for k in e if k.endswith("image_to_text_R@1")]
     for prefix in sorted(prefixes, key=lambda p: (p not in labels, list(labels).index(p) if p in labels else p)):
         for direction, arrow in (("image_to_text", "image->text"), ("text_to_image", "text->image")):
