@@ -48,3 +48,20 @@ def sample_texts(rng: np.random.Generator, count: int = 300) -> list[str]:
         n = int(rng.integers(1, 12)) if i % 10 else int(rng.integers(60, 120))  # every tenth overlong
         texts.append(" ".join(words[int(j)] for j in rng.integers(0, len(words), n)))
     return texts + ["", "a photo of a scarlet round object.", "A Photo Of A RED Circle!"]
+
+
+def two_tower(model_config: dict):
+    """Our TwoTower for a converter's `model_config` (towers, widths, projections), logit scale 0."""
+    import ml_collections
+
+    from models.two_tower import TwoTower
+
+    return TwoTower(
+        image=ml_collections.ConfigDict(model_config["image"]),
+        text=ml_collections.ConfigDict(model_config["text"]),
+        embed_dim=model_config["embed_dim"],
+        vocab_size=model_config["vocab_size"],
+        logit_scale_init=0.0,
+        image_projection=model_config.get("image_projection", "linear"),
+        text_projection=model_config.get("text_projection", "linear"),
+    )

@@ -11,9 +11,8 @@ import numpy as np
 
 from interop.big_vision_weights import convert_big_vision_siglip
 from interop.siglip_weights import export_hf_siglip
-from models.two_tower import TwoTower
 from tests import big_vision_reference as reference
-from tests.interop_reference import nested, require_torch
+from tests.interop_reference import nested, require_torch, two_tower
 
 
 def _inputs(rng: np.random.Generator):
@@ -23,15 +22,7 @@ def _inputs(rng: np.random.Generator):
 
 
 def _ours(params: dict, model_config: dict, images: np.ndarray, tokens: np.ndarray) -> dict:
-    model = TwoTower(
-        image=ml_collections.ConfigDict(model_config["image"]),
-        text=ml_collections.ConfigDict(model_config["text"]),
-        embed_dim=model_config["embed_dim"],
-        vocab_size=model_config["vocab_size"],
-        logit_scale_init=0.0,
-        image_projection=model_config["image_projection"],
-        text_projection=model_config["text_projection"],
-    )
+    model = two_tower(model_config)
     out = jax.jit(model.apply)({"params": nested(params)}, jnp.asarray(images), jnp.asarray(tokens, jnp.int32))
     out = {k: np.asarray(v) for k, v in out.items()}
     out["logits"] = out["text_embedding"] @ out["image_embedding"].T * np.exp(out["logit_scale"]) + out["logit_bias"]

@@ -13,19 +13,13 @@ from interop.bert_weights import flatten
 from interop.clip_weights import convert_clip
 from interop.export_hf import export_hf_clip
 from models.two_tower import TwoTower
-from tests.interop_reference import import_open_clip, nested, require_torch
+from tests.interop_reference import import_open_clip, nested, require_torch, two_tower
 
 VOCAB, EOS = 99, 98  # EOS is the largest id, as in CLIP's vocabulary
 
 
 def _model(model_config: dict) -> TwoTower:
-    return TwoTower(
-        image=ml_collections.ConfigDict(model_config["image"]),
-        text=ml_collections.ConfigDict(model_config["text"]),
-        embed_dim=model_config["embed_dim"],
-        vocab_size=model_config["vocab_size"],
-        logit_scale_init=0.0,
-    )
+    return two_tower(model_config)
 
 
 def _inputs(rng: np.random.Generator, image_size: int, length: int) -> tuple[np.ndarray, np.ndarray]:

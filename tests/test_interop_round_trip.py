@@ -23,8 +23,7 @@ from safetensors.numpy import load_file
 from interop.clip_weights import convert_clip
 from interop.export_hf import export_hf_clip
 from interop.siglip_weights import convert_siglip, export_hf_siglip
-from models.two_tower import TwoTower
-from tests.interop_reference import nested, require_torch
+from tests.interop_reference import nested, require_torch, two_tower
 
 ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh")
 HF_ACTIVATIONS = ("gelu", "quick_gelu", "gelu_pytorch_tanh")
@@ -64,15 +63,7 @@ def _random_model_config(rng: np.random.Generator) -> dict:
 
 def _random_params(model_config: dict, rng: np.random.Generator) -> dict:
     """Random values (biases, norms and the class token too) of the model's params, as {path: array}."""
-    model = TwoTower(
-        image=ml_collections.ConfigDict(model_config["image"]),
-        text=ml_collections.ConfigDict(model_config["text"]),
-        embed_dim=model_config["embed_dim"],
-        vocab_size=model_config["vocab_size"],
-        logit_scale_init=0.0,
-        image_projection=model_config["image_projection"],
-        text_projection=model_config["text_projection"],
-    )
+    model = two_tower(model_config)
     size, length = model_config["image_size"], model_config["text"]["max_len"]
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), jnp.zeros((1, length), jnp.int32))
