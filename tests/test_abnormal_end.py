@@ -44,7 +44,8 @@ TINY = [
 
 
 def _run(args, tmp_path, script=None):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    # LLVM at -O0: compiling costs these few-step runs more than running them.
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0")
     command = [sys.executable, "-c", script] if script else [sys.executable, "main.py"]
     return subprocess.run(
         [*command, *TINY, f"--workdir={tmp_path}", *args],

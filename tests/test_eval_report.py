@@ -34,7 +34,8 @@ TRAIN = [
 
 
 def run_main(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    # LLVM at -O0: compiling costs these few-step runs more than running them.
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0")
     return subprocess.run(
         [sys.executable, "main.py", "--config=configs/clip.py", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,

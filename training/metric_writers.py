@@ -5,10 +5,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 
 import numpy as np
-from tensorboardX import SummaryWriter
+
+
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without PyTorch: tensorboardX imports torch (when installed)
+    only to accept torch tensors, which costs every run 2 s and 300 MB; we pass floats."""
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError, which tensorboardX handles
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricWriter:
@@ -19,7 +34,7 @@ class MetricWriter:
         self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
         self.tensorboard_dir = os.path.join(workdir, "tensorboard")
         if enabled:
-            self._tensorboard = SummaryWriter(self.tensorboard_dir, flush_secs=30)
+            self._tensorboard = _summary_writer_class()(self.tensorboard_dir, flush_secs=30)
             self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
