@@ -139,6 +139,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.attention = "dense"  # or xla | cudnn (fused flash attention on NVIDIA GPUs, bf16)
     c.model.layer_norm_dtype = "float32"  # bfloat16: LayerNorm outputs and the ViT's residual stream in bf16
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
+    c.model.region_depth = 0  # CLOC's box prompter and grounding head: cross-attention blocks each; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
     c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)

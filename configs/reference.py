@@ -73,6 +73,7 @@ DESCRIPTIONS = {
     "(`float32` or `bfloat16`; statistics are float32 either way).",
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
     "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
+    "model.region_depth": "Cross-attention blocks of the box prompter and of the grounding head (CLOC); 0 = none.",
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
     "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",

@@ -10,7 +10,9 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
 - `sts`: STS Spearman of the text tower on config.eval.sts_files, or the embedded graded pairs;
 - `second_language_retrieval`: uCLIP's measure, retrieval from English and second-language captions
   (evaluation/second_language.py);
-- `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py).
+- `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py);
+- `regions`: region classification and caption grounding on held-out multi-object shapes images, the
+  prompter-free RoI baseline and chance beside (evaluation/region_eval.py; CLOC).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
@@ -30,6 +32,7 @@ EVAL_TYPES: dict[str, dict] = {
     "sts": {},
     "second_language_retrieval": {},
     "proclip_text": {},
+    "regions": {},
 }
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
 

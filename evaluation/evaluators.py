@@ -12,6 +12,7 @@ import numpy as np
 from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.proclip import proclip_retrieval
+from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
 from evaluation.second_language import second_language_retrieval
 from evaluation.shapes_eval import ShapesEvaluator, batched
@@ -123,6 +124,10 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         )
     if entry.type == "proclip_text":
         return _ProclipText(config, model, tokenizer)
+    if entry.type == "regions":
+        regions = RegionEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
+                                  max_len=max_len)  # fmt: skip
+        return _Call(regions.evaluate, f"the regions of {n} held-out multi-object shapes images")
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 

@@ -66,7 +66,14 @@ def _coverage(shape: int, cx: float, cy: float, radius: float, size: int) -> tup
 
 
 def render_image(objects: list, rng: np.random.Generator, size: int) -> np.ndarray:
-    """Renders [size, size, 3] uint8: a smooth textured background, then the antialiased objects.
+    """[size, size, 3] uint8: render_scene's image."""
+    return render_scene(objects, rng, size)[0]
+
+
+def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image [size, size, 3] uint8, boxes [len(objects), 4] float32): a smooth textured background, then the
+    antialiased objects; each box (x0, y0, x1, y1 in [0, 1] of the image) bounds the pixels its object covers
+    at least half of.
 
     Only the pixels around each object are supersampled, so rendering costs about the same at 64 px
     as at 32 px (the background is smooth and drawn at full resolution directly).
@@ -78,7 +85,8 @@ def render_image(objects: list, rng: np.random.Generator, size: int) -> np.ndarr
     grey = base + tilt[0] * (xx / size - 0.5) + tilt[1] * (yy / size - 0.5) + stripes
     image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
     cell = size / 3
-    for obj in objects:
+    boxes = np.zeros((len(objects), 4), np.float32)
+    for k, obj in enumerate(objects):
         row, col = divmod(obj.position, 3)
         radius = cell * object_radius(obj.size)
         slack = cell / 2 - radius
@@ -86,7 +94,9 @@ def render_image(objects: list, rng: np.random.Generator, size: int) -> np.ndarr
         cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
         colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
         rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
+        ys, xs = np.nonzero(alpha >= 0.5)
+        boxes[k] = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
         alpha = alpha[..., None]
         image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
     image += rng.normal(0, 4, size=image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), boxes / size

@@ -15,8 +15,8 @@ background, plus every text field the methods of METHODS.md need:
 - `raw_caption`: the caption with controlled noise, `raw_noise` in [0, 1] (ALIP);
 - `hard_negatives`: one perturbed caption per `HARD_NEGATIVE_TYPES` entry (DeGLA,
   compositionality evaluation);
-- `boxes` [3, 4] (x0, y0, x1, y1 in [0, 1], zero rows for absent objects) and
-  `region_captions` (CLOC);
+- `boxes` [3, 4] (x0, y0, x1, y1 in [0, 1]: the bounds of the pixels each object covers; zero rows
+  for absent objects) and `region_captions` ("<size> <colour> <shape>" per object: CLOC);
 - `labels`: shape, colour and shape_colour of the primary (first, largest) object.
 
 The `test` split renders one object per image so that its class labels are
@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from input_pipeline.shape_drawing import COLOUR_RGB, COLOURS, SHAPES, object_radius, render_image  # noqa: F401
+from input_pipeline.shape_drawing import COLOUR_RGB, COLOURS, SHAPES, render_scene  # noqa: F401
 
 SIZES = ("small", "large")
 POSITIONS = (
@@ -49,7 +49,7 @@ NUM_REWRITES = 4
 MAX_OBJECTS = 3
 MENTION_PROBABILITY = 0.5  # chance that a training caption states an object's size (and, separately, position)
 KEEP_WORD_PROBABILITY = 0.6  # a rewrite keeps each content word w.p. 0.6, else uses a synonym
-VERSION = 4  # bump when rendering or texts change: it names the cache files
+VERSION = 5  # bump when rendering or texts change: it names the cache files
 
 # Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
 # text tower must map these to the canonical words.
@@ -249,7 +249,7 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
         raise ValueError(f"Unknown shapes split {split!r}; use one of {SPLITS}.")
     rng = example_rng(seed, split, index)
     objects = _sample_objects(rng, split)
-    image = render_image(objects, rng, image_size)
+    image, object_boxes = render_scene(objects, rng, image_size)
     # Training alt-text states size and position half the time each; test captions state everything.
     if split == "test":
         mentions = Mentions()
@@ -266,11 +266,7 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
             rewrites.append(_rewrite(objects, mentions, family, rng))
     noise = _pick(rng, (0.0, 0.0, 0.15, 0.4))
     boxes = np.zeros((MAX_OBJECTS, 4), np.float32)
-    for k, o in enumerate(objects):
-        row, col = divmod(o.position, 3)
-        half = object_radius(o.size) / 3
-        cx, cy = (col + 0.5) / 3, (row + 0.5) / 3
-        boxes[k] = (cx - half, cy - half, cx + half, cy + half)
+    boxes[: len(objects)] = object_boxes
     first = objects[0]
     return {
         "image": image,

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, ccp, clip_refine, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
+from losses import alip, ccp, clip_refine, cloc, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
 from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -212,6 +212,15 @@ OBJECTIVES: dict[str, Objective] = {
         loss_from_embeddings=simcse.multicsr_loss_from_embeddings,
         implementations=("dense",),
         dense_only=lambda config: "the frozen encoder's false-negative mask is pairwise, over the whole B x C matrix",
+        grad_cache=True,
+    ),
+    "cloc": Objective(
+        loss=cloc.loss,
+        batch_fields=cloc.region_fields,
+        embed=cloc.embed,
+        loss_from_embeddings=cloc.loss_from_embeddings,
+        validate=cloc.validate,
+        record_fields=("boxes", "region_captions"),
         grad_cache=True,
     ),
     "ccp": Objective(

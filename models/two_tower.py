@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from models.heads import MlpHead
+from models.region_heads import GroundingHead, Prompter, roi_mean
 from models.text_towers import text_tower
 from models.vit import VisionTransformer
 
@@ -33,7 +34,10 @@ class TwoTower(nn.Module):
     (DreamLIP). With `head_dim` > 0 (ProtoCLIP) the model also has an MLP head per tower (hidden
     width `head_hidden_dim`) and a second temperature: `image_head_embedding` /
     `text_head_embedding` [B, head_dim] L2-normalised, and `logit_scale_proto`; with head_dim 0 (the
-    default) none of these params exist.
+    default) none of these params exist. With `region_depth` > 0 (CLOC) the model also has a box
+    prompter and a grounding head over the image tower's patch tokens (models/region_heads.py):
+    `encode_regions(image_tokens, boxes)` gives `region_embedding` [B, R, D], `ground(image_tokens,
+    caption_embedding)` boxes [B, R, 4]; `roi_embedding(image_tokens, boxes)` is the prompter-free baseline.
     """
 
     image: ml_collections.ConfigDict
@@ -54,6 +58,7 @@ class TwoTower(nn.Module):
     text_mlp_head: str = "none"
     image_projection: str = "linear"
     text_projection: str = "linear"
+    region_depth: int = 0  # CLOC's prompter and grounding head: cross-attention blocks each; 0 = none
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -71,6 +76,10 @@ class TwoTower(nn.Module):
             self.logit_scale_proto = self.param(
                 "logit_scale_proto", nn.initializers.constant(self.logit_scale_init), (), jnp.float32
             )
+        if self.region_depth:
+            heads = self.image["heads"]
+            self.prompter = Prompter(self.region_depth, heads, self.dtype)
+            self.grounding_head = GroundingHead(self.region_depth, heads, self.dtype)
 
     def _projection(self, kind: str, name: str):
         if kind == "none":
@@ -84,6 +93,20 @@ class TwoTower(nn.Module):
         if patch_embeddings:
             out["patch_embedding"] = l2_normalize(self.image_projector(tokens).astype(jnp.float32))
         return out
+
+    def encode_regions(self, image_tokens: jax.Array, boxes: jax.Array) -> jax.Array:
+        """image_tokens [B, N, W], boxes [B, R, 4] -> region_embedding [B, R, D] (normalised), through the prompter
+        and the image projection."""
+        return l2_normalize(self.image_projector(self.prompter(image_tokens, boxes)).astype(jnp.float32))
+
+    def ground(self, image_tokens: jax.Array, caption_embedding: jax.Array) -> jax.Array:
+        """image_tokens [B, N, W], caption_embedding [B, R, D] -> boxes [B, R, 4] (x0, y0, x1, y1 in [0, 1])."""
+        return self.grounding_head(image_tokens, caption_embedding)
+
+    def roi_embedding(self, image_tokens: jax.Array, boxes: jax.Array) -> jax.Array:
+        """The baseline: the patch tokens under each box, overlap-weighted, through the image projection,
+        normalised [B, R, D]."""
+        return l2_normalize(self.image_projector(roi_mean(image_tokens, boxes)).astype(jnp.float32))
 
     def head_embeddings(self, image_features: jax.Array, text_features: jax.Array) -> dict[str, jax.Array]:
         """The ProtoCLIP heads on [B, D] tower features (needs head_dim > 0): normalised [B, head_dim] each."""
@@ -115,6 +138,10 @@ class TwoTower(nn.Module):
             out.update(self.encode_text(tokens))
         if self.head_dim and images is not None and tokens is not None:
             out.update(self.head_embeddings(out["image_features"], out["text_features"]))
+        if self.region_depth and images is not None and tokens is not None:  # so that init creates their params
+            whole = jnp.broadcast_to(jnp.array([0.0, 0.0, 1.0, 1.0]), (images.shape[0], 1, 4))
+            out["region_embedding"] = self.encode_regions(out["image_tokens"], whole)
+            out["grounded_box"] = self.ground(out["image_tokens"], out["text_embedding"][:, None])
         return out
 
 
@@ -142,4 +169,5 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         text_mlp_head=m.text_mlp_head,
         image_projection=m.image_projection,
         text_projection=m.text_projection,
+        region_depth=m.region_depth,
     )

@@ -19,6 +19,7 @@ BAD_VALUES = {
     "ccp": ("queue_size", 8, "config.ccp.queue_size (8) is below config.batch_size"),
     "clip_hard_negatives": ("mask_mode", "drop", "Unknown config.clip_hard_negatives.mask_mode 'drop'"),
     "clip_refine": ("features", "pooled", "Unknown config.clip_refine.features 'pooled'"),
+    "cloc": ("region_weight", -1.0, "config.cloc.region_weight must be at least 0, not -1.0"),
     "degla": ("tgc_negatives", "all", "Unknown config.degla.tgc_negatives 'all'"),
     "dreamlip": ("multipos", "triplet", "Unknown config.dreamlip.multipos 'triplet'; use one of ['infonce'"),
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),

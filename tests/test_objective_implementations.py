@@ -58,6 +58,8 @@ def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, m
         config[name].top_k = 0  # on the shared primitive; the top-k term is dense (test_hard_negatives_loss.py)
     if name == "simcse":
         config[name].mode = "sup"  # the contradictions as a shared bank
+    if name == "cloc":
+        config.model.region_depth = 1
     if name in ("protoclip", "proclip", "uclip"):
         config.model.head_dim = config.model.embed_dim
         config.model.head_hidden_dim = 32
@@ -82,6 +84,18 @@ def _fields(name: str, config, size: int, rng: np.random.Generator) -> dict[str,
         return {"positive": tokens(size), "negative": tokens(size)}
     if name == "ccp":
         return {"context": tokens(size), "language": rng.integers(0, config.ccp.num_languages, size).astype(np.int32)}
+    if name == "cloc":
+        corner = rng.uniform(0, 0.6, size=(size, 3, 2))
+        valid = rng.random((size, 3)) < 0.7
+        return {
+            "region_boxes": np.concatenate([corner, corner + rng.uniform(0.1, 0.4, (size, 3, 2))], -1).astype(
+                np.float32
+            ),
+            "region_text": tokens(size, 3),
+            "region_valid": valid,
+            "region_group": rng.integers(0, 6, (size, 3)).astype(np.int32),  # duplicates: not each other's negatives
+            "ground_valid": valid & (rng.random((size, 3)) < 0.8),
+        }
     return {}
 
 

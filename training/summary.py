@@ -39,6 +39,8 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
             kinds = ", ".join(f"{kind} {100 * e[prefix + kind]:.1f}" for kind in KINDS)
             blind = 100 * e[prefix + "image_blind"]
             rows.append((label, f"{100 * e[prefix + 'mean']:5.1f}%  ({kinds}; image-blind {blind:.1f}, chance 50)"))
+    if "regions/roi_caption_top1" in e:
+        rows += _region_rows(e)
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
@@ -48,3 +50,19 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
     rule = "-" * (width + 50)
     lines = [rule, "Summary", rule] + [f"{k:<{width}}  {v}" for k, v in rows] + [rule]
     return "\n".join(lines)
+
+
+def _region_rows(e: dict) -> list[tuple[str, str]]:
+    """The regions evaluator's lines: the model's prompter (when it has one), the RoI baseline, chance."""
+    rows = []
+    for kind, chance in (("caption", "caption_top1"), ("colour_shape", "colour_shape")):
+        values = [f"prompter {100 * e[f'regions/{chance}']:.1f}"] if f"regions/{chance}" in e else []
+        values.append(f"RoI baseline {100 * e[f'regions/roi_{chance}']:.1f}")
+        label = "region caption (of 128)" if kind == "caption" else "region colour+shape"
+        rows.append((label, f"{', '.join(values)}  (chance {100 * e[f'regions/chance_{kind}']:.1f}%)"))
+    values = [f"head {100 * e['grounding/iou50']:.1f}"] if "grounding/iou50" in e else []
+    values.append(
+        f"RoI over grid boxes {100 * e['grounding/roi_iou50']:.1f} (its best {100 * e['grounding/roi_ceiling']:.1f})"
+    )
+    rows.append(("grounding IoU>=0.5", f"{', '.join(values)}  (chance {100 * e['grounding/chance']:.1f}%)"))
+    return rows

@@ -21,6 +21,7 @@ from configs import (
     ccp,
     clip_hard_negatives,
     clip_refine,
+    cloc,
     degla,
     dreamlip,
     multicsr,
@@ -247,12 +248,12 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, clip_hard_negatives, clip_refine, degla, dreamlip, multicsr, proclip, protoclip, simcse,
-                   uclip)
+    for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, dreamlip, multicsr, proclip, protoclip,
+                   simcse, uclip)
 }  # fmt: skip
-# data.name -> the text fields its records hold (besides the image); text-only data is the text objectives' own check.
+# data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
-    "shapes": TEXT_FIELDS,
+    "shapes": (*TEXT_FIELDS, "boxes"),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
     "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS),  # each sample's json (input_pipeline/webdataset.py)
 }
