@@ -21,7 +21,9 @@ Repaired (trained on, after the stated change):
 - `repaired_non_utf8_text`: text bytes that are not UTF-8 are read as Windows-1252 (the usual
   encoding of such alt-text), bytes undefined there dropped;
 - `repaired_overlong_caption`: captions over MAX_CAPTION_CHARS characters cut at the last space
-  before the limit (the tokenizer keeps far fewer tokens anyway; this bounds its work).
+  before the limit (the tokenizer keeps far fewer tokens anyway; this bounds its work);
+- `repaired_dropped_region`: a region (box and caption, CLOC) that is malformed or mostly outside the
+  trained square is dropped, the rest of the example kept (input_pipeline/regions.py).
 
 Every text has runs of whitespace and control characters collapsed to one space (not counted).
 Images are decoded, reduced in the JPEG DCT domain where possible (PIL's `draft`), then the central
@@ -53,6 +55,7 @@ SKIPS = (
 )
 REPAIRS = (
     "cmyk", "palette", "grayscale", "alpha", "high_bit_depth", "other_mode", "non_utf8_text", "overlong_caption",
+    "dropped_region",
 )  # fmt: skip
 PROBLEMS = tuple(f"skipped_{s}" for s in SKIPS) + tuple(f"repaired_{r}" for r in REPAIRS)
 PROBLEM_INDEX = {name: i for i, name in enumerate(PROBLEMS)}

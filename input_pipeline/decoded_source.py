@@ -6,7 +6,13 @@ only the input pipeline and not the trainer.
 
 from __future__ import annotations
 
-from input_pipeline.cleaning import clean_example, clean_method_texts, clean_text, skipped
+import io
+
+import numpy as np
+from PIL import Image
+
+from input_pipeline.cleaning import PROBLEM_INDEX, clean_example, clean_method_texts, clean_text, skipped
+from input_pipeline.regions import clean_regions
 
 
 class DecodedSource:
@@ -27,7 +33,12 @@ class DecodedSource:
         if "skipped" in raw:
             return raw
         example = clean_example(raw["image"], raw["caption"], raw.get("rewrites", ()), self.image_size, self.square)
-        return example if "skipped" in example else {**example, **clean_method_texts(raw)}
+        if "skipped" in example:
+            return example
+        example.update(clean_method_texts(raw))
+        if "raw_regions" in raw:
+            example.update(_regions(raw, example))
+        return example
 
     def texts(self, index: int) -> dict:
         """{"caption", "rewrites", the method texts it has} cleaned, without decoding the image; or a skip record."""
@@ -42,3 +53,16 @@ class DecodedSource:
 
     def __repr__(self) -> str:
         return f"DecodedSource({type(self.raw_source).__name__}, {len(self)} examples, {self.image_size} px)"
+
+
+def _regions(raw: dict, example: dict) -> dict:
+    """{"boxes", "region_captions"} of the raw example's regions in the trained square's frame; counts the
+    regions dropped in the example's problems (input_pipeline/regions.py)."""
+    image = raw["image"]
+    if isinstance(image, bytes):
+        width, height = Image.open(io.BytesIO(image)).size  # the header only
+    else:
+        height, width = np.shape(image)[:2]
+    boxes, captions, dropped = clean_regions(*raw["raw_regions"], width, height)
+    example["problems"][PROBLEM_INDEX["repaired_dropped_region"]] += dropped
+    return {"boxes": boxes, "region_captions": captions}

@@ -6,7 +6,8 @@ A shard holds samples as consecutive members `<key>.<ext>`: the image (`jpg`, `j
 `pread` per member, so any index is reachable in any order, from threads and worker processes.
 The caption is `<key>.txt`, else the `caption` field of `<key>.json`; LaCLIP rewrites may sit in
 the json's `rewrites` list, and the texts other methods read in its `long_caption` (DreamLIP), `raw_caption`
-(ALIP) and `hard_negatives` list (DeGLA, UniME's hard negatives).
+(ALIP) and `hard_negatives` list (DeGLA, UniME's hard negatives), and regions in its `boxes` and
+`region_captions` lists (CLOC: input_pipeline/regions.py).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class WebDatasetSource:
                 texts = {k: meta[k] for k in ("long_caption", "raw_caption") if isinstance(meta.get(k), str)}
                 if isinstance(meta.get("hard_negatives"), list):
                     texts["hard_negatives"] = tuple(n for n in meta["hard_negatives"] if isinstance(n, str))
+                if isinstance(meta.get("boxes"), list) and isinstance(meta.get("region_captions"), list):
+                    texts["raw_regions"] = (meta["boxes"], meta["region_captions"])
         return {"image": self._read(index, 0), "caption": caption, "rewrites": rewrites, **texts}
 
     def texts(self, index: int) -> dict:

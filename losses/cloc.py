@@ -44,11 +44,12 @@ def caption_group(caption: str) -> int:
 
 def region_fields(record: dict, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
     """{"region_boxes" float32 [R, 4], "region_text" int32 [R, max_len], "region_valid" bool [R],
-    "region_group" int32 [R], "ground_valid" bool [R]} with R = MAX_REGIONS, absent regions zero."""
+    "region_group" int32 [R], "ground_valid" bool [R]} with R = MAX_REGIONS, absent regions zero (a record
+    without regions, as a WebDataset sample whose json has none, brings none)."""
     del rng
-    captions = [str(c) for c in record["region_captions"]][:MAX_REGIONS]
+    captions = [str(c) for c in record.get("region_captions", ())][:MAX_REGIONS]
     boxes = np.zeros((MAX_REGIONS, 4), np.float32)
-    given = np.asarray(record["boxes"], np.float32).reshape(-1, 4)[: len(captions)]
+    given = np.asarray(record.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)[: len(captions)]
     if len(given) < len(captions):
         raise ValueError(f"A record has {len(captions)} region captions but {len(given)} boxes; give one box each.")
     boxes[: len(captions)] = given

@@ -190,3 +190,37 @@ def test_cloc_trains_and_reports_regions_beside_the_baseline(tmp_path):
     assert e["regions/chance_caption"] == 1 / 128 and e["grounding/roi_ceiling"] >= e["grounding/roi_iou50"]
     records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "train/region_loss" in line]
     assert len(records) == 2
+
+
+def test_regions_of_a_webdataset_sample_move_into_the_trained_square(tmp_path):
+    import json
+
+    import real_data as rd
+
+    from input_pipeline.cleaning import PROBLEM_INDEX
+    from input_pipeline.decoded_source import DecodedSource
+    from input_pipeline.webdataset import WebDatasetSource
+
+    meta = {
+        # A 48 x 40 photo: its central square is x in [4, 44) of 48, all of y.
+        "boxes": [[0.25, 0.5, 0.5, 1.0], [0.0, 0.0, 0.05, 0.1], [0.5, 0.5, 0.4, 0.9], [0.1, 0.2, 0.3]],
+        "region_captions": ["a red  square", "a sliver left of the square", "inverted", "three numbers"],
+    }
+    samples = [
+        {"key": "000000", "jpg": rd.photo(0), "txt": b"a photo", "json": json.dumps(meta).encode()},
+        {"key": "000001", "jpg": rd.photo(1), "txt": b"no regions"},
+    ]
+    rd.write_shard(tmp_path / "shard-000.tar", samples)
+    source = DecodedSource(WebDatasetSource([str(tmp_path / "shard-000.tar")]), image_size=16)
+    first, second = source[0], source[1]
+    # x: (0.25 * 48 - 4) / 40 = 0.2 and (0.5 * 48 - 4) / 40 = 0.5; y unchanged.
+    np.testing.assert_allclose(first["boxes"], [[0.2, 0.5, 0.5, 1.0]], rtol=1e-6)
+    assert first["region_captions"] == ("a red square",)
+    assert first["problems"][PROBLEM_INDEX["repaired_dropped_region"]] == 3  # outside, inverted, 3 numbers
+    assert "boxes" not in second
+    fields = cloc.region_fields(second, None, lambda texts: np.zeros((len(texts), 4), np.int32))
+    assert not fields["region_valid"].any()  # a sample without regions brings none
+
+    config = cloc_config.get_config("data=webdataset")
+    config.data.path = str(tmp_path / "shard-*.tar")
+    validate_config(config)  # the json can supply boxes and region captions

@@ -255,7 +255,8 @@ METHOD_CONFIGS = {
 RECORD_FIELDS = {
     "shapes": (*TEXT_FIELDS, "boxes"),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
-    "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS),  # each sample's json (input_pipeline/webdataset.py)
+    # each sample's json (input_pipeline/webdataset.py)
+    "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
 }
 
 
