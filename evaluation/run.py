@@ -48,15 +48,17 @@ def _flat(tree, prefix: str = "") -> dict:
 
 
 def check_config_matches_run(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Raises ConfigError naming the first model setting that differs from the run's run_info.json."""
+    """Raises ConfigError naming the first model setting that differs from the run's run_info.json (keys the
+    record lacks are not compared)."""
     path = os.path.join(workdir, "run_info.json")
     if not os.path.isfile(path):
         return
     with open(path, encoding="utf-8") as f:
         trained = _flat(json.load(f)["config"].get("model", {}), "model.")
     current = _flat(json.loads(json.dumps(config.model.to_dict(), default=str)), "model.")
+    # A key the run's record lacks was added to the code after it trained, which then had that key's default.
     for key in sorted(set(trained) | set(current)):
-        if trained.get(key) != current.get(key):
+        if key in trained and trained.get(key) != current.get(key):
             raise ConfigError(
                 f"config.{key.rstrip('.')} is {current.get(key)!r} but the run in {workdir} was trained with "
                 f"{trained.get(key)!r}; pass the --config and overrides of that run (see its run_info.json)."

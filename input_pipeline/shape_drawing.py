@@ -95,7 +95,17 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
         colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
         rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
         ys, xs = np.nonzero(alpha >= 0.5)
-        boxes[k] = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
+        if not len(ys):  # an object too small to cover half of any pixel (tiny images): the pixels it touches
+            ys, xs = np.nonzero(alpha > 0)
+        if len(ys):
+            boxes[k] = (
+                cols.start + xs.min(),
+                rows.start + ys.min(),
+                cols.start + xs.max() + 1,
+                rows.start + ys.max() + 1,
+            )
+        else:
+            boxes[k] = (cx - radius, cy - radius, cx + radius, cy + radius)
         alpha = alpha[..., None]
         image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
     image += rng.normal(0, 4, size=image.shape)

@@ -51,9 +51,10 @@ def test_xla_attention_gives_the_dense_towers_outputs_with_the_same_params():
     _, fused = _embeddings(tiny_config(**{"model.attention": "xla"}), params)
     for key in ("image_embedding", "text_embedding", "image_tokens"):
         np.testing.assert_allclose(fused[key], dense[key], atol=2e-5)
-    # And the same gradients: the train step differentiates through the kernel.
+    # And the same gradients (the train step differentiates through the kernel), to float32 rounding: the two
+    # kernels sum in different orders.
     grads = [_similarity_grads(tiny_config(**{"model.attention": kernel}), params) for kernel in ("dense", "xla")]
-    jax.tree.map(lambda d, x: np.testing.assert_allclose(x, d, atol=1e-5), *grads)
+    jax.tree.map(lambda d, x: np.testing.assert_allclose(x, d, rtol=1e-6, atol=1e-5), *grads)
 
 
 def _similarity_grads(config, params):
