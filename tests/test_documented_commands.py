@@ -118,7 +118,7 @@ RULES = (
         "scores a post-pretraining chain's runs (checked above): the script's flags parse",
     ),
     Rule(
-        r"python benchmarks/binding_scores\.py ",
+        r"python benchmarks/(binding|region)_scores\.py ",
         CHECK,
         "scores runs trained beforehand (every training test runs the same evaluator): the script's flags parse",
     ),
