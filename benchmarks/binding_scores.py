@@ -22,11 +22,9 @@ sys.path.insert(0, ROOT)  # run as a script: the repository's packages are impor
 
 from configs.errors import ConfigError  # noqa: E402
 from evaluation import binding_eval  # noqa: E402
-from evaluation.run import ModelEncoders, check_config_matches_run, restore_params  # noqa: E402
+from evaluation.run import ModelEncoders, load_trained_run  # noqa: E402
 from input_pipeline.binding import KINDS  # noqa: E402
-from input_pipeline.tokenizer import load_tokenizer  # noqa: E402
 from launch.sweep import load_config_file  # noqa: E402
-from models.two_tower import build_model  # noqa: E402
 
 COLUMNS = [f"binding/{k}" for k in (*KINDS, "mean", "image_blind")] + ["binding_rewrites/mean"]
 
@@ -58,10 +56,7 @@ def main() -> None:
 
 def score_run(config, workdir: str, data: binding_eval.BindingSet) -> tuple[int, dict[str, float]]:
     """(step, binding metrics) of the latest checkpoint of `workdir`."""
-    check_config_matches_run(config, workdir)
-    tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
-    model = build_model(config, tokenizer.vocab_size)
-    params, step = restore_params(config, workdir, model)
+    model, tokenizer, params, step = load_trained_run(config, workdir)
     encoders = ModelEncoders(model, params, tokenizer, config.model.text.max_len, config.eval.batch_size)
     return step, binding_eval.evaluate_binding(data, lambda x: encoders.images(x)[1], encoders.texts)
 

@@ -20,10 +20,8 @@ sys.path.insert(0, ROOT)  # run as a script: the repository's packages are impor
 
 from configs.errors import ConfigError  # noqa: E402
 from evaluation.region_eval import RegionEvaluator  # noqa: E402
-from evaluation.run import check_config_matches_run, restore_params  # noqa: E402
-from input_pipeline.tokenizer import load_tokenizer  # noqa: E402
+from evaluation.run import load_trained_run  # noqa: E402
 from launch.sweep import load_config_file  # noqa: E402
-from models.two_tower import build_model  # noqa: E402
 
 COLUMNS = (
     "regions/caption_top1", "regions/roi_caption_top1", "regions/colour_shape", "regions/roi_colour_shape",
@@ -47,12 +45,9 @@ def main() -> None:
     print("|" + "---|" * (len(COLUMNS) + 2))
     for workdir in workdirs:
         try:
-            check_config_matches_run(config, workdir)
+            model, tokenizer, params, step = load_trained_run(config, workdir)
         except ConfigError as e:  # the run was trained with another model than --config's
             raise SystemExit(f"error: {e}") from None
-        tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
-        model = build_model(config, tokenizer.vocab_size)
-        params, step = restore_params(config, workdir, model)
         evaluator = RegionEvaluator(
             model, tokenizer, num_examples=args.num_examples, batch_size=config.eval.batch_size,
             image_size=config.data.image_size, max_len=config.model.text.max_len,

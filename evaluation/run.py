@@ -74,6 +74,16 @@ def _latest_step(workdir: str, keep: int) -> int | None:
     return step
 
 
+def load_trained_run(config: ml_collections.ConfigDict, workdir: str) -> tuple[TwoTower, Tokenizer, dict, int]:
+    """(model, tokenizer, params, step) of the latest checkpoint of a run trained with `config`'s model; raises
+    ConfigError when the run was trained with another model."""
+    check_config_matches_run(config, workdir)
+    tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
+    model = build_model(config, tokenizer.vocab_size)
+    params, step = restore_params(config, workdir, model)
+    return model, tokenizer, params, step
+
+
 def restore_params(config: ml_collections.ConfigDict, workdir: str, model: TwoTower) -> tuple[dict, int]:
     """The params of the latest checkpoint in `workdir`, as host arrays, and its step."""
     mesh = mesh_lib.make_mesh()
