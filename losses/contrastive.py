@@ -92,7 +92,7 @@ def implementation_options(config) -> dict:
     }
 
 
-def _resolve_mesh(mesh, axis_name):
+def resolve_mesh(mesh, axis_name):
     """(mesh, axis names as a tuple, devices along them)."""
     if mesh is None:
         mesh = jax.sharding.get_abstract_mesh()
@@ -204,7 +204,7 @@ def _statistics(
         tile = min(tile_size, x.shape[0])
         args = (alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale)
         return _local_terms(kind, implementation, tile, None, 1, *args)
-    mesh, axis_name, axis_size = _resolve_mesh(mesh, axis_name)
+    mesh, axis_name, axis_size = resolve_mesh(mesh, axis_name)
     if x.shape[0] % axis_size:
         raise ValueError(
             f"Implementation {implementation!r} needs the batch ({x.shape[0]}) to be a multiple of the "

@@ -151,8 +151,6 @@ OBJECTIVES: dict[str, Objective] = {
         embed=proclip.embed,
         validate=proclip.validate,
         loss_from_embeddings=proclip.loss_from_embeddings,
-        implementations=("dense",),
-        dense_only=lambda config: "its structure loss compares all B (B - 1) / 2 pairwise distances",
         grad_cache=True,
     ),
     "dreamlip": Objective(

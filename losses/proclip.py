@@ -24,8 +24,8 @@ Choices where the released code is silent or differs from the paper:
   shapes data has no second caption set);
 - pdist at a distance of 0 (two identical captions) has gradient 0, as torch's pdist backward.
 
-Implementations: the structure loss compares all B (B - 1) / 2 pairwise distances, so the objective is
-dense-only (its CLIP term is the shared primitive's). GradCache embeds the frozen embedder's G(T),
+Implementations: all five; the structure loss compares all B (B - 1) / 2 pairwise distances block by
+block like the CLIP term (losses/distance_structure.py). GradCache embeds the frozen embedder's G(T),
 the targets and the image embeddings; the batch-normalised MLP is part of the loss.
 
 Config (configs/proclip_stage1.py, configs/proclip.py; sub-config `proclip`): stage,
@@ -38,9 +38,9 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from configs.errors import ConfigError
+from losses import distance_structure
 from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 from models.two_tower import build_model, l2_normalize
@@ -50,29 +50,15 @@ STAGES = (1, 2)
 EMBEDDER_PREFIXES = ("text_tower", "text_projection")
 
 
-def pdist(x: jax.Array) -> jax.Array:
-    """[N, D] -> [N (N - 1) / 2] Euclidean distances of the pairs i < j, row-major (torch.pdist's order)."""
-    first, second = np.triu_indices(x.shape[0], k=1)
-    squared = jnp.sum(jnp.square(x[first] - x[second]), axis=-1)
-    positive = squared > 0
-    # sqrt has an infinite slope at 0: take it only where the distance is positive, 0 (and gradient 0) elsewhere.
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
-
-
-def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
-    """Elementwise SmoothL1 (Huber, PyTorch's form): 0.5 x^2 / beta if |x| < beta, else |x| - 0.5 beta."""
-    magnitude = jnp.abs(x)
-    return jnp.where(magnitude < beta, 0.5 * jnp.square(x) / beta, magnitude - 0.5 * beta)
-
-
 def instance_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
     """[N, D], [N, D] -> sum of squared differences (MSE with reduction "sum")."""
     return jnp.sum(jnp.square(student - teacher))
 
 
-def structure_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
-    """[N, D], [N, D] -> sum over pairs i < j of SmoothL1(d_student(i, j) - d_teacher(i, j))."""
-    return jnp.sum(smooth_l1(pdist(student) - pdist(teacher)))
+def structure_loss(student: jax.Array, teacher: jax.Array, config=None) -> jax.Array:
+    """[N, D], [N, D] -> sum over pairs i < j of SmoothL1(d_student(i, j) - d_teacher(i, j)), by
+    config.loss.implementation (losses/distance_structure.py; dense without a config)."""
+    return distance_structure.structure_loss(student, teacher, **implementation_options(config))
 
 
 def proclip_text_embedding(model, params, embedder, tokens: jax.Array) -> jax.Array:
@@ -109,7 +95,7 @@ def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config
     text = _text_head(model, params, embeddings["frozen_text"])
     if config.proclip.stage == 1:
         target = embeddings["target_text"]
-        instance, structure = instance_loss(text, target), structure_loss(text, target)
+        instance, structure = instance_loss(text, target), structure_loss(text, target, config)
         metrics = {
             "instance_loss": instance,
             "structure_loss": structure,
@@ -119,7 +105,7 @@ def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config
     image, teacher = embeddings["image_embedding"], embeddings["teacher_image"]
     logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
     clip, metrics = contrastive_loss(image, text, logit_scale, **implementation_options(config))
-    instance, structure = instance_loss(image, teacher), structure_loss(image, teacher)
+    instance, structure = instance_loss(image, teacher), structure_loss(image, teacher, config)
     metrics.update(
         clip_loss=clip,
         instance_loss=instance,

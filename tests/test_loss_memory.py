@@ -1,5 +1,6 @@
 """Smoke test of benchmarks/loss_memory.py at a small batch: the dry run compiles an objective with batch
-fields (DreamLIP's sub-captions) over 8 devices, and a dense-only pair is reported, not compiled."""
+fields (DreamLIP's sub-captions) over 8 devices, and a dense-only pair (clip_hard_negatives' top-k) is
+reported, not compiled."""
 
 import importlib.util
 import os
@@ -20,8 +21,9 @@ BATCH = 64
 
 def test_rows_and_table_at_a_small_batch():
     ring = loss_memory.measure("dreamlip", "ring_tiled", 8, BATCH)
-    proclip = loss_memory.measure("proclip", "tiled", 1, BATCH)  # dense-only: reported, not compiled
+    # dense-only at its defaults (the top-k term): reported, not compiled
+    hard = loss_memory.measure("clip_hard_negatives", "tiled", 1, BATCH)
     assert ring["supported"] and ring["temporaries_gib"] > 0 and ring["peak_gib"] >= ring["temporaries_gib"]
-    assert not proclip["supported"] and "temporaries_gib" not in proclip
-    table = loss_memory.format_table([ring, proclip], BATCH)
-    assert "| dreamlip | 128 | - | - |" in table and "| proclip (proclip_stage1) | 128 | - | dense only | - |" in table
+    assert not hard["supported"] and "temporaries_gib" not in hard
+    table = loss_memory.format_table([ring, hard], BATCH)
+    assert "| dreamlip | 128 | - | - |" in table and "| clip_hard_negatives | 128 | - | dense only | - |" in table
