@@ -6,11 +6,13 @@
         --init_from=runs/compare/clip_seed{seed} --workdir=runs/post   # post-pretraining from those runs
 
 Each (config, seed) trains in <workdir>/<config name>_seed<seed> with `main.py` (resuming
-if it already finished or stopped). The first table shows mean ± standard deviation over seeds; the
-second, each config minus the baseline (`--baseline`, default the first config) on the same seeds:
-the mean paired difference, its 95% confidence interval and on how many seeds the config is higher.
-Every config of a seed starts from the same initial parameters where their models match, and
-reads the same data order (both follow config.seed).
+if it already finished or stopped); a config's arguments join its name (`configs/simcse.py:mode=sup`
+runs as `simcse_mode=sup`), and `{seed}` in an override is replaced by the run's seed (e.g.
+`--config.text.tokenizer_path=runs/text/simcse_mode=unsup_seed{seed}/tokenizer.model`). The first
+table shows mean ± standard deviation over seeds; the second, each config minus the baseline
+(`--baseline`, default the first config) on the same seeds: the mean paired difference, its 95%
+confidence interval and on how many seeds the config is higher. Every config of a seed starts from the
+same initial parameters where their models match, and reads the same data order (both follow config.seed).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages are importable from anywhere
 
-from launch.results import paired_table, read_summary, results_table  # noqa: E402
+from launch.results import paired_table, read_summary, results_table, run_name, split_configs  # noqa: E402
 
 
 def run(config: str, seed: int, workdir: str, overrides: list[str]) -> dict:
@@ -48,12 +50,13 @@ def main() -> None:
     overrides = [o for o in overrides if o != "--"]
     results: dict[str, list[dict]] = {}
     seeds = [int(s) for s in args.seeds.split(",")]
-    for config in args.configs.split(","):
-        name = os.path.splitext(os.path.basename(config.split(":")[0]))[0]
+    for config in split_configs(args.configs):
+        name = run_name(config)
         for seed in seeds:
             workdir = os.path.join(os.path.abspath(args.workdir), f"{name}_seed{seed}")
             init = [f"--config.init_from.workdir={os.path.abspath(args.init_from.format(seed=seed))}"]
-            results.setdefault(name, []).append(run(config, seed, workdir, overrides + init * bool(args.init_from)))
+            seeded = [o.replace("{seed}", str(seed)) for o in overrides]
+            results.setdefault(name, []).append(run(config, seed, workdir, seeded + init * bool(args.init_from)))
             print(f"done: {name} seed {seed}", file=sys.stderr, flush=True)
     print(results_table(results))
     if len(results) > 1:

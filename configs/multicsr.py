@@ -12,6 +12,7 @@ Keys of config.multicsr: those of config.simcse (mode, temperature, hard_negativ
 (`exclude`: the paper; `zero`: the official code's weight 0 on the logit) and `loss` (`ce`, or `bce`:
 the official code's binary cross-entropy on the softmax entries). The Dense+tanh head runs in
 training only, so the frozen copy encodes as the unsupervised run is evaluated.
+Arguments: size, threshold (`configs/multicsr.py:threshold=1.01` masks nothing: the ablation, as its own run name).
 """
 
 import ml_collections
@@ -21,13 +22,20 @@ from configs.simcse import text_only
 
 
 def get_config(arg: str | None = None):
-    arg = common.parse_arg(arg, size="tiny")
+    arg = common.parse_arg(arg, size="tiny", threshold=0.95)
     config = text_only(common.get_base_config(f"size={arg.size}"), "shape_sentences")
     config.objective = "multicsr"
     config.model.text.dropout_rate = 0.1
     config.model.text_mlp_head = "train"
     config.init_from.param_prefixes = ("text_tower", "text_projection", "text_mlp")
     config.multicsr = ml_collections.ConfigDict(
-        dict(mode="sup", temperature=0.05, hard_negative_weight=0.0, threshold=0.95, mask_mode="exclude", loss="ce")
+        dict(
+            mode="sup",
+            temperature=0.05,
+            hard_negative_weight=0.0,
+            threshold=arg.threshold,
+            mask_mode="exclude",
+            loss="ce",
+        )
     )
     return config

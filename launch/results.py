@@ -23,7 +23,24 @@ COLUMNS = {
     "binding (mean)": ("binding/mean", 100, 1),
     "modality gap": ("geometry/modality_gap", 1, 3),
 }
+# Text-only runs (SimCSE, MultiCSR, CCP): the STS evaluator's Spearman x 100 (as it reports it), averaged over its sets.
+TEXT_COLUMNS = {
+    "STS": ("sts/avg", 1, 1),
+    "STS calibrated": ("sts_calibrated/avg", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
+
+
+def split_configs(configs: str) -> list[str]:
+    """'a.py:x=1,y=2,b.py' -> ['a.py:x=1,y=2', 'b.py']: a comma starts a new config only before a .py path."""
+    return re.split(r",(?=[^,=:]*\.py)", configs)
+
+
+def run_name(config: str) -> str:
+    """A run's name from its config argument: configs/simcse.py:mode=sup,text=minilm -> simcse_mode=sup_text=minilm."""
+    path, _, arguments = config.partition(":")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return f"{stem}_{arguments.replace(',', '_')}" if arguments else stem
 
 
 def runs_by_name(patterns: str) -> dict[str, list[str]]:
@@ -65,13 +82,21 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
     return f"{np.mean(values):.{decimals}f} ± {np.std(values, ddof=1):.{decimals}f}"
 
 
+def _task_columns(results: dict[str, list[dict]]) -> dict:
+    """The image columns, the text ones, or both: those of the tasks the runs were evaluated on."""
+    keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
+    has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
+    text = has(TEXT_COLUMNS)
+    return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
+
+
 def results_table(results: dict[str, list[dict]], name_header: str = "config", with_loss: bool = False) -> str:
     """A markdown table with one row per name: mean ± sample standard deviation over its summaries.
 
     results: name -> summaries (dicts of summary.json) of that name's runs, e.g. one per seed. A metric
     missing from a run is left out of that cell's mean; a cell with no value shows "—".
     """
-    columns = {**COLUMNS, **(LOSS_COLUMN if with_loss else {})}
+    columns = {**_task_columns(results), **(LOSS_COLUMN if with_loss else {})}
     lines = [f"| {name_header} | seeds | minutes | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 3)]
     for name, summaries in results.items():
         cells = [mean_std_cell(_values(summaries, key, scale), decimals) for key, scale, decimals in columns.values()]
@@ -88,6 +113,8 @@ PAIRED_COLUMNS = (
     "T→I R@1",
     "I→T R@1 (paraphrases)",
     "binding (mean)",
+    "STS",
+    "STS calibrated",
 )
 
 
@@ -123,16 +150,15 @@ def paired_table(results: dict[str, list[dict]], baseline: str, seeds: list[int]
     results: name -> summaries in the order of `seeds` (None for a run that did not finish; such a
     seed is left out of that pair). "(n.d.)": the interval spans zero, the effect is not detected.
     """
-    lines = [
-        f"| config − {baseline} | " + " | ".join(PAIRED_COLUMNS) + " |",
-        "|" + "---|" * (len(PAIRED_COLUMNS) + 1),
-    ]
+    available = _task_columns(results)
+    columns = [column for column in PAIRED_COLUMNS if column in available]
+    lines = [f"| config − {baseline} | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     for name, summaries in results.items():
         if name == baseline:
             continue
         cells = []
-        for column in PAIRED_COLUMNS:
-            key, scale, decimals = COLUMNS[column]
+        for column in columns:
+            key, scale, decimals = available[column]
             pairs = [
                 (scale * m["eval"][key], scale * b["eval"][key])
                 for m, b in zip(summaries, results[baseline], strict=True)

@@ -17,6 +17,8 @@ import sys
 import pytest
 from documented_commands import ROOT, Command, commands_of, documented_files
 
+from launch.results import split_configs
+
 RUN, VALIDATE, CHECK, SKIP = "run", "validate", "check", "skip"
 
 # Appended to every trained main.py run: 2 steps of batch 16, an eval and a checkpoint at step 2.
@@ -328,7 +330,7 @@ def _check_compare_methods(command: Command) -> None:
     from training.validation import validate_config
 
     argv = list(command.argv[2:])
-    configs = next(a for a in argv if a.startswith("--configs=")).split("=", 1)[1].split(",")
+    configs = split_configs(next(a for a in argv if a.startswith("--configs=")).split("=", 1)[1])
     overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
     for spec in configs:
         path, _, arg = spec.partition(":")

@@ -2,7 +2,7 @@
 
 import math
 
-from launch.results import paired_cell, paired_difference, paired_table
+from launch.results import paired_cell, paired_difference, paired_table, results_table, run_name, split_configs
 
 
 def test_paired_difference_matches_the_closed_form():
@@ -34,3 +34,30 @@ def test_paired_table_pairs_runs_of_the_same_seed_and_skips_unfinished_ones():
     # Differences +5 and +10 points: mean 7.5, sd 3.5355, t(0.975, 1) = 12.7062 -> half 31.77.
     assert row.split(" | ")[1] == "+7.5 [-24.3, +39.3] 2/2 (n.d.)"
     assert "| clip |" not in table
+
+
+def test_configs_split_at_paths_and_their_arguments_name_the_runs():
+    configs = split_configs(
+        "configs/simcse.py:mode=unsup,text=minilm,configs/ccp.py,configs/multicsr.py:threshold=1.01"
+    )
+    assert configs == [
+        "configs/simcse.py:mode=unsup,text=minilm",
+        "configs/ccp.py",
+        "configs/multicsr.py:threshold=1.01",
+    ]
+    assert [run_name(c) for c in configs] == ["simcse_mode=unsup_text=minilm", "ccp", "multicsr_threshold=1.01"]
+
+
+def test_text_runs_get_the_sts_columns_and_image_runs_keep_theirs():
+    def text(sts):
+        return {"eval": {"sts/avg": sts, "sts_calibrated/avg": sts + 1.0}, "wall_time_s": 60.0}
+
+    results = {"unsup": [text(30.0), text(40.0)], "sup": [text(70.0), text(90.0)]}  # Spearman x 100, as reported
+    header = results_table(results).splitlines()[0]
+    assert "STS" in header and "STS calibrated" in header and "zero-shot shape" not in header
+    table = paired_table(results, "unsup", [0, 1])
+    assert table.splitlines()[1] == "| config − unsup | STS | STS calibrated |"
+    # Differences +40 and +50: mean 45, sd 7.071, t(0.975, 1) = 12.7062 -> half 63.53.
+    assert table.splitlines()[-1] == "| sup | +45.0 [-18.5, +108.5] 2/2 (n.d.) | +45.0 [-18.5, +108.5] 2/2 (n.d.) |"
+    image = {"clip": [{"eval": {"zero_shot/shape_colour": 0.5}, "wall_time_s": 60.0}]}
+    assert "STS" not in results_table(image) and "zero-shot shape" in results_table(image)
