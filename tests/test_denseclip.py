@@ -190,8 +190,8 @@ def test_denseclip_trains_and_prints_miou_beside_chance_and_the_baseline(tmp_pat
                          checkpoint_every_steps=4)  # fmt: skip
     method = denseclip_config.get_config()
     config.update(objective="denseclip", denseclip=method.denseclip, evals=method.evals)
-    config.denseclip.update(context_tokens=3, decoder_width=16, head_width=16, clip_weight=0.5)
-    config.model.image.conv_stem_depth = 2  # the head's FPN reads the stem's two stages
+    config.denseclip.update(context_tokens=3, decoder_width=16, head_width=16)
+    config.model.image.conv_stem_depth = 1  # the head's FPN reads the stem's stage
     config.optimizer.frozen_prefixes = ("image_tower",)
     config.data.update(train_size=32, cache_dir="")
     config.eval.update(num_examples=16, batch_size=16)

