@@ -12,7 +12,9 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
   (evaluation/second_language.py);
 - `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py);
 - `regions`: region classification and caption grounding on held-out multi-object shapes images, the
-  prompter-free RoI baseline and chance beside (evaluation/region_eval.py; CLOC).
+  prompter-free RoI baseline and chance beside (evaluation/region_eval.py; CLOC);
+- `segmentation`: mIoU on the masks of held-out shapes images: DenseCLIP's head and score map, the plain CLIP
+  patch-token baseline, chance (evaluation/segmentation_eval.py).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
@@ -33,6 +35,7 @@ EVAL_TYPES: dict[str, dict] = {
     "second_language_retrieval": {},
     "proclip_text": {},
     "regions": {},
+    "segmentation": {},
 }
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
 

@@ -15,10 +15,11 @@ from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
 from evaluation.second_language import second_language_retrieval
+from evaluation.segmentation_eval import SegmentationEvaluator
 from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
-from input_pipeline import sentences, transforms
+from input_pipeline import segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
 from input_pipeline.tokenizer import Tokenizer
@@ -128,6 +129,11 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         regions = RegionEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
                                   max_len=max_len)  # fmt: skip
         return _Call(regions.evaluate, f"the regions of {n} held-out multi-object shapes images")
+    if entry.type == "segmentation":
+        names = tuple(config.denseclip.class_names) if "denseclip" in config else segmentation.CLASS_SETS["shape"]
+        masks = SegmentationEvaluator(model, tokenizer, names, num_examples=n, batch_size=batch_size,
+                                      image_size=image_size, max_len=max_len)  # fmt: skip
+        return _Call(masks.evaluate, f"the masks of {n} held-out shapes images ({len(names)} classes)")
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 

@@ -70,10 +70,11 @@ def render_image(objects: list, rng: np.random.Generator, size: int) -> np.ndarr
     return render_scene(objects, rng, size)[0]
 
 
-def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image [size, size, 3] uint8, boxes [len(objects), 4] float32): a smooth textured background, then the
-    antialiased objects; each box (x0, y0, x1, y1 in [0, 1] of the image) bounds the pixels its object covers
-    at least half of.
+def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image [size, size, 3] uint8, boxes [len(objects), 4] float32, mask [size, size] uint8): a smooth
+    textured background, then the antialiased objects; each box (x0, y0, x1, y1 in [0, 1] of the image)
+    bounds the pixels its object covers at least half of; the mask holds k + 1 where object k covers at least
+    half of the pixel and no later-drawn object does (its visible pixels), 0 on the background.
 
     Only the pixels around each object are supersampled, so rendering costs about the same at 64 px
     as at 32 px (the background is smooth and drawn at full resolution directly).
@@ -86,6 +87,7 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
     image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
     cell = size / 3
     boxes = np.zeros((len(objects), 4), np.float32)
+    mask = np.zeros((size, size), np.uint8)
     for k, obj in enumerate(objects):
         row, col = divmod(obj.position, 3)
         radius = cell * object_radius(obj.size)
@@ -95,6 +97,8 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
         colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
         rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
         ys, xs = np.nonzero(alpha >= 0.5)
+        window = mask[rows, cols]
+        window[alpha >= 0.5] = k + 1  # drawn over: an earlier object's pixel goes to this one
         if not len(ys):  # an object too small to cover half of any pixel (tiny images): the pixels it touches
             ys, xs = np.nonzero(alpha > 0)
         if len(ys):
@@ -109,4 +113,4 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
         alpha = alpha[..., None]
         image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
     image += rng.normal(0, 4, size=image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), boxes / size
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), boxes / size, mask

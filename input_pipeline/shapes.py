@@ -17,6 +17,9 @@ background, plus every text field the methods of METHODS.md need:
   compositionality evaluation);
 - `boxes` [3, 4] (x0, y0, x1, y1 in [0, 1]: the bounds of the pixels each object covers; zero rows
   for absent objects) and `region_captions` ("<size> <colour> <shape>" per object: CLOC);
+- `object_mask` [S, S] uint8 (k + 1 on the pixels object k covers at least half of and shows, 0 on the
+  background) and `object_labels` [3] int32 (each object's shape_colour, -1 for absent objects): DenseCLIP's
+  segmentation labels (input_pipeline/segmentation.py);
 - `labels`: shape, colour and shape_colour of the primary (first, largest) object.
 
 The `test` split renders one object per image so that its class labels are
@@ -49,7 +52,7 @@ NUM_REWRITES = 4
 MAX_OBJECTS = 3
 MENTION_PROBABILITY = 0.5  # chance that a training caption states an object's size (and, separately, position)
 KEEP_WORD_PROBABILITY = 0.6  # a rewrite keeps each content word w.p. 0.6, else uses a synonym
-VERSION = 5  # bump when rendering or texts change: it names the cache files
+VERSION = 6  # bump when rendering or texts change: it names the cache files
 
 # Paraphrase vocabulary used only by the rewrites: a pretrained or LaCLIP-trained
 # text tower must map these to the canonical words.
@@ -249,7 +252,7 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
         raise ValueError(f"Unknown shapes split {split!r}; use one of {SPLITS}.")
     rng = example_rng(seed, split, index)
     objects = _sample_objects(rng, split)
-    image, object_boxes = render_scene(objects, rng, image_size)
+    image, object_boxes, object_mask = render_scene(objects, rng, image_size)
     # Training alt-text states size and position half the time each; test captions state everything.
     if split == "test":
         mentions = Mentions()
@@ -278,6 +281,10 @@ def make_example(seed: int, split: str, index: int, image_size: int = 32) -> dic
         "hard_negatives": _hard_negatives(objects, mentions, rng),
         "boxes": boxes,
         "region_captions": tuple(" ".join(o.words()[:3]) for o in objects),
+        "object_mask": object_mask,
+        "object_labels": np.array(
+            [o.shape * len(COLOURS) + o.colour for o in objects] + [-1] * (MAX_OBJECTS - len(objects)), np.int32
+        ),
         "num_objects": np.int32(len(objects)),
         "shape": np.int32(first.shape),
         "colour": np.int32(first.colour),
@@ -290,7 +297,9 @@ def _make_example_at(seed: int, split: str, image_size: int, index: int) -> dict
 
 
 TEXT_FIELDS = ("caption", "rewrites", "long_caption", "raw_caption", "hard_negatives", "region_captions")
-ARRAY_FIELDS = ("image", "raw_noise", "boxes", "num_objects", "shape", "colour", "shape_colour")
+ARRAY_FIELDS = (
+    "image", "raw_noise", "boxes", "object_mask", "object_labels", "num_objects", "shape", "colour", "shape_colour",
+)  # fmt: skip
 
 
 PARALLEL_RENDER_MIN = 10_000  # smaller splits render faster than worker processes start

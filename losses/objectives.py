@@ -42,7 +42,20 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, ccp, clip_refine, cloc, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
+from losses import (
+    alip,
+    ccp,
+    clip_refine,
+    cloc,
+    degla,
+    denseclip,
+    dreamlip,
+    hard_negatives,
+    proclip,
+    protoclip,
+    simcse,
+    uclip,
+)
 from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -59,6 +72,16 @@ class Objective(NamedTuple):
     implementations: tuple[str, ...] = IMPLEMENTATIONS
     dense_only: Callable[[Any], str | None] = lambda config: None
     grad_cache: bool = False
+
+
+def embed_then_loss(embed: Callable, loss_from_embeddings: Callable) -> Callable:
+    """The `loss` of an objective that has `embed` and `loss_from_embeddings`: the one applied to the other's output."""
+
+    def loss(params, batch, extra, rng, *, model, config):
+        embeddings = embed(params, batch, extra, rng, model=model, config=config)
+        return loss_from_embeddings(params, embeddings, batch, extra, rng, model=model, config=config)
+
+    return loss
 
 
 def pair_embeddings(params, batch, extra, rng, *, model, config) -> dict[str, jax.Array]:
@@ -219,6 +242,15 @@ OBJECTIVES: dict[str, Objective] = {
         loss_from_embeddings=cloc.loss_from_embeddings,
         validate=cloc.validate,
         record_fields=("boxes", "region_captions"),
+        grad_cache=True,
+    ),
+    "denseclip": Objective(
+        loss=embed_then_loss(denseclip.embed, denseclip.loss_from_embeddings),
+        init_extra=denseclip.init_extra,
+        embed=denseclip.embed,
+        loss_from_embeddings=denseclip.loss_from_embeddings,
+        validate=denseclip.validate,
+        record_fields=("object_mask",),
         grad_cache=True,
     ),
     "ccp": Objective(

@@ -38,11 +38,18 @@ class TextTransformer(nn.Module):
     layer_norm_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
-        length = tokens.shape[1]
+    def __call__(
+        self, tokens: jax.Array, deterministic: bool = True, context: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """`context` [B, P, width] (DenseCLIP's prompt) goes in as P embeddings right after the first token (the
+        start of text), so that L + P <= max_len; pooling reads the same token, P positions later."""
         x = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02), name="token_embedding")(
             tokens
         )
+        shift = 0 if context is None else context.shape[1]
+        if shift:
+            x = jnp.concatenate([x[:, :1], context.astype(x.dtype), x[:, 1:]], axis=1)
+        length = x.shape[1]
         posemb = self.param("pos_embedding", nn.initializers.normal(0.01), (1, self.max_len, self.width), jnp.float32)
         x = (x + posemb[:, :length]).astype(self.dtype)
         x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
@@ -60,5 +67,6 @@ class TextTransformer(nn.Module):
             eot = jnp.full(tokens.shape[:1], length - 1)
         else:
             eot = jnp.maximum(jnp.sum(tokens != 0, axis=1) - 1, 0)
+        eot = eot if self.pool == "final" else eot + shift
         pooled = jnp.take_along_axis(x, eot[:, None, None], axis=1)[:, 0]
         return pooled, x

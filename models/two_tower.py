@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, SegmentationHead, score_map
 from models.heads import MlpHead
 from models.region_heads import GroundingHead, Prompter, roi_mean
 from models.text_towers import text_tower
@@ -38,6 +39,8 @@ class TwoTower(nn.Module):
     prompter and a grounding head over the image tower's patch tokens (models/region_heads.py):
     `encode_regions(image_tokens, boxes)` gives `region_embedding` [B, R, D], `ground(image_tokens,
     caption_embedding)` boxes [B, R, 4]; `roi_embedding(image_tokens, boxes)` is the prompter-free baseline.
+    With `dense` settings (DenseCLIP, models/dense_heads.py) the model also has learnable prompt context, a
+    context decoder and a segmentation head: `segment(images, class_tokens)`.
     """
 
     image: ml_collections.ConfigDict
@@ -59,6 +62,7 @@ class TwoTower(nn.Module):
     image_projection: str = "linear"
     text_projection: str = "linear"
     region_depth: int = 0  # CLOC's prompter and grounding head: cross-attention blocks each; 0 = none
+    dense: DenseSettings | None = None  # DenseCLIP's heads; None = none
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -80,6 +84,19 @@ class TwoTower(nn.Module):
             heads = self.image["heads"]
             self.prompter = Prompter(self.region_depth, heads, self.dtype)
             self.grounding_head = GroundingHead(self.region_depth, heads, self.dtype)
+        if self.dense:
+            self._setup_dense(self.dense)
+
+    def _setup_dense(self, d: DenseSettings):
+        shape = (d.context_tokens, self.text["width"])
+        self.prompt_context = self.param("prompt_context", nn.initializers.normal(0.02), shape, jnp.float32)
+        if d.prompting != "none":
+            out_dim = self.embed_dim if d.prompting == "post" else self.text["width"]
+            self.context_decoder = ContextDecoder(d.decoder_depth, d.decoder_width, d.decoder_heads, out_dim)
+        if d.prompting == "post":
+            gamma = nn.initializers.constant(GAMMA_INIT)
+            self.context_gamma = self.param("context_gamma", gamma, (self.embed_dim,), jnp.float32)
+        self.segmentation_head = SegmentationHead(d.head_width, d.classes)
 
     def _projection(self, kind: str, name: str):
         if kind == "none":
@@ -107,6 +124,43 @@ class TwoTower(nn.Module):
         """The baseline: the patch tokens under each box, overlap-weighted, through the image projection,
         normalised [B, R, D]."""
         return l2_normalize(self.image_projector(roi_mean(image_tokens, boxes)).astype(jnp.float32))
+
+    def segment(self, images: jax.Array, class_tokens: jax.Array) -> dict[str, jax.Array]:
+        """images [B, H, W, 3], class-name tokens [K, L] (L + context_tokens <= max_len) -> `image_embedding`
+        [B, D], `score_map` [B, h, w, K] (the h x w patch grid) and `seg_logits` [B, h', w', K] (h' the finest
+        conv-stem stage's side, else h). Dense features z are the patch tokens through the image projection."""
+        pooled, tokens, stages = self._maybe_locked("image_tower", self.image_tower(images, stages=True))
+        features = self.image_projector(pooled).astype(jnp.float32)
+        dense = self.image_projector(tokens).astype(jnp.float32)
+        batch, n, _ = dense.shape
+        side = int(round(n**0.5))
+        text = self._class_text(class_tokens, jnp.concatenate([features[:, None], dense], axis=1))
+        scores = score_map(dense.reshape(batch, side, side, -1), text)
+        top = tokens.reshape(batch, side, side, -1)
+        if self.dense.score_concat:
+            top = jnp.concatenate([top, scores.astype(top.dtype)], axis=-1)
+        logits = self.segmentation_head(top, stages).astype(jnp.float32)
+        return {"image_embedding": l2_normalize(features), "score_map": scores, "seg_logits": logits}
+
+    def _class_text(self, class_tokens: jax.Array, context: jax.Array) -> jax.Array:
+        """Class embeddings t_k [B, K, D] of prompts [start][P context vectors][class name][end], given the visual
+        context V = [z_global; z] [B, 1 + h w, D]: post-model, t_k + gamma * ContextDecoder(t, V); pre-model, the
+        context vectors are ContextDecoder(context vectors, V), one prompt set per image."""
+        d, (classes, length), batch = self.dense, class_tokens.shape, context.shape[0]
+        # The text tower is called directly, not through _maybe_locked: the optimizer's mask keeps it frozen, and
+        # the gradient must pass through it to the prompt context.
+        if d.prompting == "pre":
+            prompt = jnp.broadcast_to(self.prompt_context, (batch, *self.prompt_context.shape))
+            prompt = jnp.repeat(self.context_decoder(prompt, context), classes, axis=0)  # [B K, P, width]
+            tokens = jnp.broadcast_to(class_tokens, (batch, classes, length)).reshape(batch * classes, length)
+            pooled, _ = self.text_tower(tokens, context=prompt)
+            return self.text_projector(pooled).astype(jnp.float32).reshape(batch, classes, -1)
+        prompt = jnp.broadcast_to(self.prompt_context, (classes, *self.prompt_context.shape))
+        pooled, _ = self.text_tower(class_tokens, context=prompt)
+        text = jnp.broadcast_to(self.text_projector(pooled).astype(jnp.float32), (batch, classes, self.embed_dim))
+        if d.prompting == "post":
+            text = text + self.context_gamma * self.context_decoder(text, context)
+        return text
 
     def head_embeddings(self, image_features: jax.Array, text_features: jax.Array) -> dict[str, jax.Array]:
         """The ProtoCLIP heads on [B, D] tower features (needs head_dim > 0): normalised [B, head_dim] each."""
@@ -142,6 +196,9 @@ class TwoTower(nn.Module):
             whole = jnp.broadcast_to(jnp.array([0.0, 0.0, 1.0, 1.0]), (images.shape[0], 1, 4))
             out["region_embedding"] = self.encode_regions(out["image_tokens"], whole)
             out["grounded_box"] = self.ground(out["image_tokens"], out["text_embedding"][:, None])
+        if self.dense and images is not None and tokens is not None:
+            names = tokens[:1, : tokens.shape[1] - self.dense.context_tokens]
+            out.update(self.segment(images, jnp.broadcast_to(names, (self.dense.classes, names.shape[1]))))
         return out
 
 
@@ -170,4 +227,16 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         image_projection=m.image_projection,
         text_projection=m.text_projection,
         region_depth=m.region_depth,
+        dense=dense_settings(config),
     )
+
+
+def dense_settings(config: ml_collections.ConfigDict) -> DenseSettings | None:
+    """DenseCLIP's heads from config.denseclip when the objective is denseclip, else None."""
+    if config.objective != "denseclip":
+        return None
+    d = config.denseclip
+    return DenseSettings(
+        len(d.class_names), d.context_tokens, d.prompting, d.decoder_depth, d.decoder_width, d.decoder_heads,
+        d.head_width, d.score_concat,
+    )  # fmt: skip

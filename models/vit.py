@@ -61,13 +61,17 @@ class VisionTransformer(nn.Module):
     layer_norm_dtype: jnp.dtype = jnp.float32  # also the residual stream's dtype: ln_pre's output starts it
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array, stages: bool = False) -> tuple:
+        """`stages` adds a third output: the conv stem's feature maps [B, H / 2^(i+1), W / 2^(i+1), C_i], finest
+        first (() without a stem), for dense heads (DenseCLIP's FPN)."""
         x = images.astype(self.dtype)
         patch = self.patch_size
+        stem = []
         for i in range(self.conv_stem_depth):
             channels = self.width // 2 ** (self.conv_stem_depth - 1 - i)  # the last conv is `width` wide
             x = nn.Conv(channels, (3, 3), strides=2, padding=1, dtype=self.dtype, name=f"stem_conv{i}")(x)
             x = nn.gelu(nn.LayerNorm(name=f"stem_ln{i}")(x))
+            stem.append(x)
             patch //= 2
         x = nn.Conv(self.width, (patch, patch), strides=patch, padding="VALID", dtype=self.dtype, name="patchify")(x)
         batch, h, w, _ = x.shape
@@ -86,9 +90,11 @@ class VisionTransformer(nn.Module):
             attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
         )(x)  # fmt: skip
         if self.pool == "cls":
-            return x[:, 0], x[:, 1:]
-        if self.pool == "map":
+            pooled, x = x[:, 0], x[:, 1:]
+        elif self.pool == "map":
             head = MapHead(self.heads, self.mlp_dim or 4 * self.width, self.activation, self.layer_norm_eps, self.dtype,
                            name="map_head")  # fmt: skip
-            return head(x), x
-        return x.mean(axis=1), x
+            pooled = head(x)
+        else:
+            pooled = x.mean(axis=1)
+        return (pooled, x, tuple(stem)) if stages else (pooled, x)

@@ -21,6 +21,7 @@ BAD_VALUES = {
     "clip_refine": ("features", "pooled", "Unknown config.clip_refine.features 'pooled'"),
     "cloc": ("region_weight", -1.0, "config.cloc.region_weight must be at least 0, not -1.0"),
     "degla": ("tgc_negatives", "all", "Unknown config.degla.tgc_negatives 'all'"),
+    "denseclip": ("prompting", "mid", "Unknown config.denseclip.prompting 'mid'; use one of ['none', 'post', 'pre']"),
     "dreamlip": ("multipos", "triplet", "Unknown config.dreamlip.multipos 'triplet'; use one of ['infonce'"),
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),
     "proclip": ("stage", 3, "Unknown config.proclip.stage 3; use 1 or 2"),

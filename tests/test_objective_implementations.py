@@ -60,6 +60,8 @@ def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, m
         config[name].mode = "sup"  # the contradictions as a shared bank
     if name == "cloc":
         config.model.region_depth = 1
+    if name == "denseclip":  # its InfoNCE term on, beside the per-pixel ones; a prompt that fits 8 tokens
+        config[name].update(clip_weight=0.5, context_tokens=3, decoder_width=16, head_width=16)
     if name in ("protoclip", "proclip", "uclip"):
         config.model.head_dim = config.model.embed_dim
         config.model.head_hidden_dim = 32
@@ -96,6 +98,9 @@ def _fields(name: str, config, size: int, rng: np.random.Generator) -> dict[str,
             "region_group": rng.integers(0, 6, (size, 3)).astype(np.int32),  # duplicates: not each other's negatives
             "ground_valid": valid & (rng.random((size, 3)) < 0.8),
         }
+    if name == "denseclip":
+        labels = rng.integers(0, len(config.denseclip.class_names), (size, *(config.data.image_size,) * 2))
+        return {"segmentation": np.where(rng.random(labels.shape) < 0.1, 255, labels).astype(np.int32)}
     return {}
 
 
@@ -135,6 +140,9 @@ def _extra(name: str, config, params):
             "image_bank": unit(keys[1], 12, dim),
             "text_bank": unit(keys[2], 12, dim),
         }
+    if name == "denseclip":
+        names, length = len(config.denseclip.class_names), config.model.text.max_len - config.denseclip.context_tokens
+        return {"class_tokens": jax.random.randint(rng, (names, length), 1, VOCAB)}
     extra = get_objective(name).init_extra(params, config)
     if name == "protoclip":
         k, d = extra["image_centroids"].shape
@@ -163,7 +171,9 @@ def _setup(name: str, batch_size: int):
     config = _config(name, batch_size=batch_size)
     model = build_model(config, VOCAB)
     batch = _batch(name, config, batch_size)
-    params = model.init(jax.random.PRNGKey(0), batch["image"][:1], batch["text"][:1])["params"]
+    # Jitted: about 3x faster than running init's ops one by one (identical values up to float32 rounding).
+    init = jax.jit(model.init, compiler_options=FAST_COMPILE)
+    params = init(jax.random.PRNGKey(0), batch["image"][:1], batch["text"][:1])["params"]
     params = jax.tree.map(lambda p: np.asarray(p, np.float64), params)
     with jax.enable_x64(True):
         return config, model, params, batch, jax.device_get(_extra(name, config, params))

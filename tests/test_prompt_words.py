@@ -23,7 +23,7 @@ from training.text_task import is_text_data
 RECORDS, DRAWS = 600, 4
 IMAGE_TEXT_CONFIGS = (
     "clip", "laclip", "siglip", "lit", "dreamlip", "alip", "protoclip", "clip_hard_negatives", "degla",
-    "clip_refine", "clip_continued", "proclip_stage1", "proclip", "uclip", "cloc",
+    "clip_refine", "clip_continued", "proclip_stage1", "proclip", "uclip", "cloc", "denseclip",
 )  # fmt: skip
 
 

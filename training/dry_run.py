@@ -57,9 +57,10 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh, objective=None) -> d
         "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.uint8, sharding=sharding),
         "text": jax.ShapeDtypeStruct((config.batch_size, config.model.text.max_len), jnp.int32, sharding=sharding),
     }
-    make_fields = batch_fields(config.objective) if objective is not None else None
+    make_fields = batch_fields(config) if objective is not None else None
     if make_fields is not None:
-        record = shapes.make_example(config.seed, "train", 0, image_size=8)  # the image is not read
+        # At the run's image size: a field may be per pixel (DenseCLIP's segmentation).
+        record = shapes.make_example(config.seed, "train", 0, image_size=side)
         encode = lambda texts: np.zeros((len(texts), config.model.text.max_len), np.int32)  # noqa: E731
         fields = make_fields(record, np.random.default_rng(0), encode)
         for key, value in fields.items():

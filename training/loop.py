@@ -86,7 +86,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # What the objective needs beyond the batch (a frozen embedder, memory-bank images), read here on the
     # host so that the loss stays pure: training/objective_inputs.py.
-    inputs = prepare_inputs(config, abstract_params(config, model))
+    inputs = prepare_inputs(config, abstract_params(config, model), tokenizer)
     _, shardings = state_shardings(config, model, optimizer, objective, mesh, inputs)
     state = create_train_state(config, model, optimizer, objective, mesh, inputs=inputs)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
@@ -239,5 +239,8 @@ def _duration(seconds: float) -> str:
 
 
 def _short(metrics: dict[str, float]) -> str:
-    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg")
+    keys = (
+        "zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
+        "segmentation/miou", "segmentation/clip_miou",
+    )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

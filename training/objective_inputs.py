@@ -9,6 +9,8 @@ reads before anything is jitted and passes to `Objective.init_extra(params, conf
   `caption_words` is the input pipeline's too (`batch_fields`).
 - proclip: `embedder`, the text path of proclip.embedder_workdir's latest checkpoint; none when that is
   '' (losses/proclip.py then initialises a fresh embedder from proclip.embedder_seed under jit).
+- denseclip: `class_tokens`, the tokens of config.denseclip.class_names (the run's tokenizer). Its batch field
+  `segmentation`, each pixel's class, is the input pipeline's (input_pipeline/segmentation.py).
 
 `input_shapes` gives the same as ShapeDtypeStructs without reading anything (restoring a checkpoint needs
 only the state's shapes).
@@ -23,20 +25,24 @@ import ml_collections
 import numpy as np
 
 from configs.errors import ConfigError
-from input_pipeline import second_language, shapes, transforms
+from input_pipeline import second_language, segmentation, shapes, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import open_raw_source, usable_examples
 from losses import proclip
 from losses.objectives import get_objective
 from training.checkpointing import init_params_from
 
-# Per-example inputs whose making needs the input pipeline (losses/ cannot import it).
-BATCH_FIELDS = {"uclip": second_language.caption_word_fields}
+# Per-example inputs whose making needs the input pipeline (losses/ cannot import it): config -> batch_fields.
+BATCH_FIELDS = {
+    "uclip": lambda config: second_language.caption_word_fields,
+    "denseclip": lambda config: segmentation.segmentation_fields(tuple(config.denseclip.class_names)),
+}
 
 
-def batch_fields(name: str) -> Callable[..., dict] | None:
-    """The batch_fields of objective `name` (Objective.batch_fields, or the pipeline-made ones above)."""
-    return BATCH_FIELDS.get(name, get_objective(name).batch_fields)
+def batch_fields(config: ml_collections.ConfigDict) -> Callable[..., dict] | None:
+    """The batch_fields of config.objective (Objective.batch_fields, or the pipeline-made ones above)."""
+    name = config.objective
+    return BATCH_FIELDS[name](config) if name in BATCH_FIELDS else get_objective(name).batch_fields
 
 
 def _uclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
@@ -49,8 +55,8 @@ def _uclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
     }
 
 
-def _uclip_inputs(config: ml_collections.ConfigDict, params) -> dict:
-    del params
+def _uclip_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    del params, tokenizer
     n, data = config.uclip.bank_size, config.data
     if data.name == "shapes":
         source = shapes.ShapesSource("validation", 2 * n, seed=0, image_size=data.image_size, cache_dir=data.cache_dir)
@@ -77,7 +83,8 @@ def _proclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
     return {"embedder": {k: jax.tree.map(shape, params[k]) for k in proclip.EMBEDDER_PREFIXES}}
 
 
-def _proclip_inputs(config: ml_collections.ConfigDict, params) -> dict:
+def _proclip_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    del tokenizer
     if not config.proclip.embedder_workdir:
         return {}
     template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)
@@ -85,14 +92,36 @@ def _proclip_inputs(config: ml_collections.ConfigDict, params) -> dict:
     return {"embedder": {k: jax.tree.map(np.asarray, loaded[k]) for k in proclip.EMBEDDER_PREFIXES}}
 
 
-# objective -> (inputs, their shapes), each (config, params of the model or their ShapeDtypeStructs) -> dict.
-PREPARERS = {"uclip": (_uclip_inputs, _uclip_shapes), "proclip": (_proclip_inputs, _proclip_shapes)}
+def _denseclip_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    del params
+    if tokenizer is None:
+        raise ValueError("DenseCLIP's inputs are its class names' tokens: pass the run's tokenizer to prepare_inputs.")
+    d = config.denseclip
+    tokens = segmentation.class_name_tokens(tokenizer, d.class_names, config.model.text.max_len, d.context_tokens)
+    return {"class_tokens": tokens}
 
 
-def prepare_inputs(config: ml_collections.ConfigDict, params) -> dict:
-    """config.objective's inputs as host arrays ({} for objectives that need none); reads files and data."""
+def _denseclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    del params
+    d = config.denseclip
+    return {"class_tokens": jax.ShapeDtypeStruct((len(d.class_names), config.model.text.max_len - d.context_tokens),
+                                                 np.int32)}  # fmt: skip
+
+
+# objective -> (inputs: (config, params of the model or their ShapeDtypeStructs, tokenizer) -> dict, their shapes:
+# (config, params) -> dict).
+PREPARERS = {
+    "uclip": (_uclip_inputs, _uclip_shapes),
+    "proclip": (_proclip_inputs, _proclip_shapes),
+    "denseclip": (_denseclip_inputs, _denseclip_shapes),
+}
+
+
+def prepare_inputs(config: ml_collections.ConfigDict, params, tokenizer=None) -> dict:
+    """config.objective's inputs as host arrays ({} for objectives that need none); reads files and data, and
+    tokenizes with the run's `tokenizer` (DenseCLIP's class names)."""
     make, _ = PREPARERS.get(config.objective, (None, None))
-    return make(config, params) if make else {}
+    return make(config, params, tokenizer) if make else {}
 
 
 def input_shapes(config: ml_collections.ConfigDict, params) -> dict:

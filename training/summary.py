@@ -41,6 +41,8 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
             rows.append((label, f"{100 * e[prefix + 'mean']:5.1f}%  ({kinds}; image-blind {blind:.1f}, chance 50)"))
     if "regions/roi_caption_top1" in e:
         rows += _region_rows(e)
+    if "segmentation/clip_miou" in e:
+        rows += _segmentation_rows(config, e)
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
@@ -50,6 +52,24 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
     rule = "-" * (width + 50)
     lines = [rule, "Summary", rule] + [f"{k:<{width}}  {v}" for k, v in rows] + [rule]
     return "\n".join(lines)
+
+
+def _segmentation_rows(config: ml_collections.ConfigDict, e: dict) -> list[tuple[str, str]]:
+    """The segmentation evaluator's lines: DenseCLIP's head and score map (when the model has them), the plain CLIP
+    patch-token baseline, chance, and where a DenseCLIP run's towers came from."""
+    rows = []
+    chance, background = 100 * e["segmentation/chance_miou"], 100 * e["segmentation/background_miou"]
+    floor = f"(chance {chance:.1f}, all background {background:.1f})"
+    if "segmentation/miou" in e:
+        rows.append(("segmentation mIoU, head", f"{100 * e['segmentation/miou']:5.1f}  {floor}"))
+        floor = ""
+    maps = [f"score map {100 * e['segmentation/score_miou']:.1f}"] if "segmentation/score_miou" in e else []
+    maps.append(f"plain CLIP patch tokens {100 * e['segmentation/clip_miou']:.1f}")
+    rows.append(("segmentation mIoU, pixel-text", f"{', '.join(maps)}  {floor}".rstrip()))
+    if config.objective == "denseclip":
+        source = config.init_from.workdir or config.init_from.pretrained
+        rows.append(("CLIP towers", f"from {source}" if source else "random init (the control: no init_from)"))
+    return rows
 
 
 def _region_rows(e: dict) -> list[tuple[str, str]]:

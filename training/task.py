@@ -39,7 +39,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             config.model.text.max_len,
             config.data.text_augmentation,
             tuple(config.data.crop_scale),
-            objective_inputs.batch_fields(config.objective),
+            objective_inputs.batch_fields(config),
             image_size=config.data.image_size,
             rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
         )

@@ -23,6 +23,7 @@ from configs import (
     clip_refine,
     cloc,
     degla,
+    denseclip,
     dreamlip,
     multicsr,
     proclip,
@@ -35,6 +36,7 @@ from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
@@ -248,16 +250,20 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, dreamlip, multicsr, proclip, protoclip,
-                   simcse, uclip)
+    for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, denseclip, dreamlip, multicsr, proclip,
+                   protoclip, simcse, uclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
-    "shapes": (*TEXT_FIELDS, "boxes"),
+    "shapes": (*TEXT_FIELDS, "boxes", "object_mask"),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
     # each sample's json (input_pipeline/webdataset.py)
     "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
 }
+
+
+# objective -> its check of options against the data (the loss module's validate cannot import the pipeline).
+DATA_CHECKS = {"denseclip": check_class_names}
 
 
 def _check_method_options(c: ml_collections.ConfigDict) -> None:
@@ -285,6 +291,8 @@ def _check_method_options(c: ml_collections.ConfigDict) -> None:
     objective = OBJECTIVES[name]
     if objective.validate is not None:
         objective.validate(c)
+    if name in DATA_CHECKS:
+        DATA_CHECKS[name](c)
     supplied = RECORD_FIELDS.get(c.data.name)
     absent = [field for field in objective.record_fields if supplied is not None and field not in supplied]
     if absent:
