@@ -18,6 +18,7 @@ from evaluation.second_language import second_language_retrieval
 from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
+from evaluation.video_eval import VideoEvaluator
 from input_pipeline import sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
@@ -128,6 +129,11 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         regions = RegionEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
                                   max_len=max_len)  # fmt: skip
         return _Call(regions.evaluate, f"the regions of {n} held-out multi-object shapes images")
+    if entry.type == "video":
+        frames = eval_types.video_frames(config, entry)
+        video = VideoEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
+                               max_len=max_len, frames=frames)  # fmt: skip
+        return _Call(video.evaluate, f"{n} held-out shapes_video clips of {frames} frames")
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 
@@ -157,7 +163,7 @@ class Evaluators:
         parts = [f"{name} ({kind}): {e.description}" for name, (_, kind, e) in self.evaluators.items()]
         text = "Evaluating " + ("; ".join(parts) if parts else "nothing (config.evals names no enabled evaluator)")
         kinds = {kind for _, kind, _ in self.evaluators.values()}
-        if config.data.name != "shapes" and "retrieval" not in kinds and "sts" not in kinds:
+        if config.data.name not in ("shapes", "shapes_video") and "retrieval" not in kinds and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip

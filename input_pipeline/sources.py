@@ -16,7 +16,7 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
-from input_pipeline import shapes
+from input_pipeline import shape_video, shapes
 from input_pipeline.array_record import ArrayRecordSource
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.jsonl import JsonlSource
@@ -81,10 +81,9 @@ def open_raw_source(data: ml_collections.ConfigDict):
 def make_source(config: ml_collections.ConfigDict):
     """The training source of `config.data`: ShapesSource for `shapes`, else a DecodedSource of the files."""
     data = config.data
-    if data.name == "shapes":
-        return shapes.ShapesSource(
-            "train", data.train_size, seed=0, image_size=data.image_size, cache_dir=data.cache_dir
-        )
+    if data.name in ("shapes", "shapes_video"):
+        kind = shapes.ShapesSource if data.name == "shapes" else shape_video.ShapesVideoSource
+        return kind("train", data.train_size, seed=0, image_size=data.image_size, cache_dir=data.cache_dir)
     # Images keep their aspect: TrainTransform's random crop draws its box on the whole image and
     # resizes once (decode + crop at 256 px went from 0.56x to ~1x a plain PIL loop, BENCHMARKS.md).
     return DecodedSource(open_raw_source(data), data.image_size, square=False)

@@ -42,7 +42,20 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from losses import alip, ccp, clip_refine, cloc, degla, dreamlip, hard_negatives, proclip, protoclip, simcse, uclip
+from losses import (
+    alip,
+    ccp,
+    clip_refine,
+    cloc,
+    degla,
+    dreamlip,
+    hard_negatives,
+    proclip,
+    protoclip,
+    simcse,
+    uclip,
+    xclip,
+)
 from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
@@ -221,6 +234,14 @@ OBJECTIVES: dict[str, Objective] = {
         loss_from_embeddings=cloc.loss_from_embeddings,
         validate=cloc.validate,
         record_fields=("boxes", "region_captions"),
+        grad_cache=True,
+    ),
+    "xclip": Objective(
+        loss=xclip.loss,
+        batch_fields=xclip.negative_fields,
+        embed=xclip.embed,
+        loss_from_embeddings=xclip.loss_from_embeddings,
+        validate=xclip.validate,
         grad_cache=True,
     ),
     "ccp": Objective(

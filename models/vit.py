@@ -42,7 +42,9 @@ class VisionTransformer(nn.Module):
     Xiao et al. 2021): on tiny images they learn shapes far faster than a linear
     patchifier, at no cost to the rest of the tower. Pixels beyond the last whole patch
     are dropped (as by CLIP's and SigLIP's patch convolutions). `ln_pre` = False drops the
-    LayerNorm before the encoder (SigLIP has none).
+    LayerNorm before the encoder (SigLIP has none). Called with `frames` = T > 0 on the frames of B / T clips
+    [B, H, W, 3], in order, its blocks are X-CLIP's cross-frame blocks (models/transformer.py CrossFrameBlock);
+    the default 0 is the image tower.
     """
 
     width: int
@@ -61,7 +63,7 @@ class VisionTransformer(nn.Module):
     layer_norm_dtype: jnp.dtype = jnp.float32  # also the residual stream's dtype: ln_pre's output starts it
 
     @nn.compact
-    def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, images: jax.Array, frames: int = 0) -> tuple[jax.Array, jax.Array]:
         x = images.astype(self.dtype)
         patch = self.patch_size
         for i in range(self.conv_stem_depth):
@@ -84,7 +86,7 @@ class VisionTransformer(nn.Module):
         x = Encoder(
             self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
             attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
-        )(x)  # fmt: skip
+        )(x, frames=frames, summary="first" if self.pool == "cls" else "mean")  # fmt: skip
         if self.pool == "cls":
             return x[:, 0], x[:, 1:]
         if self.pool == "map":

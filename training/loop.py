@@ -239,5 +239,6 @@ def _duration(seconds: float) -> str:
 
 
 def _short(metrics: dict[str, float]) -> str:
-    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg")
+    keys = ("zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
+            "video/motion", "video/motion_mean_frames", "video/shape", "video/colour")  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)
