@@ -8,7 +8,7 @@ Keys of config.xclip:
 - prompt_weight: weight of the prompted cross-entropy over each clip's caption and its hard negatives (the
   caption with each other motion) beside the video-text InfoNCE over the batch; 0 trains the video modules
   without the prompt term.
-config.model.video_frames sets the frames per clip (4, from the clips' 8, X-CLIP's segment sampling). The run
+config.model.video_frames sets the frames per clip (4 of the clips' 8, X-CLIP's segment sampling). The run
 trains from scratch, so that this one command stands alone; to start from an image-text CLIP run as the paper
 does, add --config.init_from.workdir=<its workdir> with --config.init_from.param_prefixes (docs/video.md). The
 `video` evaluator (evaluation/video_eval.py) scores zero-shot motion and appearance and video-text retrieval
@@ -34,8 +34,8 @@ def get_config(arg: str | None = None):
         config.model.text.update(width=64, depth=2, heads=2, max_len=16)
         config.model.embed_dim = 64
         config.batch_size = 64
-        config.total_steps = 600
-        config.eval_every_steps = 600
+        config.total_steps = 300
+        config.eval_every_steps = 300
         config.eval.num_examples = 600
     config.evals = ml_collections.ConfigDict(dict(video=dict(type="video", prefix="")))
     return config

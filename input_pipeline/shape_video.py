@@ -3,7 +3,10 @@
 Every clip is a pure function of (seed, split, index): CLIP_FRAMES frames of one object (a shape and colour of
 input_pipeline/shape_drawing.py, jittered) on one textured background, doing one of MOTIONS. Fields:
 - `video` uint8 [CLIP_FRAMES, S, S, 3];
-- `caption`: "<colour> <shape> <motion>" (a colour change names the new colour: "... changing colour to blue");
+- `caption`: "a <colour> <shape> <motion>" (a colour change names the new colour: "... changing colour to blue");
+  like alt-text, training captions state the colour and the shape only half the time each ("a circle moving
+  left", "a red shape growing"), so that many captions of a batch differ in their motion alone (the test
+  split's state both);
 - `hard_negatives`: the caption with each other motion instead, false for the clip (X-CLIP's prompted term);
 - labels `motion` (into MOTIONS), `shape`, `colour` (the colour of the first frame).
 
@@ -27,12 +30,13 @@ from input_pipeline.shape_drawing import (
     jittered_colour,
     textured_background,
 )
-from input_pipeline.shapes import SPLITS, cached_columns, example_rng, render_columns
+from input_pipeline.shapes import SPLITS, ShapesSource, cached_columns, example_rng, render_columns
 
 MOTIONS = ("moving left", "moving right", "growing", "shrinking", "changing colour", "standing still")
 ORDER_ONLY = (0, 1, 2, 3)  # the motions that one frame cannot tell from their reverse
 CLIP_FRAMES = 8
-VERSION = 1  # bump when rendering or texts change: it names the cache files
+MIN_IMAGE_SIZE = 16  # pixels: below it the travel of a sliding object and the largest growth do not fit
+VERSION = 2  # bump when rendering or texts change: it names the cache files
 TRAVEL = 0.45  # left / right: the centre moves this fraction of the frame's width over the clip
 RADIUS = (0.12, 0.17)  # the object's radius, a fraction of the frame, for the motions that keep its size
 GROWTH = (0.09, 0.21)  # growing / shrinking: the radius runs between these fractions of the frame
@@ -40,9 +44,14 @@ ARRAY_FIELDS = ("video", "motion", "shape", "colour")
 TEXT_FIELDS = ("caption", "hard_negatives")
 
 
-def caption(colour: int, shape: int, motion: int, new_colour: int) -> str:
+MENTION_PROBABILITY = 0.5  # chance that a training caption states the colour (and, separately, the shape)
+
+
+def caption(colour: int | None, shape: int | None, motion: int, new_colour: int) -> str:
+    """The caption of a clip; colour or shape None leaves it unstated."""
     phrase = MOTIONS[motion] + (f" to {COLOURS[new_colour]}" if MOTIONS[motion] == "changing colour" else "")
-    return f"a {COLOURS[colour]} {SHAPES[shape]} {phrase}"
+    words = ([] if colour is None else [COLOURS[colour]]) + [SHAPES[shape] if shape is not None else "shape"]
+    return " ".join(["a", *words, phrase])
 
 
 def _path(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -68,10 +77,16 @@ def make_clip(seed: int, split: str, index: int, image_size: int = 32) -> dict:
     """The clip `index` of `split` as a dict of NumPy arrays and Python strings (module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"Unknown shapes_video split {split!r}; use one of {SPLITS}.")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"shapes_video clips are at least {MIN_IMAGE_SIZE} pixels wide, not {image_size}.")
     rng = example_rng(seed, f"video/{split}", index)
     shape, motion = int(rng.integers(len(SHAPES))), int(rng.integers(len(MOTIONS)))
     colour = int(rng.integers(len(COLOURS)))
     new_colour = int((colour + rng.integers(1, len(COLOURS))) % len(COLOURS))
+    stated = rng.random(2) < MENTION_PROBABILITY
+    if split == "test":
+        stated[:] = True
+    named_colour, named_shape = (colour if stated[0] else None), (shape if stated[1] else None)
     paths = _path(rng, image_size)
     name = MOTIONS[motion]
     path = paths["slide" if "moving" in name else "grow" if name in ("growing", "shrinking") else "still"]
@@ -88,8 +103,8 @@ def make_clip(seed: int, split: str, index: int, image_size: int = 32) -> dict:
     others = [m for m in range(len(MOTIONS)) if m != motion]
     return {
         "video": np.stack(frames),
-        "caption": caption(colour, shape, motion, new_colour),
-        "hard_negatives": tuple(caption(colour, shape, m, new_colour) for m in others),
+        "caption": caption(named_colour, named_shape, motion, new_colour),
+        "hard_negatives": tuple(caption(named_colour, named_shape, m, new_colour) for m in others),
         "motion": np.int32(motion),
         "shape": np.int32(shape),
         "colour": np.int32(colour),
@@ -108,7 +123,7 @@ def _make_clip_at(seed: int, split: str, image_size: int, index: int) -> dict:
     return make_clip(seed, split, index, image_size)
 
 
-class ShapesVideoSource:
+class ShapesVideoSource(ShapesSource):
     """grain random-access source over one split of the clips, rendered once (and kept in `cache_dir` when
     given); records are exactly `make_clip(seed, split, index, image_size)`."""
 
@@ -120,11 +135,3 @@ class ShapesVideoSource:
         name = f"shapes_video_v{VERSION}_{split}_{size}_{seed}_{image_size}"
         self._columns = cached_columns(cache_dir, name, lambda: render(ARRAY_FIELDS, TEXT_FIELDS), ARRAY_FIELDS,
                                        TEXT_FIELDS)  # fmt: skip
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.size:
-            raise IndexError(f"index {index} out of range for {self.size} clips")
-        return {k: v[index] for k, v in self._columns.items()}

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.errors import ConfigError
-from input_pipeline.shape_video import MOTIONS
+from input_pipeline.shape_video import MIN_IMAGE_SIZE, MOTIONS
 from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 
@@ -104,6 +104,10 @@ def validate(config) -> None:
         raise ConfigError(
             f"X-CLIP needs clips of config.model.video_frames >= 2 frames (configs/xclip.py sets 4), not "
             f"{config.model.video_frames}."
+        )
+    if config.data.image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"The shapes_video clips need config.data.image_size >= {MIN_IMAGE_SIZE}, not {config.data.image_size}."
         )
     if config.data.name != "shapes_video":
         raise ConfigError(
