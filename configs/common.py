@@ -33,7 +33,8 @@ TEXT_SIZES = {
 EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
 REAL_DATASETS = ("webdataset", "csv", "jsonl", "tfds", "array_record")  # image-text files: input_pipeline/sources.py
 DATASETS = ("shapes", *REAL_DATASETS)
-VIDEO_DATASETS = ("shapes_video",)  # clips (X-CLIP): input_pipeline/shape_video.py
+# Clips (X-CLIP): the embedded ones (input_pipeline/shape_video.py) or yours (input_pipeline/video_folders.py).
+VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from input_pipeline.shape_video import MIN_IMAGE_SIZE, MOTIONS
 from losses.contrastive import contrastive_loss, implementation_options
@@ -105,12 +106,12 @@ def validate(config) -> None:
             f"X-CLIP needs clips of config.model.video_frames >= 2 frames (configs/xclip.py sets 4), not "
             f"{config.model.video_frames}."
         )
-    if config.data.image_size < MIN_IMAGE_SIZE:
+    if config.data.name == "shapes_video" and config.data.image_size < MIN_IMAGE_SIZE:
         raise ConfigError(
             f"The shapes_video clips need config.data.image_size >= {MIN_IMAGE_SIZE}, not {config.data.image_size}."
         )
-    if config.data.name != "shapes_video":
+    if config.data.name not in VIDEO_DATASETS:
         raise ConfigError(
-            f"X-CLIP trains on clips; set config.data.name='shapes_video' (the embedded clips), not "
-            f"{config.data.name!r}."
+            f"X-CLIP trains on clips; set config.data.name='shapes_video' (the embedded clips) or 'video_folders' "
+            f"(yours, docs/video.md), not {config.data.name!r}."
         )

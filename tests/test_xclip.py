@@ -309,3 +309,47 @@ def test_xclip_trains_and_prints_video_beside_the_baseline(tmp_path, capsys):
     assert "video zero-shot appearance: shape" in printed and "text->video R@1/5/10 (clips)" in printed
     records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "train/prompt_loss" in line]
     assert len(records) == 2
+
+
+def test_clip_folders_are_read_and_bad_clips_skipped_and_counted(tmp_path):
+    from PIL import Image
+
+    from input_pipeline.cleaning import PROBLEM_INDEX
+    from input_pipeline.pipeline import VideoTrainTransform
+    from input_pipeline.video_folders import VideoFolderSource
+
+    def clip(name, frames=3, caption=b"a red circle moving left", negatives=None, corrupt=False, mode="RGB"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for t in range(frames):
+            Image.new(mode, (24, 20), (10 * t, 0, 0) if mode == "RGB" else 10 * t).save(folder / f"{t:03d}.png")
+        if corrupt:
+            (folder / "001.png").write_bytes(b"not a png")
+        if caption is not None:
+            (folder / "caption.txt").write_bytes(caption)
+        if negatives is not None:
+            (folder / "hard_negatives.txt").write_bytes(negatives)
+
+    clip("a_good", negatives=b"a red circle moving right\n\na red circle growing\n")
+    clip("b_grey", mode="L", caption=b"a  grey\tsquare ")
+    clip("c_no_caption", caption=None)
+    clip("d_empty_caption", caption=b"  \n")
+    clip("e_no_frames", frames=0)
+    clip("f_corrupt", corrupt=True)
+    source = VideoFolderSource(str(tmp_path), image_size=16)
+    records = [source[i] for i in range(len(source))]
+    assert records[0]["video"].shape == (3, 16, 16, 3) and records[0]["video"][2, 0, 0, 0] == 20  # frames in order
+    assert records[0]["hard_negatives"] == ("a red circle moving right", "a red circle growing")
+    assert records[1]["caption"] == "a grey square" and records[1]["hard_negatives"] == ()
+    assert records[1]["problems"][PROBLEM_INDEX["repaired_grayscale"]] == 3  # each frame converted to RGB
+    kinds = [r.get("skipped") for r in records[2:]]
+    assert kinds == ["missing_caption", "empty_caption", "missing_image", "corrupt_image"]
+    assert source.texts(0)["caption"] == records[0]["caption"] and "video" not in source.texts(0)
+    encode = lambda texts: np.zeros((len(texts), 8), np.int32)  # noqa: E731
+    example = VideoTrainTransform(types.SimpleNamespace(encode=lambda t, n: encode(t)), 8, 4, xclip.negative_fields)
+    out = example.random_map(records[0], np.random.default_rng(0))
+    assert out["video"].shape == (4, 16, 16, 3) and out["negative_valid"].sum() == 2  # 3 frames fill 4 segments
+
+    config = xclip_config.get_config()
+    config.data.update(name="video_folders", path=str(tmp_path))
+    validate_config(config)

@@ -172,7 +172,7 @@ def _check_ranges(flat: dict) -> None:
 
 
 # generated in-process: no data.path
-EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", *VIDEO_DATASETS)
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_video")
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
@@ -263,7 +263,7 @@ METHOD_CONFIGS = {
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
     "shapes": (*TEXT_FIELDS, "boxes"),
-    "shapes_video": shape_video.TEXT_FIELDS,
+    **dict.fromkeys(VIDEO_DATASETS, shape_video.TEXT_FIELDS),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
     # each sample's json (input_pipeline/webdataset.py)
     "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
