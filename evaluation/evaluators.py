@@ -9,6 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.proclip import proclip_retrieval
@@ -163,7 +164,8 @@ class Evaluators:
         parts = [f"{name} ({kind}): {e.description}" for name, (_, kind, e) in self.evaluators.items()]
         text = "Evaluating " + ("; ".join(parts) if parts else "nothing (config.evals names no enabled evaluator)")
         kinds = {kind for _, kind, _ in self.evaluators.values()}
-        if config.data.name not in ("shapes", "shapes_video") and "retrieval" not in kinds and "sts" not in kinds:
+        # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
+        if config.data.name not in ("shapes", *VIDEO_DATASETS) and "retrieval" not in kinds and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip
