@@ -6,7 +6,8 @@ Each example is a clip `video` [T, H, W, 3] (T = config.model.video_frames) with
 MAX_NEGATIVES hard-negative captions, false for the clip (on the shapes_video data: the caption with each other
 motion). With s the clamped logit scale:
 - L_video: symmetric InfoNCE between each clip's video embedding and its caption over the (global) batch, on
-  losses.contrastive.contrastive_loss in config.loss.implementation (every implementation, GradCache);
+  losses.contrastive.contrastive_loss in config.loss.implementation (every implementation, GradCache); clips
+  whose captions are the same string are not each other's negatives (shapes_video's captions often repeat);
 - L_prompt: X-CLIP's own objective, cross-entropy of s cos(video, prompted text) over the clip's candidates
   (its caption first, then its hard negatives), each text prompted by that clip's visual tokens.
 L = L_video + prompt_weight L_prompt.
@@ -26,6 +27,7 @@ import numpy as np
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from input_pipeline.shape_video import MIN_IMAGE_SIZE, MOTIONS
+from losses.cloc import caption_group
 from losses.contrastive import contrastive_loss, implementation_options
 from losses.logit_scale import clamped_logit_scale
 
@@ -34,10 +36,12 @@ MAX_NEGATIVES = len(MOTIONS) - 1  # hard negatives per clip; a record's further 
 
 def negative_fields(record: dict, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
     """{"negative_text" int32 [MAX_NEGATIVES, max_len], "negative_valid" bool [MAX_NEGATIVES]}: the record's
-    hard-negative captions, absent ones empty and invalid (a clip without any brings none)."""
+    hard-negative captions, absent ones empty and invalid (a clip without any brings none); "caption_group"
+    int32: a hash of the caption (clips of one caption string are not each other's negatives)."""
     del rng
     negatives = [str(c) for c in record.get("hard_negatives", ()) if c][:MAX_NEGATIVES]
     return {
+        "caption_group": np.int32(caption_group(record["caption"])),
         "negative_text": encode(negatives + [""] * (MAX_NEGATIVES - len(negatives))),
         "negative_valid": np.arange(MAX_NEGATIVES) < len(negatives),
     }
@@ -77,7 +81,11 @@ def loss_from_embeddings(params, embeddings, batch, extra, rng, *, model, config
     del extra, rng
     logit_scale = clamped_logit_scale(model.apply({"params": params})["logit_scale"])
     video_value, metrics = contrastive_loss(
-        embeddings["video_embedding"], embeddings["text_embedding"], logit_scale, **implementation_options(config)
+        embeddings["video_embedding"],
+        embeddings["text_embedding"],
+        logit_scale,
+        group=batch["caption_group"],
+        **implementation_options(config),
     )
     logits = jnp.exp(logit_scale) * prompted_logits(params, embeddings, model=model)
     valid = jnp.concatenate([jnp.ones_like(batch["negative_valid"][:, :1]), batch["negative_valid"]], axis=1)

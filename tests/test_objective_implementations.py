@@ -94,6 +94,7 @@ def _fields(name: str, config, size: int, rng: np.random.Generator) -> dict[str,
             "video": rng.normal(size=(size, VIDEO_FRAMES, side, side, 3)).astype(np.float32),
             "negative_text": tokens(size, 5),
             "negative_valid": rng.random((size, 5)) < 0.7,  # some clips with fewer hard negatives
+            "caption_group": rng.integers(0, 12, size).astype(np.int32),  # repeated captions: not negatives
         }
     if name == "cloc":
         corner = rng.uniform(0, 0.6, size=(size, 3, 2))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from contrastive_reference import reference, unit_rows
+from contrastive_reference import grouped_infonce, unit_rows
 from tiny_training import VOCAB, tiny_config
 
 from configs import common
@@ -202,6 +202,7 @@ def test_loss_is_video_infonce_plus_the_prompted_cross_entropy():
     }
     negative_valid = rng.random((batch, candidates - 1)) < 0.6
     negative_valid[0] = False  # a clip without hard negatives: its prompted term is 0
+    group = np.array([0, 1, 2, 1, 3, 4])  # captions 1 and 3 are one string: not each other's negatives
 
     def prompt_text(text, tokens):  # stands in for the prompt generator: any function of (text, the clip's tokens)
         return text + 0.5 * tokens.mean(1, keepdims=True)
@@ -215,13 +216,14 @@ def test_loss_is_video_infonce_plus_the_prompted_cross_entropy():
     model = types.SimpleNamespace(apply=apply, prompt_text=prompt_text)
     config = xclip_config.get_config()
     config.xclip.prompt_weight = 0.3
+    batch_fields = {"negative_valid": negative_valid, "caption_group": group}
     with jax.enable_x64(True):
         loss, metrics = xclip.loss_from_embeddings(
-            {"s": jnp.float64(log_scale)}, jax.tree.map(jnp.asarray, embeddings), {"negative_valid": negative_valid},
-            {}, None, model=model, config=config,
+            {"s": jnp.float64(log_scale)}, jax.tree.map(jnp.asarray, embeddings), batch_fields, {}, None,
+            model=model, config=config,
         )  # fmt: skip
     e, s = embeddings, np.exp(log_scale)
-    video = reference("softmax", e["video_embedding"], e["text_embedding"], log_scale).loss
+    video = grouped_infonce(e["video_embedding"], e["text_embedding"], s, np.ones(batch, bool), group)
     prompted = unit_rows(e["candidate_features"] + 0.5 * e["video_tokens"].mean(1, keepdims=True))
     terms = []
     for i in range(batch):
@@ -236,10 +238,11 @@ def test_loss_is_video_infonce_plus_the_prompted_cross_entropy():
 
 def test_negative_fields_pad_the_hard_negatives():
     encode = lambda texts: np.array([[len(t)] for t in texts], np.int32)  # noqa: E731
-    fields = xclip.negative_fields({"hard_negatives": ("a b", "", "c")}, None, encode)
+    fields = xclip.negative_fields({"caption": "a b", "hard_negatives": ("a b", "", "c")}, None, encode)
+    assert fields["caption_group"] == xclip.negative_fields({"caption": "a b"}, None, encode)["caption_group"]
     assert fields["negative_valid"].tolist() == [True, True] + [False] * (xclip.MAX_NEGATIVES - 2)
     assert fields["negative_text"][:, 0].tolist() == [3, 1] + [0] * (xclip.MAX_NEGATIVES - 2)
-    assert not xclip.negative_fields({}, None, encode)["negative_valid"].any()
+    assert not xclip.negative_fields({"caption": "a b"}, None, encode)["negative_valid"].any()
 
 
 def test_video_metrics_of_perfect_and_random_predictors():
