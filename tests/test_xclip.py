@@ -47,6 +47,7 @@ def test_clips_are_a_pure_function_of_seed_split_and_index():
     source = shape_video.ShapesVideoSource("train", 20, seed=3, image_size=16)
     assert np.array_equal(source[11]["video"], first["video"]) and source[11]["caption"] == first["caption"]
     assert first["video"].shape == (shape_video.CLIP_FRAMES, 16, 16, 3) and first["video"].dtype == np.uint8
+    assert len(first["hard_negatives"]) == xclip.MAX_NEGATIVES == len(shape_video.MOTIONS) - 1
     picked = shape_video.frame_indices(8, 4, np.random.default_rng(0))
     assert np.all(np.diff(picked) > 0) and np.all(picked // 2 == np.arange(4))  # one from each segment, in order
 
@@ -265,6 +266,7 @@ def test_video_metrics_of_perfect_and_random_predictors():
 def test_xclip_options_are_checked_before_jax_starts():
     refusals = [
         ({"model.video_frames": 1}, "config.model.video_frames >= 2"),
+        ({"data.image_size": 8, "model.image.patch_size": 8}, "config.data.image_size >= 16"),
         ({"data.name": "shapes"}, "set config.data.name='shapes_video'"),
         ({"xclip.prompt_weight": -0.5}, "config.xclip.prompt_weight must be at least 0"),
     ]

@@ -186,6 +186,11 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
             f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
         )
+    if c.data.name == "shapes_video" and c.data.image_size < shape_video.MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"The shapes_video clips need config.data.image_size >= {shape_video.MIN_IMAGE_SIZE}, not "
+            f"{c.data.image_size}."
+        )
     if c.data.name in VIDEO_DATASETS and c.objective != "xclip":
         raise ConfigError(
             f"config.data.name={c.data.name!r} holds clips, which only the xclip objective trains on; set "
