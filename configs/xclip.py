@@ -31,7 +31,8 @@ def get_config(arg: str | None = None):
         # 3-conv stem) keeps a step near the image runs' cost on a CPU.
         config.data.update(image_size=32, train_size=10_000)
         config.model.image.update(width=64, depth=2, heads=2, patch_size=8, conv_stem_depth=3)
-        config.model.text.update(width=64, depth=2, heads=2, max_len=16)
+        # max_len 40: the held-out prompts' unseen words ("footage") split into many pieces.
+        config.model.text.update(width=64, depth=2, heads=2, max_len=40)
         config.model.embed_dim = 64
         config.batch_size = 64
         config.total_steps = 300

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs.errors import ConfigError
 from evaluation import prompts
 from evaluation.retrieval import retrieval_metrics, same_text_positives
 from evaluation.shapes_eval import batched
@@ -72,6 +73,14 @@ class VideoEvaluator:
         self.caption_tokens = tokenizer.encode(self.captions, max_len)
         self.labels, self.valid = label_columns(clips)
         self.class_tokens = {k: tokenizer.encode(sum(v, []), max_len) for k, v in CLASS_PROMPTS.items()}
+        longest = max(
+            int(np.sum(tokenizer.encode(sum(v, []), 4 * max_len) != 0, 1).max()) for v in CLASS_PROMPTS.values()
+        )
+        if longest > max_len:  # a cut prompt loses its class word: every class would read the same
+            raise ConfigError(
+                f"config.model.text.max_len={max_len} cuts the video evaluator's prompts (the longest has {longest} "
+                f"tokens); raise it to {longest}."
+            )
         self.batch_size, self.xclip = batch_size, bool(model.video_frames)
         variables = lambda p: {"params": p}  # noqa: E731
 
