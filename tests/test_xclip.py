@@ -300,6 +300,7 @@ def test_xclip_trains_and_prints_video_beside_the_baseline(tmp_path, capsys):
     method = xclip_config.get_config()
     config.update(objective="xclip", xclip=method.xclip, evals=method.evals)
     config.model.video_frames = 4
+    config.model.text.max_len = 64  # the held-out prompts, in a tokenizer fitted to 32 clips' captions
     config.data.update(name="shapes_video", train_size=32, cache_dir="")
     config.eval.update(num_examples=24, batch_size=12)
     validate_config(config)
@@ -358,3 +359,18 @@ def test_clip_folders_are_read_and_bad_clips_skipped_and_counted(tmp_path):
     config = xclip_config.get_config()
     config.data.update(name="video_folders", path=str(tmp_path))
     validate_config(config)
+
+
+def test_the_video_evaluator_refuses_a_max_len_that_cuts_its_prompts():
+    class OneTokenAWord:
+        def encode(self, texts, max_len):
+            out = np.zeros((len(texts), max_len), np.int32)
+            for i, text in enumerate(texts):
+                out[i, : min(len(text.split()), max_len)] = 1
+            return out
+
+    options = dict(num_examples=1, batch_size=1, image_size=16, frames=4)
+    model = types.SimpleNamespace(video_frames=0)
+    with pytest.raises(ConfigError, match=r"max_len=4 cuts the video evaluator's prompts \(the longest has 7 tokens\)"):
+        video_eval.VideoEvaluator(model, OneTokenAWord(), max_len=4, **options)
+    video_eval.VideoEvaluator(model, OneTokenAWord(), max_len=7, **options)
