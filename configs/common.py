@@ -33,6 +33,9 @@ TEXT_SIZES = {
 EMBED_DIMS = {"tiny": 128, "small": 384, "B/32": 512, "B/16": 512, "L/14": 768}
 REAL_DATASETS = ("webdataset", "csv", "jsonl", "tfds", "array_record")  # image-text files: input_pipeline/sources.py
 DATASETS = ("shapes", *REAL_DATASETS)
+# Clips (X-CLIP): the embedded ones (input_pipeline/shape_video.py) or yours (input_pipeline/video_folders.py).
+VIDEO_DATASETS = ("shapes_video", "video_folders")
+DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents")
 
@@ -140,6 +143,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.layer_norm_dtype = "float32"  # bfloat16: LayerNorm outputs and the ViT's residual stream in bf16
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.region_depth = 0  # CLOC's box prompter and grounding head: cross-attention blocks each; 0 = none
+    c.model.video_frames = 0  # X-CLIP's video modules (models/video.py) for clips of this many frames; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
     c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)

@@ -19,7 +19,8 @@ DESCRIPTIONS = {
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
     "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents` "
-    "(embedded), `sentences`, `nli`, `documents` (docs/text.md).",
+    "(embedded), `sentences`, `nli`, `documents` (docs/text.md); clips: `shapes_video` (embedded), "
+    "`video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",
@@ -74,6 +75,8 @@ DESCRIPTIONS = {
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
     "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
     "model.region_depth": "Cross-attention blocks of the box prompter and of the grounding head (CLOC); 0 = none.",
+    "model.video_frames": "Frames per clip of X-CLIP's video modules (cross-frame messages, MIT, prompts; "
+    "docs/video.md); 0 = none.",
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
     "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",

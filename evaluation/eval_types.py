@@ -15,6 +15,9 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
   prompter-free RoI baseline and chance beside (evaluation/region_eval.py; CLOC);
 - `segmentation`: mIoU on the masks of held-out shapes images: DenseCLIP's head and score map, the plain CLIP
   patch-token baseline, chance (evaluation/segmentation_eval.py).
+- `video`: zero-shot motion and appearance classification and video-text retrieval on held-out shapes_video
+  clips of `frames` frames (0 = config.model.video_frames), the mean of frame embeddings and chance beside
+  (evaluation/video_eval.py; X-CLIP).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
@@ -36,6 +39,7 @@ EVAL_TYPES: dict[str, dict] = {
     "proclip_text": {},
     "regions": {},
     "segmentation": {},
+    "video": {"frames": 0},
 }
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
 
@@ -64,6 +68,11 @@ def held_out_data(config: ml_collections.ConfigDict, entry: ml_collections.Confi
     return data
 
 
+def video_frames(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict) -> int:
+    """The frames per clip of a `video` entry: its own `frames`, else the model's."""
+    return entry_options(entry)["frames"] or config.model.video_frames
+
+
 def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
     """Raises ConfigError, one sentence naming the key and the fix, for an unknown evaluator type or option,
     an option of the wrong type, or an evaluator the run cannot feed."""
@@ -90,6 +99,10 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
             raise ConfigError(
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
                 f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."
+            )
+        if entry.type == "video" and video_frames(config, entry) < 1:
+            raise ConfigError(
+                f"{key} needs clips of at least one frame; set {key}.frames, or config.model.video_frames (X-CLIP)."
             )
         if entry.type == "retrieval" and is_enabled(entry):
             data = held_out_data(config, entry).name

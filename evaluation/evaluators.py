@@ -9,6 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.proclip import proclip_retrieval
@@ -19,6 +20,7 @@ from evaluation.segmentation_eval import SegmentationEvaluator
 from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
+from evaluation.video_eval import VideoEvaluator
 from input_pipeline import segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
@@ -134,6 +136,11 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         masks = SegmentationEvaluator(model, tokenizer, names, num_examples=n, batch_size=batch_size,
                                       image_size=image_size, max_len=max_len)  # fmt: skip
         return _Call(masks.evaluate, f"the masks of {n} held-out shapes images ({len(names)} classes)")
+    if entry.type == "video":
+        frames = eval_types.video_frames(config, entry)
+        video = VideoEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
+                               max_len=max_len, frames=frames)  # fmt: skip
+        return _Call(video.evaluate, f"{n} held-out shapes_video clips of {frames} frames")
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 
@@ -163,7 +170,8 @@ class Evaluators:
         parts = [f"{name} ({kind}): {e.description}" for name, (_, kind, e) in self.evaluators.items()]
         text = "Evaluating " + ("; ".join(parts) if parts else "nothing (config.evals names no enabled evaluator)")
         kinds = {kind for _, kind, _ in self.evaluators.values()}
-        if config.data.name != "shapes" and "retrieval" not in kinds and "sts" not in kinds:
+        # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
+        if config.data.name not in ("shapes", *VIDEO_DATASETS) and "retrieval" not in kinds and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip

@@ -43,3 +43,25 @@ def class_prompts() -> dict[str, list[list[str]]]:
             [t.format(shape=s, colour=c) for t in SHAPE_COLOUR_TEMPLATES] for s in shapes.SHAPES for c in shapes.COLOURS
         ],
     }
+
+
+# Clips (evaluation/video_eval.py): their wording ("video", "clip", "showing", "footage", "recording", "something",
+# "thing", "object") never reaches X-CLIP's text tower in training, whose captions are "<colour> <shape> <motion>".
+MOTION_TEMPLATES = (
+    "a video of something {motion}.",
+    "a clip showing a thing {motion}.",
+    "footage of an object {motion}.",
+    "a recording of something {motion}.",
+)
+VIDEO_SHAPE_TEMPLATES = (
+    "a video of a {shape}.",
+    "a clip showing a {shape}.",
+    "footage of one {shape}.",
+    "a recording of a {shape}.",
+)
+VIDEO_COLOUR_TEMPLATES = (
+    "a video of something {colour}.",
+    "a clip showing a {colour} thing.",
+    "footage of a {colour} object.",
+    "a recording of something {colour}.",
+)

@@ -11,17 +11,17 @@ from input_pipeline.tokenizer import Tokenizer
 
 
 def batched(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Applies `fn` to row chunks of `inputs` ([N, ...]) and concatenates the results. Every chunk is
-    padded to `batch_size` rows (copies of its first), so a jitted `fn` compiles once, not once per
-    leftover size; `fn` must treat rows independently."""
+    """Applies `fn` to row chunks of `inputs` ([N, ...]) and concatenates the results (arrays, or dicts of
+    them). Every chunk is padded to `batch_size` rows (copies of its first), so a jitted `fn` compiles once,
+    not once per leftover size; `fn` must treat rows independently."""
     outputs = []
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start : start + batch_size]
         rows = len(chunk)
         if rows < batch_size:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - rows, axis=0)])
-        outputs.append(np.asarray(fn(chunk))[:rows])
-    return np.concatenate(outputs)
+        outputs.append(jax.tree.map(lambda x, rows=rows: np.asarray(x)[:rows], fn(chunk)))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 class ShapesEvaluator:

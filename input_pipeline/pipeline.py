@@ -9,6 +9,7 @@ import grain
 import numpy as np
 
 from input_pipeline import transforms
+from input_pipeline.shape_video import frame_indices
 from input_pipeline.skipping import DropSkipped, SkipAware
 from input_pipeline.tokenizer import Tokenizer
 
@@ -58,6 +59,25 @@ class TrainTransform(grain.transforms.RandomMap):
         }
         if self.batch_fields is not None:
             example.update(self.batch_fields(record, rng, lambda texts: self.tokenizer.encode(texts, self.max_len)))
+        return example
+
+
+@dataclasses.dataclass
+class VideoTrainTransform(grain.transforms.RandomMap):
+    """Clip record -> {"video": uint8 [frames, S, S, 3], "text": int32 [max_len], **batch_fields}: `frames` of the
+    record's `video` [F, S, S, 3], one drawn afresh from each of `frames` equal segments (X-CLIP's sampling)."""
+
+    tokenizer: Tokenizer
+    max_len: int
+    frames: int
+    batch_fields: Callable[..., dict] | None = None
+
+    def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+        video = record["video"]
+        encode = lambda texts: self.tokenizer.encode(texts, self.max_len)  # noqa: E731
+        example = {"video": video[frame_indices(len(video), self.frames, rng)], "text": encode([record["caption"]])[0]}
+        if self.batch_fields is not None:
+            example.update(self.batch_fields(record, rng, encode))
         return example
 
 

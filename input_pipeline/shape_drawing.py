@@ -79,12 +79,7 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
     Only the pixels around each object are supersampled, so rendering costs about the same at 64 px
     as at 32 px (the background is smooth and drawn at full resolution directly).
     """
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    base = rng.uniform(90, 150)
-    tilt = rng.uniform(-30, 30, size=2)
-    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / size) * (xx + yy))
-    grey = base + tilt[0] * (xx / size - 0.5) + tilt[1] * (yy / size - 0.5) + stripes
-    image = grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
+    image = textured_background(rng, size)
     cell = size / 3
     boxes = np.zeros((len(objects), 4), np.float32)
     mask = np.zeros((size, size), np.uint8)
@@ -94,23 +89,56 @@ def render_scene(objects: list, rng: np.random.Generator, size: int) -> tuple[np
         slack = cell / 2 - radius
         cx = (col + 0.5) * cell + rng.uniform(-slack, slack)
         cy = (row + 0.5) * cell + rng.uniform(-slack, slack)
-        colour = np.clip(COLOUR_RGB[obj.colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
-        rows, cols, alpha = _coverage(obj.shape, cx, cy, radius, size)
-        ys, xs = np.nonzero(alpha >= 0.5)
-        window = mask[rows, cols]
-        window[alpha >= 0.5] = k + 1  # drawn over: an earlier object's pixel goes to this one
-        if not len(ys):  # an object too small to cover half of any pixel (tiny images): the pixels it touches
-            ys, xs = np.nonzero(alpha > 0)
-        if len(ys):
-            boxes[k] = (
-                cols.start + xs.min(),
-                rows.start + ys.min(),
-                cols.start + xs.max() + 1,
-                rows.start + ys.max() + 1,
-            )
-        else:
-            boxes[k] = (cx - radius, cy - radius, cx + radius, cy + radius)
-        alpha = alpha[..., None]
-        image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
-    image += rng.normal(0, 4, size=image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), boxes / size, mask
+        colour = jittered_colour(obj.colour, rng)
+        boxes[k] = draw_object(image, obj.shape, cx, cy, radius, colour, mask, k + 1)
+    return finish_image(image, rng), boxes / size, mask
+
+
+def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """float32 [size, size, 3]: a grey tilted gradient with faint diagonal stripes and a small tint."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    base = rng.uniform(90, 150)
+    tilt = rng.uniform(-30, 30, size=2)
+    stripes = rng.uniform(0, 8) * np.sin((2 * np.pi * rng.uniform(2, 6) / size) * (xx + yy))
+    grey = base + tilt[0] * (xx / size - 0.5) + tilt[1] * (yy / size - 0.5) + stripes
+    return grey[..., None] + rng.normal(0, 6, size=3).astype(np.float32)
+
+
+def jittered_colour(colour: int, rng: np.random.Generator) -> np.ndarray:
+    """float32 [3]: the named colour's RGB with a little noise."""
+    return np.clip(COLOUR_RGB[colour] + rng.normal(0, 12, size=3), 0, 255).astype(np.float32)
+
+
+def draw_object(
+    image: np.ndarray,
+    shape: int,
+    cx: float,
+    cy: float,
+    radius: float,
+    colour: np.ndarray,
+    mask: np.ndarray | None = None,
+    label: int = 0,
+) -> np.ndarray:
+    """Blends the antialiased `SHAPES[shape]` centred at (cx, cy) pixels into float32 `image` [S, S, 3] in
+    place, and writes `label` into uint8 `mask` [S, S] where it covers at least half a pixel (drawn over: an
+    earlier object's pixel goes to this one); returns its box in pixels, float32 [4] (x0, y0, x1, y1): the
+    pixels it covers at least half of."""
+    rows, cols, alpha = _coverage(shape, cx, cy, radius, image.shape[0])
+    if mask is not None:
+        mask[rows, cols][alpha >= 0.5] = label
+    ys, xs = np.nonzero(alpha >= 0.5)
+    if not len(ys):  # an object too small to cover half of any pixel (tiny images): the pixels it touches
+        ys, xs = np.nonzero(alpha > 0)
+    if len(ys):
+        box = (cols.start + xs.min(), rows.start + ys.min(), cols.start + xs.max() + 1, rows.start + ys.max() + 1)
+    else:
+        box = (cx - radius, cy - radius, cx + radius, cy + radius)
+    alpha = alpha[..., None]
+    image[rows, cols] = image[rows, cols] * (1 - alpha) + colour * alpha
+    return np.array(box, np.float32)
+
+
+def finish_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """float32 [S, S, 3] -> uint8, with a little pixel noise."""
+    image = image + rng.normal(0, 4, size=image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)

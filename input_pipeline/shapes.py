@@ -306,11 +306,17 @@ PARALLEL_RENDER_MIN = 10_000  # smaller splits render faster than worker process
 
 
 def render_split(split: str, size: int, seed: int, image_size: int) -> dict:
-    """All `size` examples of a split, columnar: NumPy arrays and lists of texts.
+    """All `size` examples of a split, columnar: NumPy arrays and lists of texts."""
+    render = functools.partial(_make_example_at, seed, split, image_size)
+    return render_columns(render, size, ARRAY_FIELDS, TEXT_FIELDS)
+
+
+def render_columns(render, size: int, array_fields: tuple[str, ...], text_fields: tuple[str, ...]) -> dict:
+    """`render(i)` for i < size, columnar: a stacked NumPy array per array field, a list per text field.
 
     Large splits render on every CPU of this process (each example depends only on its index), in
-    spawned processes: forking a process whose jax runtime already runs threads can deadlock."""
-    render = functools.partial(_make_example_at, seed, split, image_size)
+    spawned processes: forking a process whose jax runtime already runs threads can deadlock; `render`
+    must be picklable (a functools.partial of a module-level function)."""
     processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if size < PARALLEL_RENDER_MIN or processes < 2:
         examples = [render(i) for i in range(size)]
@@ -321,28 +327,40 @@ def render_split(split: str, size: int, seed: int, image_size: int) -> dict:
                 examples = list(pool.map(render, range(size), chunksize=500))
         except concurrent.futures.process.BrokenProcessPool:  # e.g. a __main__ read from stdin cannot spawn
             examples = [render(i) for i in range(size)]
-    columns = {k: np.stack([e[k] for e in examples]) for k in ARRAY_FIELDS}
-    columns.update({k: [e[k] for e in examples] for k in TEXT_FIELDS})
+    columns = {k: np.stack([e[k] for e in examples]) for k in array_fields}
+    columns.update({k: [e[k] for e in examples] for k in text_fields})
     return columns
 
 
 def _load_or_render(split: str, size: int, seed: int, image_size: int, cache_dir: str | None) -> dict:
+    return cached_columns(
+        cache_dir,
+        f"shapes_v{VERSION}_{split}_{size}_{seed}_{image_size}",
+        lambda: render_split(split, size, seed, image_size),
+        ARRAY_FIELDS,
+        TEXT_FIELDS,
+    )
+
+
+def cached_columns(cache_dir: str | None, name: str, render, array_fields, text_fields) -> dict:
+    """The columns `render()` makes, kept in `cache_dir`/`name`.npz and .json (read back when both are
+    complete); rendered in memory only when `cache_dir` is empty."""
     if not cache_dir:
-        return render_split(split, size, seed, image_size)
-    stem = os.path.join(os.path.expanduser(cache_dir), f"shapes_v{VERSION}_{split}_{size}_{seed}_{image_size}")
+        return render()
+    stem = os.path.join(os.path.expanduser(cache_dir), name)
     try:
         with np.load(stem + ".npz", allow_pickle=False) as arrays, open(stem + ".json", encoding="utf-8") as f:
-            columns = {k: arrays[k] for k in ARRAY_FIELDS}
+            columns = {k: arrays[k] for k in array_fields}
             columns.update({k: [tuple(t) if isinstance(t, list) else t for t in v] for k, v in json.load(f).items()})
         return columns
     except (OSError, ValueError, KeyError):
         pass  # absent or partly written: render again
-    columns = render_split(split, size, seed, image_size)
+    columns = render()
     os.makedirs(os.path.dirname(stem), exist_ok=True)
     tmp = f"{stem}.{os.getpid()}.tmp"
-    np.savez(tmp + ".npz", **{k: columns[k] for k in ARRAY_FIELDS})
+    np.savez(tmp + ".npz", **{k: columns[k] for k in array_fields})
     with open(tmp + ".json", "w", encoding="utf-8") as f:
-        json.dump({k: columns[k] for k in TEXT_FIELDS}, f)
+        json.dump({k: columns[k] for k in text_fields}, f)
     os.replace(tmp + ".json", stem + ".json")  # npz last: its presence means both are complete
     os.replace(tmp + ".npz", stem + ".npz")
     return columns

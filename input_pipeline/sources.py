@@ -16,12 +16,13 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
-from input_pipeline import shapes
+from input_pipeline import shape_video, shapes
 from input_pipeline.array_record import ArrayRecordSource
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.jsonl import JsonlSource
 from input_pipeline.tabular import CsvSource, DataFileError
 from input_pipeline.tfds_source import TfdsSource
+from input_pipeline.video_folders import VideoFolderSource
 from input_pipeline.webdataset import WebDatasetSource
 
 TOKENIZER_RECORDS = 20_000  # the tokenizer trains on the texts of this many first records
@@ -81,10 +82,18 @@ def open_raw_source(data: ml_collections.ConfigDict):
 def make_source(config: ml_collections.ConfigDict):
     """The training source of `config.data`: ShapesSource for `shapes`, else a DecodedSource of the files."""
     data = config.data
-    if data.name == "shapes":
-        return shapes.ShapesSource(
-            "train", data.train_size, seed=0, image_size=data.image_size, cache_dir=data.cache_dir
-        )
+    if data.name in ("shapes", "shapes_video"):
+        kind = shapes.ShapesSource if data.name == "shapes" else shape_video.ShapesVideoSource
+        return kind("train", data.train_size, seed=0, image_size=data.image_size, cache_dir=data.cache_dir)
+    if data.name == "video_folders":
+        if not os.path.isdir(os.path.expanduser(data.path)):
+            raise ConfigError(
+                f"config.data.path {data.path!r} is not a folder of clip folders; point it at your clips."
+            )
+        source = VideoFolderSource(data.path, data.image_size)
+        if not len(source):
+            raise ConfigError(f"config.data.path {data.path!r} holds no clip folders; put one folder per clip in it.")
+        return source
     # Images keep their aspect: TrainTransform's random crop draws its box on the whole image and
     # resizes once (decode + crop at 256 px went from 0.56x to ~1x a plain PIL loop, BENCHMARKS.md).
     return DecodedSource(open_raw_source(data), data.image_size, square=False)
@@ -105,7 +114,7 @@ def usable_examples(source, count: int) -> list[dict]:
 def train_texts(source, limit: int = TOKENIZER_RECORDS) -> Iterator[str]:
     """Every text field of the first `limit` usable records (the tokenizer's corpus); images are not decoded."""
     for i in range(min(limit, len(source))):
-        record = source.texts(i) if isinstance(source, DecodedSource) else source[i]
+        record = source.texts(i) if isinstance(source, DecodedSource | VideoFolderSource) else source[i]
         if "skipped" in record:
             continue
         for field in ("caption", "long_caption", "raw_caption"):

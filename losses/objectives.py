@@ -55,6 +55,7 @@ from losses import (
     protoclip,
     simcse,
     uclip,
+    xclip,
 )
 from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
@@ -251,6 +252,14 @@ OBJECTIVES: dict[str, Objective] = {
         loss_from_embeddings=denseclip.loss_from_embeddings,
         validate=denseclip.validate,
         record_fields=("object_mask",),
+        grad_cache=True,
+    ),
+    "xclip": Objective(
+        loss=xclip.loss,
+        batch_fields=xclip.negative_fields,
+        embed=xclip.embed,
+        loss_from_embeddings=xclip.loss_from_embeddings,
+        validate=xclip.validate,
         grad_cache=True,
     ),
     "ccp": Objective(

@@ -69,6 +69,10 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dropout = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
+        return self._mlp(x + dropout(self._attention(x)), dropout)
+
+    def _attention(self, x: jax.Array) -> jax.Array:
+        """attn(ln(x)) [B, N, W], the residual branch of the block's self-attention."""
         mask, attention_fn = None, nn.dot_product_attention
         if self.attention == "dense":
             mask = nn.make_causal_mask(x[..., 0], dtype=bool) if self.causal else None
@@ -77,7 +81,7 @@ class EncoderBlock(nn.Module):
                 raise ValueError(f"model.attention={self.attention!r} has no attention dropout; use 'dense'.")
             attention_fn = functools.partial(fused_attention, implementation=self.attention, causal=self.causal)
         y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln1")(x)
-        y = nn.MultiHeadDotProductAttention(
+        return nn.MultiHeadDotProductAttention(
             num_heads=self.heads,
             dtype=self.dtype,
             dropout_rate=self.dropout_rate,
@@ -85,9 +89,38 @@ class EncoderBlock(nn.Module):
             attention_fn=attention_fn,
             name="attn",
         )(y, y, mask=mask)
-        x = x + dropout(y)
+
+    def _mlp(self, x: jax.Array, dropout: nn.Dropout) -> jax.Array:
+        """x + mlp(ln(x))."""
         y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln2")(x)
         return x + dropout(MlpBlock(self.mlp_dim, self.activation, dtype=self.dtype, name="mlp")(y))
+
+
+class CrossFrameBlock(EncoderBlock):
+    """X-CLIP's cross-frame communication block (Ni et al. 2022; official models/cct.py
+    CrossFramelAttentionBlock) over x [B T, N, W], the frames of B clips of T = `frames` frames in order.
+
+    Each frame's summary token (`summary`: "first", the class token, or "mean" of the tokens for a tower
+    without one) becomes a message m_t = Linear(summary_t); the T messages of a clip exchange information,
+    m = m + MSA(LN(m)); frame t's tokens then attend over [tokens_t ; m_t] in the block's own attention,
+    m_t is dropped and the MLP follows. An EncoderBlock's parameters (ln1, attn, ln2, mlp) plus
+    message_fc, message_ln and message_attn: a CLIP tower's weights load into it unchanged.
+    """
+
+    frames: int = 1
+    summary: str = "first"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        frames_total, length, width = x.shape
+        dropout = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
+        summary = x[:, 0] if self.summary == "first" else x.mean(axis=1)
+        message = nn.Dense(width, dtype=self.dtype, name="message_fc")(summary).reshape(-1, self.frames, width)
+        y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="message_ln")(message)
+        y = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, name="message_attn")(y, y)
+        message = (message + dropout(y)).reshape(frames_total, 1, width).astype(x.dtype)
+        y = self._attention(jnp.concatenate([x, message], axis=1))[:, :length]
+        return self._mlp(x + dropout(y), dropout)
 
 
 class Encoder(nn.Module):
@@ -106,13 +139,16 @@ class Encoder(nn.Module):
     layer_norm_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-        block = nn.remat(EncoderBlock) if self.remat else EncoderBlock
+    def __call__(self, x: jax.Array, deterministic: bool = True, frames: int = 0, summary: str = "first") -> jax.Array:
+        """x [B, N, width]; with `frames` = T > 0, x holds the frames of B / T clips in order and the blocks
+        are X-CLIP's cross-frame blocks (models/video.py), messages made from each frame's `summary` token."""
+        kind, video = (CrossFrameBlock, dict(frames=frames, summary=summary)) if frames else (EncoderBlock, {})
+        block = nn.remat(kind) if self.remat else kind
         mlp_dim = self.mlp_dim or 4 * x.shape[-1]
         for i in range(self.depth):
             x = block(
                 self.heads, mlp_dim, self.activation, self.layer_norm_eps, dtype=self.dtype,
                 dropout_rate=self.dropout_rate, deterministic=deterministic, causal=self.causal,
-                attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name=f"block{i}",
+                attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name=f"block{i}", **video,
             )(x)  # fmt: skip
         return nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln_final")(x)

@@ -11,6 +11,7 @@ from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, Segmen
 from models.heads import MlpHead
 from models.region_heads import GroundingHead, Prompter, roi_mean
 from models.text_towers import text_tower
+from models.video import MultiFrameIntegration, VideoSpecificPrompt
 from models.vit import VisionTransformer
 
 # Projections from a tower's pooled output to the joint space (config.model.image_projection /
@@ -41,6 +42,9 @@ class TwoTower(nn.Module):
     caption_embedding)` boxes [B, R, 4]; `roi_embedding(image_tokens, boxes)` is the prompter-free baseline.
     With `dense` settings (DenseCLIP, models/dense_heads.py) the model also has learnable prompt context, a
     context decoder and a segmentation head: `segment(images, class_tokens)`.
+    With `video_frames` = T > 0 (X-CLIP) the model also has the video modules of models/video.py:
+    `encode_video(videos [B, T, H, W, 3])` and `prompt_text(text_features, video_tokens)`;
+    `frame_mean_embedding(videos)` is the baseline any model has (plain CLIP on each frame, averaged).
     """
 
     image: ml_collections.ConfigDict
@@ -63,6 +67,7 @@ class TwoTower(nn.Module):
     text_projection: str = "linear"
     region_depth: int = 0  # CLOC's prompter and grounding head: cross-attention blocks each; 0 = none
     dense: DenseSettings | None = None  # DenseCLIP's heads; None = none
+    video_frames: int = 0  # X-CLIP's video modules for clips of this many frames; 0 = none
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -84,6 +89,12 @@ class TwoTower(nn.Module):
             heads = self.image["heads"]
             self.prompter = Prompter(self.region_depth, heads, self.dtype)
             self.grounding_head = GroundingHead(self.region_depth, heads, self.dtype)
+        if self.video_frames:
+            activation = self.image.get("activation", "gelu_tanh")
+            self.frame_integration = MultiFrameIntegration(self.video_frames, activation, self.dtype)
+            self.video_prompt = VideoSpecificPrompt(self.dtype)
+            self.prompt_visual_norm = nn.LayerNorm()
+            self.prompt_visual_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         if self.dense:
             self._setup_dense(self.dense)
 
@@ -162,6 +173,34 @@ class TwoTower(nn.Module):
             text = text + self.context_gamma * self.context_decoder(text, context)
         return text
 
+    def encode_video(self, videos: jax.Array) -> dict[str, jax.Array]:
+        """videos [B, T, H, W, 3] -> `video_features` and `video_embedding` (normalised) [B, D] (cross-frame
+        tower, each frame's pooled output projected, MIT) and `video_tokens` [B, N, D]: the patch tokens in the
+        joint space (X-CLIP's prompts_visual_ln and _proj), averaged over the frames, for the prompt."""
+        batch, frames = videos.shape[:2]
+        pooled, tokens = self._maybe_locked(
+            "image_tower", self.image_tower(videos.reshape(-1, *videos.shape[2:]), frames)
+        )
+        frame_features = self.image_projector(pooled).astype(jnp.float32).reshape(batch, frames, -1)
+        features = self.frame_integration(frame_features)
+        visual = self.prompt_visual_projection(self.prompt_visual_norm(tokens)).astype(jnp.float32)
+        return {
+            "video_features": features,
+            "video_embedding": l2_normalize(features),
+            "video_tokens": visual.reshape(batch, frames, *visual.shape[1:]).mean(axis=1),
+        }
+
+    def prompt_text(self, text_features: jax.Array, video_tokens: jax.Array) -> jax.Array:
+        """Video-specific prompting: text features [B, C, D] (each clip's own candidates), video_tokens
+        [B, N, D] -> normalised [B, C, D] embeddings of text + prompt(text, the clip's tokens)."""
+        return l2_normalize(text_features + self.video_prompt(text_features, video_tokens))
+
+    def frame_mean_embedding(self, videos: jax.Array) -> jax.Array:
+        """The baseline: videos [B, T, H, W, 3] -> [B, D], each frame alone through the image tower (no
+        messages), its normalised embedding averaged over the frames and normalised again."""
+        frames = self.encode_image(videos.reshape(-1, *videos.shape[2:]))["image_embedding"]
+        return l2_normalize(frames.reshape(*videos.shape[:2], -1).mean(axis=1))
+
     def head_embeddings(self, image_features: jax.Array, text_features: jax.Array) -> dict[str, jax.Array]:
         """The ProtoCLIP heads on [B, D] tower features (needs head_dim > 0): normalised [B, head_dim] each."""
         return {
@@ -199,6 +238,12 @@ class TwoTower(nn.Module):
         if self.dense and images is not None and tokens is not None:
             names = tokens[:1, : tokens.shape[1] - self.dense.context_tokens]
             out.update(self.segment(images, jnp.broadcast_to(names, (self.dense.classes, names.shape[1]))))
+        if self.video_frames and images is not None and tokens is not None:
+            video = self.encode_video(
+                jnp.broadcast_to(images[:, None], (images.shape[0], self.video_frames, *images.shape[1:]))
+            )
+            out.update(video)
+            out["prompted_text_embedding"] = self.prompt_text(out["text_features"][:, None], video["video_tokens"])
         return out
 
 
@@ -228,6 +273,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
         text_projection=m.text_projection,
         region_depth=m.region_depth,
         dense=dense_settings(config),
+        video_frames=m.video_frames,
     )
 
 

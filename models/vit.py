@@ -42,7 +42,9 @@ class VisionTransformer(nn.Module):
     Xiao et al. 2021): on tiny images they learn shapes far faster than a linear
     patchifier, at no cost to the rest of the tower. Pixels beyond the last whole patch
     are dropped (as by CLIP's and SigLIP's patch convolutions). `ln_pre` = False drops the
-    LayerNorm before the encoder (SigLIP has none).
+    LayerNorm before the encoder (SigLIP has none). Called with `frames` = T > 0 on the frames of B / T clips
+    [B, H, W, 3], in order, its blocks are X-CLIP's cross-frame blocks (models/transformer.py CrossFrameBlock);
+    the default 0 is the image tower.
     """
 
     width: int
@@ -61,7 +63,7 @@ class VisionTransformer(nn.Module):
     layer_norm_dtype: jnp.dtype = jnp.float32  # also the residual stream's dtype: ln_pre's output starts it
 
     @nn.compact
-    def __call__(self, images: jax.Array, stages: bool = False) -> tuple:
+    def __call__(self, images: jax.Array, frames: int = 0, stages: bool = False) -> tuple:
         """`stages` adds a third output: the conv stem's feature maps [B, H / 2^(i+1), W / 2^(i+1), C_i], finest
         first (() without a stem), for dense heads (DenseCLIP's FPN)."""
         x = images.astype(self.dtype)
@@ -88,7 +90,7 @@ class VisionTransformer(nn.Module):
         x = Encoder(
             self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
             attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
-        )(x)  # fmt: skip
+        )(x, frames=frames, summary="first" if self.pool == "cls" else "mean")  # fmt: skip
         if self.pool == "cls":
             pooled, x = x[:, 0], x[:, 1:]
         elif self.pool == "map":

@@ -61,6 +61,21 @@ def reference(kind, image, text, logit_scale, logit_bias=0.0, valid=None) -> Ref
     return Reference(float(loss), d_image, d_text, float(np.sum(d_logits * logits)), d_bias, i2t, t2i)
 
 
+def grouped_infonce(x, y, scale, valid, group):
+    """Symmetric InfoNCE in float64 over the valid rows; a column of the same group as the row (not the
+    row's own) is not a negative."""
+    rows = np.flatnonzero(valid)
+    total = []
+    for a, b in ((x, y), (y, x)):
+        losses = []
+        for i in rows:
+            columns = [j for j in rows if j == i or group[j] != group[i]]
+            logits = scale * (b[columns] @ a[i])
+            losses.append(np.log(np.sum(np.exp(logits - logits.max()))) + logits.max() - scale * a[i] @ b[i])
+        total.append(np.mean(losses))
+    return np.mean(total)
+
+
 @contextlib.contextmanager
 def float64():
     """jax_enable_x64 inside the block, restored afterwards."""

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from contrastive_reference import grouped_infonce
 from tiny_training import tiny_config
 
 from configs import cloc as cloc_config
@@ -68,21 +69,6 @@ def _unit(rng, *shape):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _reference_infonce(x, y, scale, valid, group):
-    """Symmetric InfoNCE in float64 over the valid rows; a column of the same group as the row (not the
-    row's own) is not a negative."""
-    rows = np.flatnonzero(valid)
-    total = []
-    for a, b in ((x, y), (y, x)):
-        losses = []
-        for i in rows:
-            columns = [j for j in rows if j == i or group[j] != group[i]]
-            logits = scale * (b[columns] @ a[i])
-            losses.append(np.log(np.sum(np.exp(logits - logits.max()))) + logits.max() - scale * a[i] @ b[i])
-        total.append(np.mean(losses))
-    return np.mean(total)
-
-
 def _reference_ground(predicted, target, valid):
     per = []
     for p, t in zip(predicted[valid], target[valid], strict=True):
@@ -119,8 +105,8 @@ def test_cloc_loss_is_clip_plus_region_infonce_plus_box_loss():
             model=model, config=config,
         )  # fmt: skip
     e, s = embeddings, np.exp(log_scale)
-    clip = _reference_infonce(e["image_embedding"], e["text_embedding"], s, np.ones(batch, bool), np.arange(batch))
-    region = _reference_infonce(
+    clip = grouped_infonce(e["image_embedding"], e["text_embedding"], s, np.ones(batch, bool), np.arange(batch))
+    region = grouped_infonce(
         e["region_embedding"].reshape(-1, dim), e["region_text_embedding"].reshape(-1, dim), s,
         valid.reshape(-1), group.reshape(-1),
     )  # fmt: skip

@@ -28,6 +28,7 @@ BAD_VALUES = {
     "protoclip": ("num_prototypes", 100_000, "raise config.protoclip.episode_steps or lower num_prototypes"),
     "simcse": ("mode", "semi", "Unknown config.simcse.mode 'semi'; use one of ['unsup', 'sup']"),
     "uclip": ("temperature", 0.0, "config.uclip.temperature must be positive, not 0.0"),
+    "xclip": ("prompt_weight", -1.0, "config.xclip.prompt_weight must be at least 0, not -1.0"),
 }
 METHODS = sorted(METHOD_CONFIGS)
 

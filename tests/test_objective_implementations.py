@@ -42,6 +42,7 @@ GRAD_CACHE_BATCH, MICROBATCHES = 32, 4
 MESHES = {"data8": {"data": 8}, "data4_fsdp2": {"data": 4, "fsdp": 2}}
 RTOL = 1e-5
 RNG = np.array([0, 5], np.uint32)  # jax.random.PRNGKey(5)
+VIDEO_FRAMES = 2  # X-CLIP's clips: the fewest frames its messages exchange between
 
 
 def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, microbatches: int = 1):
@@ -62,6 +63,9 @@ def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, m
         config.model.region_depth = 1
     if name == "denseclip":  # its InfoNCE term on, beside the per-pixel ones; a prompt that fits 8 tokens
         config[name].update(clip_weight=0.5, context_tokens=3, decoder_width=16, head_width=16)
+    if name == "xclip":
+        config.model.video_frames = VIDEO_FRAMES
+        config.data.name = "shapes_video"
     if name in ("protoclip", "proclip", "uclip"):
         config.model.head_dim = config.model.embed_dim
         config.model.head_hidden_dim = 32
@@ -86,6 +90,14 @@ def _fields(name: str, config, size: int, rng: np.random.Generator) -> dict[str,
         return {"positive": tokens(size), "negative": tokens(size)}
     if name == "ccp":
         return {"context": tokens(size), "language": rng.integers(0, config.ccp.num_languages, size).astype(np.int32)}
+    if name == "xclip":
+        side = config.data.image_size
+        return {
+            "video": rng.normal(size=(size, VIDEO_FRAMES, side, side, 3)).astype(np.float32),
+            "negative_text": tokens(size, 5),
+            "negative_valid": rng.random((size, 5)) < 0.7,  # some clips with fewer hard negatives
+            "caption_group": rng.integers(0, 12, size).astype(np.int32),  # repeated captions: not negatives
+        }
     if name == "cloc":
         corner = rng.uniform(0, 0.6, size=(size, 3, 2))
         valid = rng.random((size, 3)) < 0.7

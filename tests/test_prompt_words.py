@@ -2,7 +2,8 @@
 as evaluation/prompts.py and docs/data.md state them.
 
 The texts are recorded where they are tokenised: every image-text config's own TrainTransform (its
-text augmentation and its objective's batch fields) over shapes training records, several draws each.
+text augmentation and its objective's batch fields) over shapes training records, several draws each; X-CLIP's
+video transform over training clips.
 """
 
 import importlib
@@ -14,8 +15,8 @@ import pytest
 
 import configs
 from evaluation import prompts
-from input_pipeline import shapes
-from input_pipeline.pipeline import TrainTransform
+from input_pipeline import shape_video, shapes
+from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
 from input_pipeline.sources import train_texts
 from losses.objectives import get_objective
 from training.text_task import is_text_data
@@ -74,10 +75,29 @@ def _trained_words(name: str, records) -> set[str]:
     return set().union(*map(_words, tokenizer.texts)) & _template_words()
 
 
+VIDEO_CONFIGS = ("xclip",)
+VIDEO_TEMPLATE_WORDS = {"video", "clip", "showing", "footage", "recording", "something", "thing", "object", "one"}
+
+
+def _video_template_words() -> set[str]:
+    templates = prompts.MOTION_TEMPLATES + prompts.VIDEO_SHAPE_TEMPLATES + prompts.VIDEO_COLOUR_TEMPLATES
+    return set().union(*(_words(re.sub(r"\{\w+\}", " ", t)) for t in templates)) - {"a", "an", "of"}
+
+
+def test_xclip_trains_on_no_template_word():
+    assert _video_template_words() == VIDEO_TEMPLATE_WORDS
+    source = shape_video.ShapesVideoSource("train", RECORDS // 2, seed=0, image_size=16, cache_dir="")
+    tokenizer, rng = _RecordingTokenizer(), np.random.default_rng(0)
+    transform = VideoTrainTransform(tokenizer, 8, 4, get_objective("xclip").batch_fields)
+    for index in range(len(source)):
+        transform.random_map(source[index], rng)
+    assert set().union(*map(_words, tokenizer.texts)) & (_template_words() | VIDEO_TEMPLATE_WORDS) == set()
+
+
 def test_every_image_text_config_is_checked():
     modules = {m.name: importlib.import_module(f"configs.{m.name}") for m in pkgutil.iter_modules(configs.__path__)}
     image_text = {n for n, m in modules.items() if hasattr(m, "get_config") and not is_text_data(m.get_config())}
-    assert image_text == set(IMAGE_TEXT_CONFIGS)
+    assert image_text == set(IMAGE_TEXT_CONFIGS) | set(VIDEO_CONFIGS)
 
 
 def test_template_words_are_those_documented():

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from input_pipeline import shapes
 from losses.objectives import get_objective
@@ -50,11 +51,14 @@ def use_fake_devices(count: int) -> None:
 
 def abstract_batch(config: ml_collections.ConfigDict, mesh, objective=None) -> dict[str, jax.ShapeDtypeStruct]:
     """ShapeDtypeStructs of one global batch (images, caption tokens and `objective`'s batch fields),
-    split over the batch axes. The fields' shapes come from one shapes record: an objective's fields
-    (sub-captions, negatives, raw captions) have the same shapes whatever the data."""
+    split over the batch axes (clips instead of images for video data). The fields' shapes come from one shapes
+    record: an objective's fields (sub-captions, negatives, raw captions) have the same shapes whatever the data."""
     side, sharding = config.data.image_size, mesh_lib.batch_sharding(mesh)
+    frames = (config.model.video_frames,) if config.data.name in VIDEO_DATASETS else ()  # clips: [B, T, S, S, 3]
     batch = {
-        "image": jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.uint8, sharding=sharding),
+        "video" if frames else "image": jax.ShapeDtypeStruct(
+            (config.batch_size, *frames, side, side, 3), jnp.uint8, sharding=sharding
+        ),
         "text": jax.ShapeDtypeStruct((config.batch_size, config.model.text.max_len), jnp.int32, sharding=sharding),
     }
     make_fields = batch_fields(config) if objective is not None else None

@@ -242,5 +242,6 @@ def _short(metrics: dict[str, float]) -> str:
     keys = (
         "zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
         "segmentation/miou", "segmentation/clip_miou",
+        "video/motion", "video/motion_mean_frames", "video/shape", "video/colour",
     )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

@@ -43,6 +43,8 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         rows += _region_rows(e)
     if "segmentation/clip_miou" in e:
         rows += _segmentation_rows(config, e)
+    if "video/motion_mean_frames" in e:
+        rows += _video_rows(e)
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
@@ -69,6 +71,35 @@ def _segmentation_rows(config: ml_collections.ConfigDict, e: dict) -> list[tuple
     if config.objective == "denseclip":
         source = config.init_from.workdir or config.init_from.pretrained
         rows.append(("CLIP towers", f"from {source}" if source else "random init (the control: no init_from)"))
+    return rows
+
+
+VIDEO_LABELS = {
+    "motion": "motion",
+    "motion_order_only": "motion, order-only clips",
+    "shape": "appearance: shape",
+    "colour": "appearance: colour",
+}
+
+
+def _video_rows(e: dict) -> list[tuple[str, str]]:
+    """The video evaluator's lines: X-CLIP (when the model has its video modules), the mean of frames, chance."""
+    rows = []
+    for label, name in VIDEO_LABELS.items():
+        values = [f"X-CLIP {100 * e[f'video/{label}']:.1f}"] if f"video/{label}" in e else []
+        if f"video/{label}_unprompted" in e:
+            values.append(f"unprompted {100 * e[f'video/{label}_unprompted']:.1f}")
+        values.append(f"mean of frames {100 * e[f'video/{label}_mean_frames']:.1f}")
+        rows.append(
+            (f"video zero-shot {name}", f"{', '.join(values)}  (chance {100 * e[f'video/chance_{label}']:.1f}%)")
+        )
+    for direction, arrow in (("video_to_text", "video->text"), ("text_to_video", "text->video")):
+        values = []
+        for prefix, model in (("video_retrieval/", "X-CLIP"), ("video_retrieval_mean_frames/", "mean of frames")):
+            if f"{prefix}{direction}_R@1" in e:
+                recalls = " / ".join(f"{100 * e[f'{prefix}{direction}_R@{k}']:.1f}" for k in (1, 5, 10))
+                values.append(f"{model} {recalls}")
+        rows.append((f"{arrow} R@1/5/10 (clips)", ", ".join(values)))
     return rows
 
 

@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
+from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
-from input_pipeline.pipeline import TrainTransform
+from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
 from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import Tokenizer
 from losses.objectives import get_objective
@@ -30,8 +31,16 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         return Task(
             source, lambda: text_task.corpus(source), lambda tokenizer: text_task.make_transform(config, tokenizer)
         )
-    source = make_source(config)  # shapes or your files (input_pipeline/sources.py)
+    source = make_source(config)  # shapes, shapes_video or your files (input_pipeline/sources.py)
     _check_record_fields(config, source)
+    if config.data.name in VIDEO_DATASETS:
+        fields = objective_inputs.batch_fields(config)
+        frames, max_len = config.model.video_frames, config.model.text.max_len
+        return Task(
+            source,
+            lambda: train_texts(source),
+            lambda tokenizer: VideoTrainTransform(tokenizer, max_len, frames, fields),
+        )
 
     def transform(tokenizer: Tokenizer) -> TrainTransform:
         return TrainTransform(
@@ -50,7 +59,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 def _check_record_fields(config: ml_collections.ConfigDict, source) -> None:
     """Your files hold the texts the objective reads (a WebDataset's json fields), seen on the first usable record."""
     needed = get_objective(config.objective).record_fields
-    if not needed or config.data.name == "shapes":
+    if not needed or config.data.name in ("shapes", *VIDEO_DATASETS):
         return
     first = next((r for r in map(source.texts, range(min(len(source), 100))) if "skipped" not in r), {})
     absent = [field for field in needed if not first.get(field)]

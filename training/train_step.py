@@ -54,8 +54,9 @@ def train_step(
 
     A step whose loss or any gradient is non-finite is skipped: params, opt_state and extra stay as
     they were (step and rng still advance, so the next batch and key are fresh) and `skipped` is 1."""
-    if "image" in batch and batch["image"].dtype == jnp.uint8:  # pipeline batches; tests may pass floats
-        batch = dict(batch, image=normalize_pixels(batch["image"]))
+    for key in ("image", "video"):
+        if key in batch and batch[key].dtype == jnp.uint8:  # pipeline batches; tests may pass floats
+            batch = dict(batch, **{key: normalize_pixels(batch[key])})
     rng, step_rng = jax.random.split(state.rng)
 
     def loss_fn(params):

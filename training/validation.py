@@ -30,10 +30,12 @@ from configs import (
     protoclip,
     simcse,
     uclip,
+    xclip,
 )
-from configs.common import DATASETS, REAL_DATASETS, get_base_config
+from configs.common import DATASETS, REAL_DATASETS, VIDEO_DATASETS, get_base_config
 from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
+from input_pipeline import shape_video
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.segmentation import check_class_names
@@ -93,6 +95,7 @@ RANGES = {
             "model.image.conv_stem_depth",
             "model.image.mlp_dim",
             "model.text.mlp_dim",
+            "model.video_frames",
             "model.text.eos_token_id",
             "optimizer.warmup_steps",
             "optimizer.weight_decay",
@@ -170,7 +173,8 @@ def _check_ranges(flat: dict) -> None:
             raise ConfigError(f"config.{key} {requirement}, not {flat[key]!r}.")
 
 
-EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents")  # generated in-process: no data.path
+# generated in-process: no data.path
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_video")
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
@@ -183,6 +187,16 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.batch_size ({c.batch_size}) exceeds config.data.train_size ({c.data.train_size}); "
             "lower the batch size or raise the dataset size."
+        )
+    if c.data.name == "shapes_video" and c.data.image_size < shape_video.MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"The shapes_video clips need config.data.image_size >= {shape_video.MIN_IMAGE_SIZE}, not "
+            f"{c.data.image_size}."
+        )
+    if c.data.name in VIDEO_DATASETS and c.objective != "xclip":
+        raise ConfigError(
+            f"config.data.name={c.data.name!r} holds clips, which only the xclip objective trains on; set "
+            "config.objective='xclip' (configs/xclip.py) or train on data.name='shapes'."
         )
     for tower in ("image", "text"):
         width, heads = c.model[tower].width, c.model[tower].heads
@@ -251,11 +265,12 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, denseclip, dreamlip, multicsr, proclip,
-                   protoclip, simcse, uclip)
+                   protoclip, simcse, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
     "shapes": (*TEXT_FIELDS, "boxes", "object_mask"),
+    **dict.fromkeys(VIDEO_DATASETS, shape_video.TEXT_FIELDS),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
     # each sample's json (input_pipeline/webdataset.py)
     "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
