@@ -125,6 +125,12 @@ RULES = (
         "scores runs trained beforehand (every training test runs the same evaluator): the script's flags parse",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py .*--workdir=runs/cloc_off ",
+        CHECK,
+        "the CLOC comparison above with its region losses weighted 0 (tests/test_cloc.py checks the weights): "
+        "the config loads and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",
@@ -182,6 +188,31 @@ def tiny_run_key(argv: list[str]) -> tuple[str, ...]:
     overridden = {a.split("=", 1)[0] for a in TINY_RUN} | {"--seeds"}
     tiny = set(TINY_RUN)
     return tuple(a for a in argv if a in tiny or a.split("=", 1)[0] not in overridden)
+
+
+def trained_configs(argv: list[str]) -> set[tuple[str, tuple[str, ...]]]:
+    """(config, its overrides beyond the tiny size's) of each run a main.py or compare_methods command trains."""
+    overridden = {a.split("=", 1)[0] for a in TINY_RUN} | {"--seeds", "--workdir", "--config.seed"}
+    keep = lambda flags: tuple(a for a in flags if a.split("=", 1)[0] not in overridden and a not in TINY_MODEL)  # noqa: E731
+    if argv[:2] == ["python", "main.py"]:
+        config = next(a for a in argv if a.startswith("--config=")).split("=", 1)[1]
+        return {(config, keep(a for a in argv[2:] if not a.startswith("--config=")))}
+    if argv[:2] == ["python", "benchmarks/compare_methods.py"]:
+        flags = argv[argv.index("--") + 1 :] if "--" in argv else []
+        configs = next(a for a in argv if a.startswith("--configs=")).split("=", 1)[1]
+        return {(config, keep(flags)) for config in split_configs(configs)}
+    return set()
+
+
+def without_trained(argv: list[str], trained: set) -> list[str] | None:
+    """A compare_methods command whose configs a command before it already trained at the tiny size (same
+    overrides) runs the others only, or not at all (None); any other command as it is."""
+    if argv[:2] != ["python", "benchmarks/compare_methods.py"]:
+        return argv
+    left = [config for config, flags in sorted(trained_configs(argv)) if (config, flags) not in trained]
+    if not left:
+        return None
+    return [f"--configs={','.join(left)}" if a.startswith("--configs=") else a for a in argv]
 
 
 def _environment() -> dict[str, str]:
@@ -253,12 +284,13 @@ def test_documented_commands_run(doc, tmp_path, compilation_cache):
         source, index = PREREQUISITES[doc]
         prerequisite = [c for c in commands_of(source) if action_of(c) == RUN][index]
         commands.insert(0, prerequisite)
-    ran = set()
+    ran, trained = set(), set()
     for command in commands:
-        rule, argv = rule_of(command), run_argv(command)
-        if tiny_run_key(argv) in ran:
-            continue  # the same tiny run as an earlier command, which differed only in what the tiny run overrides
+        rule, argv = rule_of(command), without_trained(run_argv(command), trained)
+        if argv is None or tiny_run_key(argv) in ran:
+            continue  # the same tiny runs as earlier commands, which differed only in what the tiny run overrides
         ran.add(tiny_run_key(argv))
+        trained |= trained_configs(argv)
         result = execute(argv, cwd, compilation_cache)
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{command}\nfailed with status {result.returncode}:\n{output[-4000:]}"
