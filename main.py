@@ -4,6 +4,7 @@ python main.py --config=configs/laclip.py --workdir=runs/laclip
 python main.py --config=configs/clip.py:size=B/16 --workdir=runs/b16 --config.batch_size=4096
 python main.py --config=configs/laclip.py --workdir=runs/laclip --mode=eval   # evaluate the latest checkpoint
 python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run   # compile for 256 devices, print memory
+python main.py --config=configs/lm.py --workdir=runs/lm --mode=generate --prompt="there is a"   # a language model
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from training.validation import validate_config, validate_workdir
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':arg=value,...'.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, logs and the tokenizer go.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval"], "train: train (resuming) and evaluate; eval: evaluate the latest checkpoint."
+    "mode",
+    "train",
+    ["train", "eval", "generate"],
+    "train: train (resuming) and evaluate; eval: evaluate the latest checkpoint; generate: continue --prompt with a "
+    "language model's latest checkpoint (config.generation).",
 )
+_PROMPT = flags.DEFINE_multi_string("prompt", [], "With --mode=generate: text to continue (repeat for several).")
 _EVAL_DATA = flags.DEFINE_list(
     "eval_data", [], "With --mode=eval: extra labelled images to evaluate on, .npz files or class folders."
 )
@@ -50,6 +56,10 @@ def main(argv):
     config, workdir = _CONFIG.value, _WORKDIR.value
     try:
         validate_config(config)
+        if _PROMPT.value and _MODE.value != "generate":
+            raise ConfigError("--prompt is read only by --mode=generate; add --mode=generate or drop --prompt.")
+        if _MODE.value == "generate" and not os.path.isdir(workdir):
+            raise ConfigError(f"Workdir {workdir!r} does not exist; pass the --workdir of a trained language model.")
         if _EVAL_DATA.value and _MODE.value != "eval":
             raise ConfigError("--eval_data is read only by --mode=eval; add --mode=eval or drop --eval_data.")
         if _MODE.value == "eval" and not os.path.isdir(workdir):
@@ -63,6 +73,8 @@ def main(argv):
         return dry_run(config)
     if _MODE.value == "eval":
         return evaluate(config, workdir)
+    if _MODE.value == "generate":
+        return generate(config, workdir, _PROMPT.value)
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
@@ -131,6 +143,17 @@ def evaluate(config, workdir: str) -> None:
     print(outcome["table"], flush=True)
     print(f"Results in {os.path.abspath(outcome['output_dir'])}", flush=True)
     print(f"Report: {os.path.abspath(outcome['report'])}", flush=True)
+
+
+def generate(config, workdir: str, prompts: list[str]) -> None:
+    """--mode=generate: each prompt and its continuation, one per line."""
+    from evaluation.generate import generate_text  # imported late: jax starts only for a valid config
+
+    try:
+        texts = generate_text(config, workdir, prompts)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    print("\n".join(texts), flush=True)
 
 
 def _unknown_key(argv: list[str], error: Exception) -> str:

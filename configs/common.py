@@ -37,7 +37,7 @@ DATASETS = ("shapes", *REAL_DATASETS)
 VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
-DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents")
+DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents", "lm_text")
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -146,6 +146,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.video_frames = 0  # X-CLIP's video modules (models/video.py) for clips of this many frames; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
+    c.model.kind = "two_tower"  # or "decoder": the language model of models/language_model.py (configs/lm.py)
+    c.model.decoder = ml_collections.ConfigDict(dict(width=128, depth=4, heads=4, max_len=64, mlp_dim=0))
     c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)
     c.model.text_projection = "linear"
 
@@ -175,6 +177,20 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
     # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled.
+    # Decoding for language-model runs (models/generation.py): the `language` evaluator and --mode=generate.
+    c.generation = ml_collections.ConfigDict(
+        dict(
+            strategy="greedy",
+            max_new_tokens=32,
+            min_new_tokens=0,
+            top_k=8,
+            top_p=0.9,
+            temperature=1.0,
+            beams=4,
+            alpha=0.6,
+        )
+    )
+
     c.loss = ml_collections.ConfigDict()
     c.loss.implementation = "dense"
     c.loss.tile_size = 512

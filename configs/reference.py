@@ -77,6 +77,23 @@ DESCRIPTIONS = {
     "model.region_depth": "Cross-attention blocks of the box prompter and of the grounding head (CLOC); 0 = none.",
     "model.video_frames": "Frames per clip of X-CLIP's video modules (cross-frame messages, MIT, prompts; "
     "docs/video.md); 0 = none.",
+    "model.kind": "`two_tower` (image and text towers: every contrastive method) or `decoder` (the language model of "
+    "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`; docs/language.md).",
+    "model.decoder.width": "`decoder`: the language model's width.",
+    "model.decoder.depth": "`decoder`: its number of transformer blocks.",
+    "model.decoder.heads": "`decoder`: its attention heads.",
+    "model.decoder.max_len": "`decoder`: its context in tokens (prefix, prompt and generated tokens together).",
+    "model.decoder.mlp_dim": "`decoder`: its MLP width; 0 = 4 x width.",
+    "generation.strategy": "Decoding of `--mode=generate` and of the `language` evaluator's default: `greedy`, `beam`, "
+    "`top_k`, `nucleus` or `contrastive` (search, SimCTG) (`models/generation.py`).",
+    "generation.max_new_tokens": "Tokens generated after each prompt.",
+    "generation.min_new_tokens": "End of text is ruled out before this many tokens (the `language` evaluator "
+    "generates exactly `max_new_tokens`).",
+    "generation.top_k": "`top_k` sampling's k, and contrastive search's number of candidates.",
+    "generation.top_p": "`nucleus` sampling's probability mass.",
+    "generation.temperature": "Divides the logits of the sampling strategies.",
+    "generation.beams": "`beam` search's beams.",
+    "generation.alpha": "Contrastive search's degeneration-penalty weight α (0 = greedy).",
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
     "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",

@@ -18,16 +18,25 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
 - `video`: zero-shot motion and appearance classification and video-text retrieval on held-out shapes_video
   clips of `frames` frames (0 = config.model.video_frames), the mean of frame embeddings and chance beside
   (evaluation/video_eval.py; X-CLIP).
+- `language` (language models, config.model.kind 'decoder'): per-token loss and perplexity on held-out text
+  (`path`: a .txt or JSON Lines file; '' = the embedded `lm_text` test split) and, for each of `strategies`,
+  rep-2/3/4, diversity, coherence and length of continuations of `num_prompts` prompts (0 = eval.num_examples):
+  the first `prompt_words` words of held-out texts (evaluation/language_eval.py);
+- `knowledge_conflict` (language models): context-answer accuracy of greedy, CAD and AdaCAD on questions whose
+  context agrees with or contradicts the embedded facts (evaluation/language_eval.py).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
+from models.generation import STRATEGIES
 
 NAME_PREFIX = "{name}/"  # the `prefix` default: the entry's name, then a slash
 # type -> {option: default}; every type also takes `prefix`.
@@ -40,8 +49,14 @@ EVAL_TYPES: dict[str, dict] = {
     "regions": {},
     "segmentation": {},
     "video": {"frames": 0},
-}
+    "language": {
+        "path": "", "num_prompts": 0, "prompt_words": 6,
+        "strategies": ("greedy", "beam", "top_k", "nucleus", "contrastive"),
+    },
+    "knowledge_conflict": {},
+}  # fmt: skip
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
+LANGUAGE_TYPES = ("language", "knowledge_conflict")  # the evaluators of a decoder language model
 
 
 def entry_options(entry: ml_collections.ConfigDict) -> dict:
@@ -95,7 +110,16 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 )
             if not isinstance(value, type(defaults[option])):
                 raise ConfigError(f"{key}.{option} must be a {type(defaults[option]).__name__}, not {value!r}.")
-        if text_only and entry.type not in TEXT_ONLY_TYPES:
+        decoder = config.model.kind == "decoder"
+        if decoder != (entry.type in LANGUAGE_TYPES):
+            raise ConfigError(
+                f"{key} ({entry.type}) evaluates "
+                + (f"a two-tower model, but this run trains a language model; use one of {list(LANGUAGE_TYPES)}."
+                   if decoder else "a language model (config.model.kind 'decoder'); remove it from config.evals.")
+            )  # fmt: skip
+        if entry.type == "language":
+            _check_language_entry(config, key, entry)
+        elif text_only and entry.type not in (*TEXT_ONLY_TYPES, *LANGUAGE_TYPES):
             raise ConfigError(
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
                 f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."
@@ -111,3 +135,19 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                     f"{key}.data is {data!r}, which has no held-out files to read; set {key}.data to the format of "
                     f"{key}.path, one of {list(REAL_DATASETS)}."
                 )
+
+
+def _check_language_entry(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:
+    options = entry_options(entry)
+    unknown = [s for s in options["strategies"] if s not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"{key}.strategies names {unknown[0]!r}; use decoding strategies of {list(STRATEGIES)}.")
+    if options["num_prompts"] < 0 or options["prompt_words"] < 1:
+        raise ConfigError(f"{key}.num_prompts must be >= 0 (0 = config.eval.num_examples) and {key}.prompt_words >= 1.")
+    if not options["path"] and config.data.name != "lm_text":
+        raise ConfigError(
+            f"{key}.path is '', which means the embedded lm_text test split, but this run trains on your text "
+            f"({config.data.name}); set {key}.path to a held-out .txt or .jsonl file."
+        )
+    if options["path"] and not os.path.isfile(options["path"]):
+        raise ConfigError(f"{key}.path {options['path']!r} is not a file; point it at held-out text (.txt or .jsonl).")

@@ -12,6 +12,7 @@ import numpy as np
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from evaluation import eval_types
+from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
@@ -21,9 +22,10 @@ from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
 from evaluation.video_eval import VideoEvaluator
-from input_pipeline import segmentation, sentences, transforms
+from input_pipeline import lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
+from input_pipeline.text_sources import read_sentences
 from input_pipeline.tokenizer import Tokenizer
 from training.objective_inputs import prepare_inputs
 
@@ -141,7 +143,32 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         video = VideoEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
                                max_len=max_len, frames=frames)  # fmt: skip
         return _Call(video.evaluate, f"{n} held-out shapes_video clips of {frames} frames")
+    if entry.type in eval_types.LANGUAGE_TYPES:
+        return language_evaluator(config, entry, model, tokenizer)
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
+
+
+def language_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
+    """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py)."""
+    if entry.type == "knowledge_conflict":
+        return KnowledgeConflictEvaluator(model, tokenizer)
+    options = eval_types.entry_options(entry)
+    n, words = config.eval.num_examples, options["prompt_words"]
+    count = options["num_prompts"] or n
+    if options["path"]:
+        try:
+            texts = [r["text"] for r in read_sentences(options["path"])]
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"config.evals language path: {e}") from None
+        prompts = [" ".join(t.split()[:words]) for t in texts[:count]]
+        texts = texts[:n]
+    else:
+        texts = [lm_text.record(0, "test", i)["text"] for i in range(n)]
+        prompts = lm_text.prose_prompts(0, count, words)
+    return LanguageEvaluator(
+        model, tokenizer, config.generation, texts=texts, prompts=prompts, strategies=options["strategies"],
+        batch_size=config.eval.batch_size, seed=config.seed,
+    )  # fmt: skip
 
 
 class Evaluators:

@@ -7,7 +7,9 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
 - `documents` (JSON Lines {"sentences": [...], "language": "en"}, or a text file with one sentence per
   line and a blank line between documents, language "und"): one record per sentence,
   {"text": centre, "context": the sentences within `window` of it, "language": id};
-- `shape_sentences` / `shape_documents`: the embedded equivalents (input_pipeline/sentences.py).
+- `shape_sentences` / `shape_documents`: the embedded equivalents (input_pipeline/sentences.py);
+- `lm_text`: the embedded language-model corpus, prose and facts to memorise (input_pipeline/lm_text.py);
+  a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
 """
@@ -21,9 +23,9 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import sentences
+from input_pipeline import lm_text, sentences
 
-TEXT_DATASETS = ("shape_sentences", "shape_documents", "sentences", "nli", "documents")
+TEXT_DATASETS = ("shape_sentences", "shape_documents", "sentences", "nli", "documents", "lm_text")
 FILE_DATASETS = ("sentences", "nli", "documents")
 # Column names accepted for each field of an NLI triple, first match wins.
 TRIPLE_COLUMNS = {
@@ -33,11 +35,12 @@ TRIPLE_COLUMNS = {
 }
 
 
-class ShapeTripleSource:
-    """Embedded NLI-style triples {"text", "positive", "negative"} (sentences.triple), made on access."""
+class EmbeddedSource:
+    """`size` embedded records made on access by `make(seed, split, index)`: NLI-style triples
+    (sentences.triple) or the language-model corpus (lm_text.record)."""
 
-    def __init__(self, size: int, seed: int = 0, split: str = "train"):
-        self.size, self.seed, self.split = size, seed, split
+    def __init__(self, make, size: int, seed: int = 0, split: str = "train"):
+        self.make, self.size, self.seed, self.split = make, size, seed, split
 
     def __len__(self) -> int:
         return self.size
@@ -45,7 +48,7 @@ class ShapeTripleSource:
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.size:
             raise IndexError(f"index {index} out of range for {self.size} examples")
-        return sentences.triple(self.seed, self.split, index)
+        return self.make(self.seed, self.split, index)
 
 
 class RecordSource:
@@ -103,7 +106,15 @@ def _require(path: str, records: list, what: str) -> list:
 
 
 def read_sentences(path: str) -> list[dict]:
-    """{"text"} per non-empty line of a UTF-8 text file."""
+    """{"text"} per non-empty line of a UTF-8 text file, or per row of a JSON Lines file with a non-empty
+    string "text"; empty lines, malformed JSON and rows without text are skipped and counted."""
+    if path.endswith((".jsonl", ".json")):
+        skipped = {"malformed JSON line": 0, "row without a text string": 0}
+        rows = _rows(path, skipped)
+        texts = [row.get("text") for row in rows]
+        skipped["row without a text string"] = sum(not (isinstance(t, str) and t.strip()) for t in texts)
+        _warn_skipped(path, skipped)
+        return _require(path, [{"text": t.strip()} for t in texts if isinstance(t, str) and t.strip()], "sentences")
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [line.strip() for line in f]
     _warn_skipped(path, {"empty line": sum(not line for line in lines)})
@@ -184,7 +195,7 @@ def make_text_source(name: str, *, path: str, size: int, window: int, seed: int 
     if name in FILE_DATASETS and not os.path.isfile(path):
         raise ValueError(f"data.name={name!r} reads config.data.path, but {path!r} is not a file; set data.path.")
     if name == "shape_sentences":
-        return ShapeTripleSource(size), ["en"]
+        return EmbeddedSource(sentences.triple, size), ["en"]
     if name == "shape_documents":
         documents, total = [], 0
         while total < size:
@@ -193,6 +204,8 @@ def make_text_source(name: str, *, path: str, size: int, window: int, seed: int 
         return document_source(documents, window)
     if name == "sentences":
         return RecordSource(read_sentences(path)), ["und"]
+    if name == "lm_text":
+        return EmbeddedSource(lm_text.record, size, seed), ["en"]
     if name == "nli":
         return RecordSource(read_triples(path)), ["und"]
     if name == "documents":

@@ -51,6 +51,7 @@ from losses import (
     denseclip,
     dreamlip,
     hard_negatives,
+    language,
     proclip,
     protoclip,
     simcse,
@@ -271,6 +272,14 @@ OBJECTIVES: dict[str, Objective] = {
         loss_from_embeddings=ccp.ccp_loss_from_embeddings,
         grad_cache=True,
     ),
+    # Language models (models/language_model.py): per-sequence terms only, so "dense" is the one implementation.
+    "lm": Objective(loss=language.lm_loss, implementations=("dense",), dense_only=language.no_batch_term),
+    "simctg": Objective(
+        loss=language.lm_loss,
+        validate=language.validate_simctg,
+        implementations=("dense",),
+        dense_only=language.no_batch_term,
+    ),  # fmt: skip
 }
 
 

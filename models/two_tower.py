@@ -9,6 +9,7 @@ import ml_collections
 
 from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, SegmentationHead, score_map
 from models.heads import MlpHead
+from models.language_model import DecoderLM, build_language_model
 from models.region_heads import GroundingHead, Prompter, roi_mean
 from models.text_towers import text_tower
 from models.video import MultiFrameIntegration, VideoSpecificPrompt
@@ -247,8 +248,11 @@ class TwoTower(nn.Module):
         return out
 
 
-def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower:
+def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower | DecoderLM:
+    """The model of config.model.kind: the TwoTower, or the decoder language model (models/language_model.py)."""
     m = config.model
+    if m.kind == "decoder":
+        return build_language_model(config, vocab_size)
     if m.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
             f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "

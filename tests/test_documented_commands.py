@@ -97,6 +97,12 @@ RULES = (
         "evaluates the run an earlier command trained ([--eval_data] left out: it names your files)",
         r"Results in ",
     ),
+    Rule(
+        r"python main\.py .*--mode=generate",
+        RUN,
+        "continues the prompt with the language model an earlier command trained",
+        r"(^|\n)(we see a|there is a)",
+    ),
     Rule(r"python main\.py ", RUN, "trains at a tiny size", r"\nSummary\n"),
     Rule(
         r"python -m input_pipeline\.convert ",

@@ -27,6 +27,7 @@ BAD_VALUES = {
     "proclip": ("stage", 3, "Unknown config.proclip.stage 3; use 1 or 2"),
     "protoclip": ("num_prototypes", 100_000, "raise config.protoclip.episode_steps or lower num_prototypes"),
     "simcse": ("mode", "semi", "Unknown config.simcse.mode 'semi'; use one of ['unsup', 'sup']"),
+    "simctg": ("margin", 3.0, "config.simctg.margin=3.0 is outside [0, 2]"),
     "uclip": ("temperature", 0.0, "config.uclip.temperature must be positive, not 0.0"),
     "xclip": ("prompt_weight", -1.0, "config.xclip.prompt_weight must be at least 0, not -1.0"),
 }

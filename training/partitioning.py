@@ -34,6 +34,8 @@ def mesh_from_config(config: ml_collections.ConfigDict, devices: list | None = N
 
 
 def _init_params(config: ml_collections.ConfigDict, model, rng: jax.Array):
+    if config.model.kind == "decoder":  # a language model: tokens only
+        return model.init(rng, jnp.zeros((1, config.model.decoder.max_len), jnp.int32))["params"]
     image_size, max_len = config.data.image_size, config.model.text.max_len
     images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     tokens = jnp.zeros((1, max_len), jnp.int32)

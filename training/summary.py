@@ -45,6 +45,17 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         rows += _segmentation_rows(config, e)
     if "video/motion_mean_frames" in e:
         rows += _video_rows(e)
+    if "language/perplexity" in e:
+        rows.append(
+            ("held-out perplexity", f"{e['language/perplexity']:.3f}  (token loss {e['language/token_loss']:.4f})")
+        )
+    strategies = [k.split("/")[1] for k in e if k.startswith("language/") and k.endswith("/diversity")]
+    for name in strategies:
+        m = {k: e[f"language/{name}/{k}"] for k in ("rep-2", "rep-3", "rep-4", "diversity", "coherence")}
+        rows.append((f"decoding {name}", f"rep-2/3/4 {m['rep-2']:.1f} / {m['rep-3']:.1f} / {m['rep-4']:.1f}, "
+                     f"diversity {m['diversity']:.1f}, coherence {m['coherence']:.3f}"))  # fmt: skip
+    if "conflict_qa/mixed/greedy" in e:
+        rows += _conflict_rows(e)
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
@@ -116,4 +127,15 @@ def _region_rows(e: dict) -> list[tuple[str, str]]:
         f"RoI over grid boxes {100 * e['grounding/roi_iou50']:.1f} (its best {100 * e['grounding/roi_ceiling']:.1f})"
     )
     rows.append(("grounding IoU>=0.5", f"{', '.join(values)}  (chance {100 * e['grounding/chance']:.1f}%)"))
+    return rows
+
+
+def _conflict_rows(e: dict) -> list[tuple[str, str]]:
+    """The knowledge_conflict evaluator's lines: context-answer accuracy of greedy, CAD and AdaCAD per split."""
+    rows = []
+    for split in ("conflict", "agreement", "mixed"):
+        values = ", ".join(f"{name} {e[f'conflict_qa/{split}/{name}']:.1f}" for name in ("greedy", "cad", "adacad"))
+        alpha = f"; AdaCAD mean alpha {e[f'conflict_qa/{split}/adacad_alpha']:.3f}" if split != "mixed" else ""
+        rows.append((f"QA context answer ({split})", f"{values}{alpha}"))
+    rows.append(("QA closed book (memorised)", f"{e['conflict_qa/closed_book']:.1f}"))
     return rows

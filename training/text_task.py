@@ -75,4 +75,7 @@ def corpus(source) -> Iterator[str]:
 
 
 def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> TextTransform:
-    return TextTransform(tokenizer, config.model.text.max_len)
+    """Token fields of max_len: the text tower's, or for a language model (config.model.kind 'decoder') its
+    context plus one (it reads tokens[:-1] and predicts tokens[1:])."""
+    decoder = config.model.kind == "decoder"
+    return TextTransform(tokenizer, config.model.decoder.max_len + 1 if decoder else config.model.text.max_len)

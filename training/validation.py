@@ -29,6 +29,7 @@ from configs import (
     proclip,
     protoclip,
     simcse,
+    simctg,
     uclip,
     xclip,
 )
@@ -43,7 +44,9 @@ from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.contrastive import IMPLEMENTATIONS
+from losses.language import LANGUAGE_OBJECTIVES
 from losses.objectives import OBJECTIVES, check_objective_options
+from models.generation import STRATEGIES
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
 from models.two_tower import PROJECTIONS
@@ -67,6 +70,8 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
     "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
+    "model.kind": ("model kind", ["two_tower", "decoder"]),
+    "generation.strategy": ("decoding strategy", list(STRATEGIES)),
 }
 
 _POSITIVE = (lambda v: v > 0, "must be positive")
@@ -84,7 +89,9 @@ RANGES = {
             "model.image.patch_size", "model.text.width", "model.text.depth", "model.text.heads",
             "model.text.max_len", "model.embed_dim", "loss.tile_size", "optimizer.learning_rate",
             "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
-            "microbatches", "dry_run.devices", "dry_run.device_memory_gib",
+            "microbatches", "dry_run.devices", "dry_run.device_memory_gib", "model.decoder.width",
+            "model.decoder.depth", "model.decoder.heads", "model.decoder.max_len", "generation.max_new_tokens",
+            "generation.top_k", "generation.temperature", "generation.beams",
         ),
         _POSITIVE,
     ),
@@ -95,6 +102,8 @@ RANGES = {
             "model.image.conv_stem_depth",
             "model.image.mlp_dim",
             "model.text.mlp_dim",
+            "model.decoder.mlp_dim",
+            "generation.min_new_tokens",
             "model.video_frames",
             "model.text.eos_token_id",
             "optimizer.warmup_steps",
@@ -105,6 +114,8 @@ RANGES = {
     "optimizer.b1": _BETA,
     "optimizer.b2": _BETA,
     "optimizer.end_learning_rate_factor": _FRACTION,
+    "generation.alpha": _FRACTION,
+    "generation.top_p": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     "model.text.dropout_rate": _BETA,
     "data.context_window": _POSITIVE,
     "data.crop_scale": _CROP,
@@ -174,10 +185,43 @@ def _check_ranges(flat: dict) -> None:
 
 
 # generated in-process: no data.path
-EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_video")
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_video", "lm_text")
+
+
+def _check_language_model(c: ml_collections.ConfigDict) -> None:
+    """A language objective trains the decoder on text; the decoder trains only under one; its context fits."""
+    language, decoder = c.objective in LANGUAGE_OBJECTIVES, c.model.kind == "decoder"
+    if language != decoder:
+        raise ConfigError(
+            f"config.objective={c.objective!r} trains "
+            + ("a language model; set config.model.kind='decoder' (configs/lm.py)." if language else
+               f"the two-tower model, not config.model.kind='decoder'; use one of {list(LANGUAGE_OBJECTIVES)} or "
+               "set config.model.kind='two_tower'.")
+        )  # fmt: skip
+    d = c.model.decoder
+    if d.width % d.heads:
+        raise ConfigError(
+            f"config.model.decoder.width ({d.width}) is not divisible by config.model.decoder.heads ({d.heads}); "
+            "choose a head count that divides the width."
+        )
+    if decoder and c.data.name not in ("lm_text", "sentences"):
+        raise ConfigError(
+            f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
+            "'sentences' (your .txt or .jsonl file in config.data.path)."
+        )
+    if decoder and c.generation.max_new_tokens >= d.max_len:
+        raise ConfigError(
+            f"config.generation.max_new_tokens ({c.generation.max_new_tokens}) leaves no room for a prompt in the "
+            f"model's context of config.model.decoder.max_len ({d.max_len}) tokens; lower it."
+        )
+    if decoder and c.generation.top_k > c.text.vocab_size:
+        raise ConfigError(
+            f"config.generation.top_k ({c.generation.top_k}) exceeds the vocabulary ({c.text.vocab_size}); lower it."
+        )
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
+    _check_language_model(c)
     if c.data.name not in EMBEDDED_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
         key = "tfds_name" if c.data.name == "tfds" else "path"
         raise ConfigError(
@@ -265,7 +309,7 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, denseclip, dreamlip, multicsr, proclip,
-                   protoclip, simcse, uclip, xclip)
+                   protoclip, simcse, simctg, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {

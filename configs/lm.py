@@ -1,0 +1,46 @@
+"""A decoder-only language model (models/language_model.py) trained by next-token cross-entropy (losses/language.py).
+
+    python main.py --config=configs/lm.py --workdir=runs/lm
+    python main.py --config=configs/lm.py --workdir=runs/lm --mode=generate --prompt="there is a red"
+    # your text: one passage per line (.txt) or JSON Lines {"text": ...}, and held-out text for perplexity
+    python main.py --config=configs/lm.py --workdir=runs/mine --config.data.name=sentences \
+        --config.data.path=train.txt --config.evals.language.path=valid.txt
+
+Trains on the embedded corpus (input_pipeline/lm_text.py: shapes prose, and facts about made-up objects with
+questions on them) and reports held-out perplexity, each decoding strategy's repetition, diversity and
+coherence (the `language` evaluator) and knowledge-conflict accuracy of greedy, CAD and AdaCAD
+(`knowledge_conflict`); evaluation/language_eval.py, docs/language.md. config.generation sets the decoding of
+--mode=generate (models/generation.py).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Settings every language-model config shares: the decoder, the embedded corpus, its evaluators."""
+    config.objective = "lm"
+    config.model.kind = "decoder"
+    config.data.name = "lm_text"
+    # ~4 GFLOP a step: a few minutes on a 2-core CPU, enough to memorise the facts.
+    config.model.decoder.update(width=96, depth=3, heads=4, max_len=48)
+    config.batch_size = 32
+    config.total_steps = 1500
+    config.eval_every_steps = 1500
+    config.checkpoint_every_steps = 500
+    config.optimizer.learning_rate = 2e-3
+    config.optimizer.warmup_steps = 100
+    config.eval.num_examples = 200  # held-out texts for perplexity, and generation prompts
+    config.eval.batch_size = 200
+    config.evals = ml_collections.ConfigDict(
+        {
+            "language": dict(type="language", prefix=""),
+            "knowledge_conflict": dict(type="knowledge_conflict", prefix=""),
+        }
+    )
+    return config
+
+
+def get_config(arg: str | None = None):
+    return language_model(common.get_base_config(arg))
