@@ -28,6 +28,21 @@ TEXT_COLUMNS = {
     "STS": ("sts/avg", 1, 1),
     "STS calibrated": ("sts_calibrated/avg", 1, 1),
 }
+# Language-model runs (evaluation/language_eval.py): perplexity, what each decoding generates, conflict QA.
+LANGUAGE_COLUMNS = {
+    "perplexity": ("language/perplexity", 1, 3),
+    **{
+        f"{strategy} {metric}": (f"language/{strategy}/{metric}", 1, 3 if metric == "coherence" else 1)
+        for strategy in ("greedy", "beam", "nucleus", "contrastive")
+        for metric in ("rep-4", "diversity", "coherence")
+    },
+    **{
+        f"QA {split} {name}": (f"conflict_qa/{split}/{key}", 1, 1)
+        for split in ("conflict", "agreement")
+        for name, key in (("greedy", "greedy"), ("CAD", "cad"), ("AdaCAD", "adacad"))
+    },
+    "QA closed book": ("conflict_qa/closed_book", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -86,6 +101,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
     """The image columns, the text ones, or both: those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
+    if has(LANGUAGE_COLUMNS):
+        return LANGUAGE_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -115,6 +132,7 @@ PAIRED_COLUMNS = (
     "binding (mean)",
     "STS",
     "STS calibrated",
+    *LANGUAGE_COLUMNS,
 )
 
 
