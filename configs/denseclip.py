@@ -11,8 +11,18 @@ Without init_from.workdir the same recipe runs on a randomly initialised CLIP: t
 nothing. The `segmentation` evaluator (evaluation/segmentation_eval.py) reports mIoU on held-out layouts beside the
 plain CLIP patch-token baseline and chance.
 
+On your images, with a PNG mask beside each (input_pipeline/masks.py, docs/data.md), name their classes and a
+held-out split (captions are optional at clip_weight 0; every usable example trains, data.train_size is the shapes
+data's):
+
+    python main.py --config=configs/denseclip.py:data=webdataset --workdir=runs/denseclip_mine \\
+        --config.init_from.workdir=runs/clip --config.data.path='/data/seg/train-*.tar' \\
+        --config.denseclip.class_names="('background','cat','dog')" \\
+        --config.evals.segmentation.path='/data/seg/val-*.tar'
+
 Keys of config.denseclip:
-- class_names: the segmentation classes; on the shapes data one of input_pipeline/segmentation.py CLASS_SETS;
+- class_names: the segmentation classes; on the shapes data one of input_pipeline/segmentation.py CLASS_SETS, on
+  your files name i for mask value i;
 - context_tokens: learnable prompt vectors shared by the classes (8, the paper);
 - prompting: `post` (the context decoder updates the text embeddings, gamma init 1e-4: the paper's and the
   official code's), `pre` (it makes the prompt context from the image: the paper's alternative), `none`;
@@ -72,5 +82,7 @@ def get_config(arg: str | None = None):
     config.total_steps = 300
     config.eval_every_steps = config.checkpoint_every_steps = config.total_steps
     config.eval.num_examples = 200
-    config.evals = ml_collections.ConfigDict(dict(segmentation=dict(type="segmentation", prefix="")))
+    # path '': the held-out shapes masks; your held-out files with masks: --config.evals.segmentation.path (and .data)
+    segmentation = dict(type="segmentation", prefix="", data="", path="")
+    config.evals = ml_collections.ConfigDict(dict(segmentation=segmentation))
     return config

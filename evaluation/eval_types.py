@@ -13,8 +13,10 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
 - `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py);
 - `regions`: region classification and caption grounding on held-out multi-object shapes images, the
   prompter-free RoI baseline and chance beside (evaluation/region_eval.py; CLOC);
-- `segmentation`: mIoU on the masks of held-out shapes images: DenseCLIP's head and score map, the plain CLIP
-  patch-token baseline, chance (evaluation/segmentation_eval.py).
+- `segmentation`: mIoU on the masks of held-out shapes images, or with `path` (and `data`, as `retrieval`'s) on
+  the first config.eval.num_examples usable examples of a held-out split of your files with masks beside the
+  images (a DenseCLIP run's; input_pipeline/masks.py): DenseCLIP's head and score map, the plain CLIP patch-token
+  baseline, chance (evaluation/segmentation_eval.py).
 - `video`: zero-shot motion and appearance classification and video-text retrieval on held-out shapes_video
   clips of `frames` frames (0 = config.model.video_frames), the mean of frame embeddings and chance beside
   (evaluation/video_eval.py; X-CLIP).
@@ -36,6 +38,8 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
+from input_pipeline.masks import MASK_DATASETS
+from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
 
 NAME_PREFIX = "{name}/"  # the `prefix` default: the entry's name, then a slash
@@ -47,7 +51,7 @@ EVAL_TYPES: dict[str, dict] = {
     "second_language_retrieval": {},
     "proclip_text": {},
     "regions": {},
-    "segmentation": {},
+    "segmentation": {"data": "", "path": ""},
     "video": {"frames": 0},
     "language": {
         "path": "", "num_prompts": 0, "prompt_words": 6,
@@ -74,12 +78,12 @@ def is_enabled(entry: ml_collections.ConfigDict) -> bool:
 
 
 def held_out_data(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """config.data with the name, path (and TFDS split) of a retrieval entry's held-out split."""
+    """config.data with the name, path (and TFDS split) of a retrieval or segmentation entry's held-out split."""
     options = entry_options(entry)
     data = ml_collections.ConfigDict(config.data.to_dict())
     data.name = options["data"] or config.data.name
     data.path = options["path"]
-    data.tfds_split = options["split"]
+    data.tfds_split = options.get("split", data.tfds_split)
     return data
 
 
@@ -135,6 +139,8 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                     f"{key}.data is {data!r}, which has no held-out files to read; set {key}.data to the format of "
                     f"{key}.path, one of {list(REAL_DATASETS)}."
                 )
+        if entry.type == "segmentation":
+            _check_segmentation(config, key, entry)
 
 
 def _check_language_entry(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:
@@ -151,3 +157,27 @@ def _check_language_entry(config: ml_collections.ConfigDict, key: str, entry: ml
         )
     if options["path"] and not os.path.isfile(options["path"]):
         raise ConfigError(f"{key}.path {options['path']!r} is not a file; point it at held-out text (.txt or .jsonl).")
+
+
+def _check_segmentation(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:
+    """Shapes masks need class names they can label; masks of your files need a DenseCLIP run and a mask format."""
+    if not entry_options(entry)["path"]:
+        try:
+            shapes_class_table(tuple(config.denseclip.class_names) if "denseclip" in config else CLASS_SETS["shape"])
+        except ValueError:
+            raise ConfigError(
+                f"{key} scores the shapes masks, which config.denseclip.class_names cannot label; set {key}.path to "
+                "a held-out split of your images with their masks (docs/evaluation.md)."
+            ) from None
+        return
+    if config.objective != "denseclip":
+        raise ConfigError(
+            f"{key}.path names masks whose classes only a DenseCLIP run names (config.denseclip.class_names); train "
+            f"with configs/denseclip.py or set {key}.path=''."
+        )
+    data = held_out_data(config, entry).name
+    if data not in MASK_DATASETS:
+        raise ConfigError(
+            f"{key}.data is {data!r}, which holds no masks; set {key}.data to the format of {key}.path, one of "
+            f"{list(MASK_DATASETS)}."
+        )

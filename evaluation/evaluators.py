@@ -17,7 +17,7 @@ from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
 from evaluation.second_language import second_language_retrieval
-from evaluation.segmentation_eval import SegmentationEvaluator
+from evaluation.segmentation_eval import SegmentationEvaluator, shapes_masks
 from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
@@ -32,6 +32,24 @@ from training.objective_inputs import prepare_inputs
 EMBEDDED_STS_SEED = 0
 
 
+def held_out_examples(data: ml_collections.ConfigDict, num_examples: int, key: str, **options) -> list[dict]:
+    """The first `num_examples` usable examples of held-out files (`data`: a config.data with their name and path),
+    images the central squares of config.data.image_size; `options` of DecodedSource (masks). ConfigError naming
+    `key` when they cannot be read or hold fewer than 2."""
+    paths = expand_paths(data.path, ())
+    missing = [p for p in paths if not os.path.exists(p)] or ([] if paths else [data.path])
+    if data.name != "tfds" and missing:
+        raise ConfigError(f"{key} names {missing[0]!r}, which does not exist; point it at your held-out files.")
+    try:
+        source = DecodedSource(open_raw_source(data), data.image_size, **options)
+    except ConfigError as e:
+        raise ConfigError(f"{key} {data.path!r} cannot be read: {e}") from None
+    examples = usable_examples(source, num_examples)
+    if len(examples) < 2:
+        raise ConfigError(f"{key} {data.path!r} holds {len(examples)} usable examples; name at least 2.")
+    return examples
+
+
 class HeldOutRetrieval:
     """`evaluate(params)`: image <-> text R@1/5/10 (`image_to_text_R@k`, `text_to_image_R@k`) on the first
     `num_examples` usable examples of held-out files (`data`: a config.data with their name and path),
@@ -39,17 +57,7 @@ class HeldOutRetrieval:
 
     def __init__(self, model, tokenizer: Tokenizer, data: ml_collections.ConfigDict, *, num_examples: int,
                  batch_size: int, max_len: int, key: str = "the held-out path"):  # fmt: skip
-        paths = expand_paths(data.path, ())
-        missing = [p for p in paths if not os.path.exists(p)] or ([] if paths else [data.path])
-        if data.name != "tfds" and missing:
-            raise ConfigError(f"{key} names {missing[0]!r}, which does not exist; point it at your held-out files.")
-        try:
-            source = DecodedSource(open_raw_source(data), data.image_size)
-        except ConfigError as e:
-            raise ConfigError(f"{key} {data.path!r} cannot be read: {e}") from None
-        examples = usable_examples(source, num_examples)
-        if len(examples) < 2:
-            raise ConfigError(f"{key} {data.path!r} holds {len(examples)} usable examples; name at least 2.")
+        examples = held_out_examples(data, num_examples, key)
         self.images = transforms.normalize_image(np.stack([r["image"] for r in examples]))
         self.captions = tokenizer.encode([r["caption"] for r in examples], max_len)
         self.batch_size = batch_size
@@ -135,9 +143,18 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         return _Call(regions.evaluate, f"the regions of {n} held-out multi-object shapes images")
     if entry.type == "segmentation":
         names = tuple(config.denseclip.class_names) if "denseclip" in config else segmentation.CLASS_SETS["shape"]
-        masks = SegmentationEvaluator(model, tokenizer, names, num_examples=n, batch_size=batch_size,
-                                      image_size=image_size, max_len=max_len)  # fmt: skip
-        return _Call(masks.evaluate, f"the masks of {n} held-out shapes images ({len(names)} classes)")
+        if eval_types.entry_options(entry)["path"]:  # your held-out files, masks beside the images
+            data = eval_types.held_out_data(config, entry)
+            examples = held_out_examples(data, n, f"config.evals.{name}.path", mask_classes=len(names),
+                                         require_caption=False)  # fmt: skip
+            images, labels = np.stack([e["image"] for e in examples]), np.stack([e["mask"] for e in examples])
+            where = f"the masks of {len(examples)} held-out examples of {data.path} ({data.name})"
+        else:
+            images, labels = shapes_masks(names, n, image_size)
+            where = f"the masks of {n} held-out shapes images"
+        masks = SegmentationEvaluator(model, tokenizer, names, images, labels.astype(np.int32), batch_size=batch_size,
+                                      max_len=max_len)  # fmt: skip
+        return _Call(masks.evaluate, f"{where} ({len(names)} classes)")
     if entry.type == "video":
         frames = eval_types.video_frames(config, entry)
         video = VideoEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
@@ -197,8 +214,9 @@ class Evaluators:
         parts = [f"{name} ({kind}): {e.description}" for name, (_, kind, e) in self.evaluators.items()]
         text = "Evaluating " + ("; ".join(parts) if parts else "nothing (config.evals names no enabled evaluator)")
         kinds = {kind for _, kind, _ in self.evaluators.values()}
+        files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
-        if config.data.name not in ("shapes", *VIDEO_DATASETS) and "retrieval" not in kinds and "sts" not in kinds:
+        if config.data.name not in ("shapes", *VIDEO_DATASETS) and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip

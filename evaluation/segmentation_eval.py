@@ -1,8 +1,10 @@
-"""Semantic segmentation evaluation (DenseCLIP): mIoU on the masks of held-out shapes images.
+"""Semantic segmentation evaluation (DenseCLIP): mIoU on the masks of held-out shapes images, or of your files.
 
-The images are the first `num_examples` of the shapes `validation` split at seed SEGMENTATION_EVAL_SEED (1-3
+The shapes images are the first `num_examples` of the shapes `validation` split at seed SEGMENTATION_EVAL_SEED (1-3
 objects each in layouts never trained on); each pixel's class is its object's under the run's class names
-(config.denseclip.class_names; background and the 8 shapes for a run without them). mIoU is mmseg's: per class,
+(config.denseclip.class_names; background and the 8 shapes for a run without them). Your files (a held-out split
+with masks beside the images, input_pipeline/masks.py) give their first `num_examples` usable examples, the
+central square of image and mask (evaluation/evaluators.py). mIoU is mmseg's: per class,
 the intersection over the union of predicted and true pixels summed over every image, averaged over the classes
 that occur in the labels or the predictions. Metrics (fractions):
 - `segmentation/miou`: the segmentation head, fine-tuned on the training masks (DenseCLIP runs);
@@ -12,7 +14,7 @@ that occur in the labels or the predictions. Metrics (fractions):
   against the class names in the held-out zero-shot templates (evaluation/prompts.py SHAPE_TEMPLATES, averaged),
   upsampled; any two-tower run has it;
 - `segmentation/chance_miou`: a class drawn uniformly per pixel (one fixed draw);
-  `segmentation/background_miou`: every pixel background.
+  `segmentation/background_miou`: every pixel background (when a class is named "background").
 """
 
 from __future__ import annotations
@@ -42,17 +44,22 @@ def mean_iou(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> flo
     return float(np.mean(intersection[present] / union[present]))
 
 
-class SegmentationEvaluator:
-    """`evaluate(params) -> {metric: value}` (module docstring) on `num_examples` held-out images."""
+def shapes_masks(class_names: tuple[str, ...], num_examples: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images [N, S, S, 3], int32 class ids [N, S, S]) of the held-out shapes images (module docstring)."""
+    table = segmentation.shapes_class_table(class_names)
+    examples = [shapes.make_example(SEGMENTATION_EVAL_SEED, "validation", i, image_size) for i in range(num_examples)]
+    labels = [segmentation.segmentation_map(e, table) for e in examples]
+    return np.stack([e["image"] for e in examples]), np.stack(labels)
 
-    def __init__(self, model, tokenizer: Tokenizer, class_names: tuple[str, ...], *, num_examples: int,
-                 batch_size: int, image_size: int, max_len: int):  # fmt: skip
-        table = segmentation.shapes_class_table(class_names)
-        examples = [
-            shapes.make_example(SEGMENTATION_EVAL_SEED, "validation", i, image_size) for i in range(num_examples)
-        ]
-        self.images = transforms.normalize_image(np.stack([e["image"] for e in examples]))
-        self.labels = np.stack([segmentation.segmentation_map(e, table) for e in examples])
+
+class SegmentationEvaluator:
+    """`evaluate(params) -> {metric: value}` (module docstring) on uint8 `images` [N, S, S, 3] with class ids
+    `labels` [N, S, S] (IGNORE: no class)."""
+
+    def __init__(self, model, tokenizer: Tokenizer, class_names: tuple[str, ...], images: np.ndarray,
+                 labels: np.ndarray, *, batch_size: int, max_len: int):  # fmt: skip
+        self.images = transforms.normalize_image(images)
+        self.labels = labels
         self.num_classes, self.batch_size, self.dense = len(class_names), batch_size, model.dense
         prompts = [t.format(shape=name) for name in class_names for t in SHAPE_TEMPLATES]
         self.prompt_tokens = tokenizer.encode(prompts, max_len)
@@ -60,15 +67,12 @@ class SegmentationEvaluator:
             self.class_tokens = segmentation.class_name_tokens(
                 tokenizer, class_names, max_len, model.dense.context_tokens
             )
-        background = class_names.index(segmentation.BACKGROUND)
         draw = np.random.default_rng(0).integers(0, self.num_classes, self.labels.shape)
-        self.fixed = {
-            "segmentation/chance_miou": mean_iou(draw, self.labels, self.num_classes),
-            "segmentation/background_miou": mean_iou(
-                np.full_like(self.labels, background), self.labels, self.num_classes
-            ),  # fmt: skip
-        }
-        side = image_size
+        self.fixed = {"segmentation/chance_miou": mean_iou(draw, self.labels, self.num_classes)}
+        if segmentation.BACKGROUND in class_names:
+            background = np.full_like(self.labels, class_names.index(segmentation.BACKGROUND))
+            self.fixed["segmentation/background_miou"] = mean_iou(background, self.labels, self.num_classes)
+        side = images.shape[1]
         variables = lambda p: {"params": p}  # noqa: E731
         argmax_at = lambda scores: jnp.argmax(upsample(scores, side, side), axis=-1)  # noqa: E731
 

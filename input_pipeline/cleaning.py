@@ -11,7 +11,11 @@ Skipped (the example is not trained on):
 - `skipped_oversized_image`: more than PIL's decompression-bomb limit (~179 Mpx);
 - `skipped_tiny_image`: shorter side under MIN_IMAGE_SIDE pixels (1x1 tracking pixels, icons);
 - `skipped_missing_caption`: no caption field at all;
-- `skipped_empty_caption`: a caption that is empty once whitespace and control characters are removed.
+- `skipped_empty_caption`: a caption that is empty once whitespace and control characters are removed;
+- `skipped_missing_mask`, `skipped_unreadable_mask`, `skipped_mismatched_mask`, `skipped_unknown_mask_class`:
+  the segmentation mask of a run that reads masks (DenseCLIP on your files) is absent, does not decode as a
+  single-channel PNG, differs from the image in size, or holds a class id the run has no name for
+  (input_pipeline/masks.py).
 
 Repaired (trained on, after the stated change):
 - `repaired_cmyk`, `repaired_palette`, `repaired_grayscale`: converted to RGB;
@@ -52,6 +56,10 @@ SKIPS = (
     "tiny_image",
     "missing_caption",
     "empty_caption",
+    "missing_mask",
+    "unreadable_mask",
+    "mismatched_mask",
+    "unknown_mask_class",
 )
 REPAIRS = (
     "cmyk", "palette", "grayscale", "alpha", "high_bit_depth", "other_mode", "non_utf8_text", "overlong_caption",
@@ -122,19 +130,23 @@ def clean_method_texts(raw: dict) -> dict:
     return out
 
 
-def clean_example(image, caption, rewrites: Sequence, image_size: int, square: bool = True) -> dict:
+def clean_example(
+    image, caption, rewrites: Sequence, image_size: int, square: bool = True, require_caption: bool = True
+) -> dict:
     """Raw fields -> {"image": uint8 [S, S, 3], "caption", "rewrites", "problems": int32 [P]} or a skip record.
 
     `image` is encoded bytes, a uint8 array [H, W] or [H, W, C], or None; texts are str, bytes or None.
     With square=False the image is a PIL RGB image at its own aspect, min(H, W) in [S, 2S) unless smaller.
+    With require_caption=False a missing or empty caption is "" (a run that reads none: DenseCLIP's masks).
     """
     repairs: list[str] = []
     try:
         caption = clean_text(caption, repairs)
-        if caption is None:
+        if require_caption and caption is None:
             raise Skip("missing_caption")
-        if not caption:
+        if require_caption and not caption:
             raise Skip("empty_caption")
+        caption = caption or ""
         rewrites = tuple(clean_text(r, repairs) or "" for r in rewrites)
         if image is None:
             raise Skip("missing_image")

@@ -2,7 +2,8 @@
 
 {"image": "images/000001.jpg", "caption": "a dog on a beach", "rewrites": ["a beach dog", ...]}
 
-The key names are configurable (`image_column`, `caption_column`; `rewrites` is fixed). Opening
+The key names are configurable (`image_column`, `caption_column`; `rewrites` is fixed, as is `mask`, the path
+of a segmentation mask PNG: input_pipeline/masks.py). Opening
 records the byte offset of every line (nothing is parsed), so examples are read on demand; a line
 that is not a JSON object is a malformed example, skipped and counted in training.
 """
@@ -15,11 +16,13 @@ import os
 import numpy as np
 
 from input_pipeline.cleaning import skipped
+from input_pipeline.masks import JSONL_KEY
 from input_pipeline.tabular import as_raw_text, read_image_file
 
 
 class JsonlSource:
-    """Raw examples {"image": bytes | None, "caption", "rewrites"} of a JSONL file."""
+    """Raw examples {"image": bytes | None, "caption", "rewrites"} of a JSONL file, and "mask": bytes | None where a
+    line names one."""
 
     def __init__(self, path: str, *, image_root: str = "", image_column: str = "", caption_column: str = ""):
         self.path = path
@@ -56,6 +59,7 @@ class JsonlSource:
         return {
             "image": None,
             "image_path": obj.get(self.image_column),
+            "mask_path": obj.get(JSONL_KEY),
             "caption": _raw(obj.get(self.caption_column)),
             "rewrites": tuple(_raw(r) for r in rewrites if isinstance(r, str)) if isinstance(rewrites, list) else (),
         }
@@ -64,8 +68,10 @@ class JsonlSource:
         record = self.texts(index)
         if "skipped" in record:
             return record
-        path = record.pop("image_path")
+        path, mask = record.pop("image_path"), record.pop("mask_path")
         record["image"] = read_image_file(self.image_root, path) if isinstance(path, str) else None
+        if mask is not None:  # a mask named but unreadable has bytes None: a missing mask
+            record["mask"] = read_image_file(self.image_root, mask) if isinstance(mask, str) else None
         return record
 
 

@@ -2,8 +2,8 @@
 
 Every real format is a raw source (`raw(i)` -> encoded image + caption bytes, `texts(i)` -> the same
 without reading the image) wrapped in `DecodedSource`, a grain random-access source whose records
-are what `TrainTransform` consumes: {"image": uint8 [S, S, 3], "caption", "rewrites", "problems"},
-or a skip record (input_pipeline/cleaning.py has the rules).
+are what `TrainTransform` consumes: {"image": uint8 [S, S, 3], "caption", "rewrites", "problems"}
+(+ "mask" for DenseCLIP), or a skip record (input_pipeline/cleaning.py has the rules).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
-from input_pipeline import shape_video, shapes
+from input_pipeline import segmentation, shape_video, shapes
 from input_pipeline.array_record import ArrayRecordSource
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.jsonl import JsonlSource
@@ -96,7 +96,8 @@ def make_source(config: ml_collections.ConfigDict):
         return source
     # Images keep their aspect: TrainTransform's random crop draws its box on the whole image and
     # resizes once (decode + crop at 256 px went from 0.56x to ~1x a plain PIL loop, BENCHMARKS.md).
-    return DecodedSource(open_raw_source(data), data.image_size, square=False)
+    # DenseCLIP's masks come cut to the central square that its crop takes (input_pipeline/masks.py).
+    return DecodedSource(open_raw_source(data), data.image_size, square=False, **segmentation.mask_options(config))
 
 
 def usable_examples(source, count: int) -> list[dict]:

@@ -7,7 +7,8 @@ A shard holds samples as consecutive members `<key>.<ext>`: the image (`jpg`, `j
 The caption is `<key>.txt`, else the `caption` field of `<key>.json`; LaCLIP rewrites may sit in
 the json's `rewrites` list, and the texts other methods read in its `long_caption` (DreamLIP), `raw_caption`
 (ALIP) and `hard_negatives` list (DeGLA, UniME's hard negatives), and regions in its `boxes` and
-`region_captions` lists (CLOC: input_pipeline/regions.py).
+`region_captions` lists (CLOC: input_pipeline/regions.py). A segmentation mask is the member `<key>.mask.png`
+(DenseCLIP: input_pipeline/masks.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
+from input_pipeline.masks import WEBDATASET_MEMBER
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-_FIELDS = ("image", "txt", "json")  # columns of the offset table
+_FIELDS = ("image", "txt", "json", WEBDATASET_MEMBER)  # columns of the offset table
 
 
 def split_member_name(name: str) -> tuple[str, str]:
@@ -32,13 +35,14 @@ def split_member_name(name: str) -> tuple[str, str]:
 
 
 class WebDatasetSource:
-    """Raw examples {"image": bytes | None, "caption": bytes | None, "rewrites": tuple} of tar shards."""
+    """Raw examples {"image": bytes | None, "caption": bytes | None, "rewrites": tuple} of tar shards, with the
+    json's texts and the "mask" bytes where present."""
 
     def __init__(self, shard_paths: Sequence[str]):
         self.shard_paths = tuple(shard_paths)
         tables = [_scan_shard(path) for path in self.shard_paths]
         self._shard = np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(tables)])
-        # [examples, 3 fields, (offset, size)]; size -1 marks a missing member.
+        # [examples, 4 fields, (offset, size)]; size -1 marks a missing member.
         self._members = np.concatenate(tables) if tables else np.zeros((0, len(_FIELDS), 2), np.int64)
         self._fds: dict[int, int] = {}
 
@@ -75,17 +79,23 @@ class WebDatasetSource:
                     texts["hard_negatives"] = tuple(n for n in meta["hard_negatives"] if isinstance(n, str))
                 if isinstance(meta.get("boxes"), list) and isinstance(meta.get("region_captions"), list):
                     texts["raw_regions"] = (meta["boxes"], meta["region_captions"])
-        return {"image": self._read(index, 0), "caption": caption, "rewrites": rewrites, **texts}
+        raw = {"image": self._read(index, 0), "caption": caption, "rewrites": rewrites, **texts}
+        mask = self._read(index, 3)
+        if mask is not None:
+            raw["mask"] = mask
+        return raw
 
     def texts(self, index: int) -> dict:
-        """The raw example without its image (cheap: the tokenizer's corpus)."""
+        """The raw example without its image and mask (cheap: the tokenizer's corpus)."""
         raw = dict(self.raw(index))
         raw["image"] = None
+        raw.pop("mask", None)
         return raw
 
 
 def _scan_shard(path: str) -> np.ndarray:
-    """int64 [samples, 3, 2]: (offset, size) of each sample's image, txt and json member, size -1 if absent."""
+    """int64 [samples, 4, 2]: (offset, size) of each sample's image, txt, json and mask.png member, size -1 if
+    absent."""
     samples: dict[str, np.ndarray] = {}
     try:
         with tarfile.open(path, "r:") as tar:

@@ -251,8 +251,8 @@ OBJECTIVES: dict[str, Objective] = {
         init_extra=denseclip.init_extra,
         embed=denseclip.embed,
         loss_from_embeddings=denseclip.loss_from_embeddings,
+        # No record_fields: its masks are the shapes' or PNGs beside your files (validation.py DATA_CHECKS)
         validate=denseclip.validate,
-        record_fields=("object_mask",),
         grad_cache=True,
     ),
     "xclip": Objective(

@@ -10,7 +10,8 @@ reads before anything is jitted and passes to `Objective.init_extra(params, conf
 - proclip: `embedder`, the text path of proclip.embedder_workdir's latest checkpoint; none when that is
   '' (losses/proclip.py then initialises a fresh embedder from proclip.embedder_seed under jit).
 - denseclip: `class_tokens`, the tokens of config.denseclip.class_names (the run's tokenizer). Its batch field
-  `segmentation`, each pixel's class, is the input pipeline's (input_pipeline/segmentation.py).
+  `segmentation`, each pixel's class, is the input pipeline's (input_pipeline/segmentation.py; on your files the
+  masks beside the images, input_pipeline/masks.py).
 
 `input_shapes` gives the same as ShapeDtypeStructs without reading anything (restoring a checkpoint needs
 only the state's shapes).
@@ -35,7 +36,9 @@ from training.checkpointing import init_params_from
 # Per-example inputs whose making needs the input pipeline (losses/ cannot import it): config -> batch_fields.
 BATCH_FIELDS = {
     "uclip": lambda config: second_language.caption_word_fields,
-    "denseclip": lambda config: segmentation.segmentation_fields(tuple(config.denseclip.class_names)),
+    "denseclip": lambda config: segmentation.segmentation_fields(
+        tuple(config.denseclip.class_names), shapes_data=config.data.name == "shapes"
+    ),
 }
 
 

@@ -71,8 +71,10 @@ def _segmentation_rows(config: ml_collections.ConfigDict, e: dict) -> list[tuple
     """The segmentation evaluator's lines: DenseCLIP's head and score map (when the model has them), the plain CLIP
     patch-token baseline, chance, and where a DenseCLIP run's towers came from."""
     rows = []
-    chance, background = 100 * e["segmentation/chance_miou"], 100 * e["segmentation/background_miou"]
-    floor = f"(chance {chance:.1f}, all background {background:.1f})"
+    floor = f"(chance {100 * e['segmentation/chance_miou']:.1f}"
+    if "segmentation/background_miou" in e:  # a class named "background" (input_pipeline/segmentation.py)
+        floor += f", all background {100 * e['segmentation/background_miou']:.1f}"
+    floor += ")"
     if "segmentation/miou" in e:
         rows.append(("segmentation mIoU, head", f"{100 * e['segmentation/miou']:5.1f}  {floor}"))
         floor = ""

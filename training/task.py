@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -11,6 +12,7 @@ import ml_collections
 
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
+from input_pipeline import segmentation
 from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
 from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import Tokenizer
@@ -53,6 +55,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
         )
 
+    if segmentation.mask_options(config):
+        # DenseCLIP on your masks reads text only in its class-name prompts, and the images may have no captions.
+        return Task(source, lambda: itertools.chain(train_texts(source), config.denseclip.class_names), transform)
     return Task(source, lambda: train_texts(source), transform)
 
 
