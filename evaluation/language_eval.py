@@ -130,11 +130,19 @@ class KnowledgeConflictEvaluator:
         self.model, self.tokenizer = model, tokenizer
         budget = model.max_len - ANSWER_TOKENS
         self.splits = {}
-        for kind in ("conflict", "agreement"):
-            items = lm_text.conflict_questions(kind)
-            with_context = left_pad(prompt_ids(tokenizer, [p for p, _, _ in items], budget))
-            plain = left_pad(prompt_ids(tokenizer, [p.split(" . ", 1)[1] for p, _, _ in items], budget))
-            self.splits[kind] = (with_context, plain, [a for _, a, _ in items])
+        items = {kind: lm_text.conflict_questions(kind) for kind in ("conflict", "agreement")}
+        # Both splits padded to one length: one compiled decoder serves every split and decoder.
+        with_context = left_pad(prompt_ids(tokenizer, [p for kind in items for p, _, _ in items[kind]], budget))
+        plain = left_pad(
+            prompt_ids(tokenizer, [p.split(" . ", 1)[1] for kind in items for p, _, _ in items[kind]], budget)
+        )
+        for i, kind in enumerate(items):
+            rows = slice(i * len(items[kind]), (i + 1) * len(items[kind]))
+            self.splits[kind] = (
+                tuple(x[rows] for x in with_context),
+                tuple(x[rows] for x in plain),
+                [a for _, a, _ in items[kind]],
+            )
         closed = lm_text.closed_book_questions()
         self.closed = (left_pad(prompt_ids(tokenizer, [q for q, _ in closed], budget)), [a for _, a in closed])
 

@@ -200,14 +200,14 @@ def beam_search(model: DecoderLM, params, tokens, mask, decoding: Decoding, pref
 
 
 def context_aware_alpha(logits_context, logits_plain, alpha):
-    """α per row: `alpha` (CAD) or, for alpha < 0, AdaCAD's JSD(p_c, p_∅) in nats (probabilities clamped ≥ 1e-9)."""
-    if alpha >= 0:
-        return jnp.full(logits_context.shape[:1], alpha, jnp.float32)
+    """α per row: `alpha` (CAD) or, for alpha < 0, AdaCAD's JSD(p_c, p_∅) in nats (probabilities clamped ≥ 1e-9).
+    `alpha` may be traced: one compiled decoder serves greedy (0), CAD and AdaCAD."""
     p = jnp.maximum(jax.nn.softmax(logits_context, axis=-1), 1e-9)
     q = jnp.maximum(jax.nn.softmax(logits_plain, axis=-1), 1e-9)
     m = 0.5 * (p + q)
     kl = lambda a, b: jnp.sum(a * (jnp.log(a) - jnp.log(b)), axis=-1)  # noqa: E731
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    jsd = 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    return jnp.where(alpha < 0, jsd, jnp.asarray(alpha, jnp.float32))
 
 
 def context_aware_logits(logits_context, logits_plain, alpha):
@@ -216,7 +216,7 @@ def context_aware_logits(logits_context, logits_plain, alpha):
     return (1.0 + a[:, None]) * logits_context - a[:, None] * logits_plain, a
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "alpha"))
+@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens"))
 def context_aware_generate(model: DecoderLM, params, with_context, context_mask, without_context, plain_mask,
                            max_new_tokens: int, alpha: float):  # fmt: skip
     """Greedy decoding of (1 + α) ℓ(·|c, x, y<t) − α ℓ(·|x, y<t): two caches, one per prompt, fed the same

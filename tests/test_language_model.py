@@ -103,7 +103,7 @@ def test_cad_and_adacad_distributions_match_numpy():
 @pytest.fixture(scope="module")
 def peaked_model():
     """A random DecoderLM with weights scaled up, so that its distributions are peaked and varied."""
-    model = DecoderLM(vocab_size=40, width=32, depth=2, heads=4, max_len=32)
+    model = DecoderLM(vocab_size=40, width=32, depth=1, heads=4, max_len=32)
     params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
     return model, jax.tree.map(lambda x: x * 6, params)
 
