@@ -25,7 +25,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script: the repository's packages are importable from anywhere
 
-from launch.results import paired_table, read_summary, results_table, run_name, split_configs  # noqa: E402
+from launch.results import (  # noqa: E402
+    decoder_table,
+    paired_table,
+    read_summary,
+    results_table,
+    run_name,
+    split_configs,
+)
 
 
 def run(config: str, seed: int, workdir: str, overrides: list[str]) -> dict:
@@ -62,6 +69,9 @@ def main() -> None:
     if len(results) > 1:
         print()
         print(paired_table(results, args.baseline or next(iter(results)), seeds))
+    if decoders := decoder_table(results, seeds):
+        print()
+        print(decoders)
 
 
 if __name__ == "__main__":

@@ -162,6 +162,28 @@ def paired_cell(method: list[float], baseline: list[float], decimals: int = 1) -
     return f"{mean:+.{decimals}f}{interval} {wins}/{len(method)}{undetected}"
 
 
+# Decoders compared within each language-model run (the same model): (label, metric key, baseline key).
+DECODER_PAIRS = tuple(
+    (f"{decoder} − greedy, {split}", f"conflict_qa/{split}/{key}", f"conflict_qa/{split}/greedy")
+    for split in ("conflict", "agreement", "mixed")
+    for decoder, key in (("CAD", "cad"), ("AdaCAD", "adacad"))
+) + (("AdaCAD − CAD, mixed", "conflict_qa/mixed/adacad", "conflict_qa/mixed/cad"),)
+
+
+def decoder_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
+    """For language-model runs: each decoder minus another on the same runs (paired over seeds), per config;
+    '' when no run has knowledge-conflict metrics."""
+    if not any(s and "conflict_qa/mixed/greedy" in s["eval"] for summaries in results.values() for s in summaries):
+        return ""
+    labels = [label for label, _, _ in DECODER_PAIRS]
+    lines = ["| config | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    for name, summaries in results.items():
+        done = [s["eval"] for s in summaries if s and "conflict_qa/mixed/greedy" in s["eval"]]
+        cells = [paired_cell([e[key] for e in done], [e[base] for e in done]) for _, key, base in DECODER_PAIRS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return f"Decoders paired within runs, seeds {','.join(map(str, seeds))}:\n" + "\n".join(lines)
+
+
 def paired_table(results: dict[str, list[dict]], baseline: str, seeds: list[int]) -> str:
     """Each method minus `baseline` on the same seeds: mean difference [95% CI] and wins/seeds per metric.
 

@@ -2,7 +2,15 @@
 
 import math
 
-from launch.results import paired_cell, paired_difference, paired_table, results_table, run_name, split_configs
+from launch.results import (
+    decoder_table,
+    paired_cell,
+    paired_difference,
+    paired_table,
+    results_table,
+    run_name,
+    split_configs,
+)
 
 
 def test_paired_difference_matches_the_closed_form():
@@ -61,3 +69,23 @@ def test_text_runs_get_the_sts_columns_and_image_runs_keep_theirs():
     assert table.splitlines()[-1] == "| sup | +45.0 [-18.5, +108.5] 2/2 (n.d.) | +45.0 [-18.5, +108.5] 2/2 (n.d.) |"
     image = {"clip": [{"eval": {"zero_shot/shape_colour": 0.5}, "wall_time_s": 60.0}]}
     assert "STS" not in results_table(image) and "zero-shot shape" in results_table(image)
+
+
+def test_decoder_table_pairs_decoders_within_each_run():
+    def summary(greedy, cad, adacad):
+        e = {}
+        for split, shift in (("conflict", 0.0), ("agreement", 50.0)):
+            for name, value in (("greedy", greedy), ("cad", cad), ("adacad", adacad)):
+                e[f"conflict_qa/{split}/{name}"] = value + shift
+        for name, value in (("greedy", greedy), ("cad", cad), ("adacad", adacad)):
+            e[f"conflict_qa/mixed/{name}"] = value + 25.0
+        return {"eval": e}
+
+    results = {"lm": [summary(2, 30, 4), summary(4, 20, 4), None]}  # the third seed did not finish
+    table = decoder_table(results, [0, 1, 2])
+    row = next(line for line in table.splitlines() if line.startswith("| lm |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    # CAD - greedy on conflict: differences 28 and 16, mean 22, t(1) interval 22 -/+ 12.706 * 6
+    assert cells[0] == paired_cell([30, 20], [2, 4]) == "+22.0 [-54.2, +98.2] 2/2 (n.d.)"
+    assert cells[-1] == paired_cell([29, 29], [55, 45])  # AdaCAD - CAD, mixed
+    assert decoder_table({"clip": [{"eval": {"zero_shot/shape": 0.5}}]}, [0]) == ""
