@@ -131,6 +131,12 @@ RULES = (
         "scores runs trained beforehand (every training test runs the same evaluator): the script's flags parse",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/lm\.py,configs/simctg\.py ",
+        CHECK,
+        "the language models at 5 seeds (the doc runs configs/lm.py's commands; tests/test_language_model.py steps "
+        "both objectives): every config loads and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py .*--workdir=runs/cloc_off ",
         CHECK,
         "the CLOC comparison above with its region losses weighted 0 (tests/test_cloc.py checks the weights): "
