@@ -107,7 +107,8 @@ def _require(path: str, records: list, what: str) -> list:
 
 def read_sentences(path: str) -> list[dict]:
     """{"text"} per non-empty line of a UTF-8 text file, or per row of a JSON Lines file with a non-empty
-    string "text"; empty lines, malformed JSON and rows without text are skipped and counted."""
+    string "text"; empty lines, lines that are not UTF-8, malformed JSON and rows without text are skipped and
+    counted (a binary file thus holds no usable sentence: an error naming the fix)."""
     if path.endswith((".jsonl", ".json")):
         skipped = {"malformed JSON line": 0, "row without a text string": 0}
         rows = _rows(path, skipped)
@@ -115,9 +116,14 @@ def read_sentences(path: str) -> list[dict]:
         skipped["row without a text string"] = sum(not (isinstance(t, str) and t.strip()) for t in texts)
         _warn_skipped(path, skipped)
         return _require(path, [{"text": t.strip()} for t in texts if isinstance(t, str) and t.strip()], "sentences")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        lines = [line.strip() for line in f]
-    _warn_skipped(path, {"empty line": sum(not line for line in lines)})
+    lines, undecodable = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                lines.append(raw.decode("utf-8").strip())
+            except UnicodeDecodeError:
+                undecodable += 1
+    _warn_skipped(path, {"empty line": sum(not line for line in lines), "line not UTF-8": undecodable})
     return _require(path, [{"text": line} for line in lines if line], "sentences")
 
 

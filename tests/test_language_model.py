@@ -228,6 +228,17 @@ def test_user_text_jsonl_skips_and_counts_bad_lines(tmp_path, caplog):
     assert "Skipped 1 unusable rows" in caplog.text and "Skipped 2 unusable rows" in caplog.text
 
 
+def test_user_text_skips_and_counts_lines_that_are_not_utf8_and_refuses_a_binary_file(tmp_path, caplog):
+    path = tmp_path / "train.txt"
+    path.write_bytes(b"first line\n" + b"\xff\xfe broken\n\n" + "zweite Zeile über\n".encode())
+    assert read_sentences(str(path)) == [{"text": "first line"}, {"text": "zweite Zeile über"}]
+    assert "Skipped 1 unusable rows" in caplog.text and "line not UTF-8" in caplog.text
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match="holds no usable sentences"):
+        read_sentences(str(binary))
+
+
 def test_validation_names_the_fix_before_jax_starts():
     config = simctg.get_config()
     config.simctg.margin = 3.0
