@@ -162,12 +162,20 @@ def paired_cell(method: list[float], baseline: list[float], decimals: int = 1) -
     return f"{mean:+.{decimals}f}{interval} {wins}/{len(method)}{undetected}"
 
 
-# Decoders compared within each language-model run (the same model): (label, metric key, baseline key).
-DECODER_PAIRS = tuple(
-    (f"{decoder} − greedy, {split}", f"conflict_qa/{split}/{key}", f"conflict_qa/{split}/greedy")
-    for split in ("conflict", "agreement", "mixed")
-    for decoder, key in (("CAD", "cad"), ("AdaCAD", "adacad"))
-) + (("AdaCAD − CAD, mixed", "conflict_qa/mixed/adacad", "conflict_qa/mixed/cad"),)
+# Decoders compared within each language-model run (the same model): (label, metric key, baseline key, decimals).
+DECODER_PAIRS = (
+    tuple(
+        (f"{decoder} − greedy, QA {split}", f"conflict_qa/{split}/{key}", f"conflict_qa/{split}/greedy", 1)
+        for split in ("conflict", "agreement", "mixed")
+        for decoder, key in (("CAD", "cad"), ("AdaCAD", "adacad"))
+    )
+    + (("AdaCAD − CAD, QA mixed", "conflict_qa/mixed/adacad", "conflict_qa/mixed/cad", 1),)
+    + tuple(
+        (f"{strategy} − greedy, {metric}", f"language/{strategy}/{metric}", f"language/greedy/{metric}", decimals)
+        for strategy in ("beam", "nucleus", "contrastive")
+        for metric, decimals in (("diversity", 1), ("coherence", 3))
+    )
+)
 
 
 def decoder_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
@@ -175,11 +183,14 @@ def decoder_table(results: dict[str, list[dict]], seeds: list[int]) -> str:
     '' when no run has knowledge-conflict metrics."""
     if not any(s and "conflict_qa/mixed/greedy" in s["eval"] for summaries in results.values() for s in summaries):
         return ""
-    labels = [label for label, _, _ in DECODER_PAIRS]
+    labels = [label for label, _, _, _ in DECODER_PAIRS]
     lines = ["| config | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     for name, summaries in results.items():
         done = [s["eval"] for s in summaries if s and "conflict_qa/mixed/greedy" in s["eval"]]
-        cells = [paired_cell([e[key] for e in done], [e[base] for e in done]) for _, key, base in DECODER_PAIRS]
+        cells = [
+            paired_cell([e[key] for e in done if key in e], [e[base] for e in done if key in e], decimals)
+            for _, key, base, decimals in DECODER_PAIRS
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return f"Decoders paired within runs, seeds {','.join(map(str, seeds))}:\n" + "\n".join(lines)
 
