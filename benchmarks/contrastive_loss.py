@@ -30,7 +30,7 @@ def _parse_args(argv=None):
     parser.add_argument("--kind", default="softmax", choices=("softmax", "sigmoid"))
     parser.add_argument("--implementations", default="dense,gathered,ring,tiled,ring_tiled")
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--tile_size", type=int, default=0, help="0 = the backend's (losses/contrastive.py)")
+    parser.add_argument("--tile_size", type=int, default=512)
     parser.add_argument("--devices", type=int, default=8, help="fake CPU devices for the distributed implementations")
     parser.add_argument("--min_batch", type=int, default=4096)
     parser.add_argument("--max_batch", type=int, default=1_048_576)
@@ -54,17 +54,16 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from losses.contrastive import backend_tile_size, contrastive_loss  # noqa: E402
+from losses.contrastive import contrastive_loss  # noqa: E402
 
 
 def _setup(implementation: str, args):
     """(value-and-grad function, in_shardings or None, mesh or None) for one implementation."""
     mesh = Mesh(np.asarray(jax.devices()[: args.devices]), ("data",)) if implementation in DISTRIBUTED else None
-    tile_size = args.tile_size or backend_tile_size()
 
     def loss(image, text, logit_scale, logit_bias):
         bias = logit_bias if args.kind == "sigmoid" else None
-        options = dict(kind=args.kind, implementation=implementation, tile_size=tile_size, mesh=mesh)
+        options = dict(kind=args.kind, implementation=implementation, tile_size=args.tile_size, mesh=mesh)
         return contrastive_loss(image, text, logit_scale, bias, **options)[0]
 
     step = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))
@@ -104,8 +103,7 @@ def _gib(n: float) -> str:
 def memory_table(implementations: list[str], args) -> None:
     """(a) Compiled temporaries per implementation and batch, with their ratio to one B x d matrix."""
     print(f"\n(a) {args.kind} fwd+bwd temporaries from XLA memory analysis, GiB (x one B*d fp32 matrix); d={args.dim}")
-    tile = args.tile_size or backend_tile_size()
-    print(f"    distributed implementations: per device of {args.devices}; tile_size={tile}")
+    print(f"    distributed implementations: per device of {args.devices}; tile_size={args.tile_size}")
     print("| B | B*d matrix | " + " | ".join(implementations) + " |")
     print("|---:|---:|" + "---:|" * len(implementations))
     for batch in _batches(args):

@@ -193,7 +193,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.implementation = "dense"
-    c.loss.tile_size = 0  # 0 = the backend's (losses/contrastive.py: CPU 512, GPU and TPU 4096)
+    c.loss.tile_size = 512
 
     # Scaling out (docs/scaling.md). The device mesh (training/mesh.py): devices per axis, one
     # -1 fills; the batch is split over data x fsdp, fsdp also splits large parameters and their

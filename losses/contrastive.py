@@ -64,14 +64,6 @@ DISTRIBUTED = ("gathered", "ring", "ring_tiled")
 # 512 x 512 fp32 blocks (1 MiB each) keep the tile's temporaries far below one embedding matrix at
 # B >= 4096 and ran fastest on the 2-core CPU (BENCHMARKS.md).
 DEFAULT_TILE_SIZE = 512
-# config.loss.tile_size 0 picks the backend's: on one H200 the tiled loss at B = 65,536 took 343 ms with 1,024
-# tiles and 131 ms with 4,096 (issue 23's table, 2026-12-04); TPUs are unmeasured and take the GPU's.
-TILE_SIZE_BY_BACKEND = {"cpu": DEFAULT_TILE_SIZE, "gpu": 4096, "tpu": 4096}
-
-
-def backend_tile_size(backend: str | None = None) -> int:
-    """The tile side of config.loss.tile_size = 0 on `backend` (default: jax's)."""
-    return TILE_SIZE_BY_BACKEND.get(backend or jax.default_backend(), DEFAULT_TILE_SIZE)
 
 
 def check_loss_options(kind: str, implementation: str, tile_size: int) -> None:
@@ -96,7 +88,7 @@ def implementation_options(config) -> dict:
     options = config.get("loss", {}) if config is not None else {}
     return {
         "implementation": options.get("implementation", "dense"),
-        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE) or backend_tile_size(),
+        "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
     }
 
 

@@ -6,7 +6,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from contrastive_reference import EmbeddingsAsTowers, float64, reference, unit_rows
@@ -54,14 +53,3 @@ def test_clip_objective_uses_the_configured_implementation(implementation):
     assert float(grads["logit_scale"]) == pytest.approx(ref.d_logit_scale, rel=1e-4)
     assert float(metrics["i2t_accuracy"]) == pytest.approx(ref.i2t_accuracy)
     assert float(metrics["t2i_accuracy"]) == pytest.approx(ref.t2i_accuracy)
-
-
-def test_tile_size_zero_is_the_backends_and_an_explicit_one_is_kept():
-    from losses.contrastive import TILE_SIZE_BY_BACKEND, backend_tile_size, implementation_options
-
-    config = ml_collections.ConfigDict({"loss": {"implementation": "tiled", "tile_size": 0}})
-    chosen = implementation_options(config)["tile_size"]
-    assert chosen == backend_tile_size() == TILE_SIZE_BY_BACKEND[jax.default_backend()]
-    assert (backend_tile_size("cpu"), backend_tile_size("gpu")) == (512, 4096)
-    config.loss.tile_size = 96
-    assert implementation_options(config)["tile_size"] == 96
