@@ -143,6 +143,12 @@ RULES = (
         "the config loads and passes validate_config",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/(clip\.py,configs/dreamlip|cloc)\.py",
+        CHECK,
+        "seed methods that their own tests train and evaluate (tests/test_methods1_training.py, test_cloc.py), and "
+        "compare_methods' table is run by this doc's first command: every config loads and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",
