@@ -44,3 +44,23 @@ def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 def get_config(arg: str | None = None):
     return language_model(common.get_base_config(arg))
+
+
+def captioner(config: ml_collections.ConfigDict, objective: str) -> ml_collections.ConfigDict:
+    """Settings LiMBeR and CLOSE share (configs/limber.py, configs/close.py): this file's language model reading a
+    prefix mapped from a frozen CLIP run's embedding (models/captioner.py), trained on shapes captions."""
+    config = language_model(config)
+    config.objective = objective
+    config.model.kind = "captioner"
+    config.data.name = "shapes"
+    config.data.train_size = 10_000  # captions with their CLIP embeddings, computed once when the run starts
+    config.total_steps = 400
+    config.eval_every_steps = 400
+    config.checkpoint_every_steps = 200
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.warmup_steps = 50
+    config.generation.max_new_tokens = 16  # a scene sentence is about 10 tokens
+    config.eval.num_examples = 500  # held-out test images, one object each
+    config.eval.batch_size = 250
+    config.evals = ml_collections.ConfigDict({"captioning": dict(type="captioning", prefix="")})
+    return config

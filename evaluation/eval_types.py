@@ -26,6 +26,9 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
   the first `prompt_words` words of held-out texts (evaluation/language_eval.py);
 - `knowledge_conflict` (language models): context-answer accuracy of greedy, CAD and AdaCAD on questions whose
   context agrees with or contradicts the embedded facts (evaluation/language_eval.py).
+- `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
+  images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
+  captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
@@ -58,9 +61,11 @@ EVAL_TYPES: dict[str, dict] = {
         "strategies": ("greedy", "beam", "top_k", "nucleus", "contrastive"),
     },
     "knowledge_conflict": {},
+    "captioning": {},
 }  # fmt: skip
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
 LANGUAGE_TYPES = ("language", "knowledge_conflict")  # the evaluators of a decoder language model
+CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
 
 
 def entry_options(entry: ml_collections.ConfigDict) -> dict:
@@ -114,6 +119,13 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 )
             if not isinstance(value, type(defaults[option])):
                 raise ConfigError(f"{key}.{option} must be a {type(defaults[option]).__name__}, not {value!r}.")
+        captioner = config.model.kind == "captioner"
+        if captioner != (entry.type in CAPTION_TYPES):
+            raise ConfigError(
+                f"{key} ({entry.type}) evaluates "
+                + (f"a two-tower model or a language model, but this run trains a captioner; use {CAPTION_TYPES[0]!r}."
+                   if captioner else "a captioner (config.model.kind 'captioner'); remove it from config.evals.")
+            )  # fmt: skip
         decoder = config.model.kind == "decoder"
         if decoder != (entry.type in LANGUAGE_TYPES):
             raise ConfigError(

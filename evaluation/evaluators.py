@@ -12,6 +12,7 @@ import numpy as np
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from evaluation import eval_types
+from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
@@ -162,6 +163,9 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         return _Call(video.evaluate, f"{n} held-out shapes_video clips of {frames} frames")
     if entry.type in eval_types.LANGUAGE_TYPES:
         return language_evaluator(config, entry, model, tokenizer)
+    if entry.type == "captioning":
+        return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
+                                   batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 

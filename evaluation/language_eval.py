@@ -44,7 +44,8 @@ def generation_metrics(texts: Sequence[str]) -> dict[str, float]:
     return {**reps, "diversity": 100.0 * diversity, "length": float(np.mean([len(t.split()) for t in texts]))}
 
 
-def _until_eos(row) -> list[int]:
+def until_eos(row) -> list[int]:
+    """Generated ids up to their first EOS (padding dropped)."""
     ids = [int(t) for t in row]
     return ids[: ids.index(EOS_ID)] if EOS_ID in ids else [t for t in ids if t != PAD_ID]
 
@@ -96,7 +97,7 @@ class LanguageEvaluator:
                 part = slice(start, start + self.batch_size)
                 rng = jax.random.fold_in(self.rng, start)
                 new.append(np.asarray(generate(self.model, params, tokens[part], mask[part], rng, decoding)))
-            continuations = [_until_eos(row) for row in np.concatenate(new)]
+            continuations = [until_eos(row) for row in np.concatenate(new)]
             texts = [self.tokenizer.decode(ids) for ids in continuations]
             metrics.update({f"language/{name}/{k}": v for k, v in generation_metrics(texts).items()})
             metrics[f"language/{name}/coherence"] = self._coherence(params, continuations)
@@ -147,7 +148,7 @@ class KnowledgeConflictEvaluator:
         self.closed = (left_pad(prompt_ids(tokenizer, [q for q, _ in closed], budget)), [a for _, a in closed])
 
     def _answers(self, tokens) -> list[str]:
-        return [(self.tokenizer.decode(_until_eos(row)).split() or [""])[0] for row in np.asarray(tokens)]
+        return [(self.tokenizer.decode(until_eos(row)).split() or [""])[0] for row in np.asarray(tokens)]
 
     def evaluate(self, params) -> dict[str, float]:
         metrics = {}

@@ -188,6 +188,13 @@ def _long_caption(objects: list[ShapeObject]) -> str:
     return " ".join(sentences)
 
 
+def scene_sentences(record: dict) -> str:
+    """A record's objects as lower-case sentences in the language-model corpus' style, from its long caption:
+    "there is a large red square at the bottom . there is a small cyan ring at the left ." (LiMBeR's and CLOSE's
+    captions, training/caption_task.py)."""
+    return record["long_caption"].split(". ", 1)[1].lower().replace(".", " .")
+
+
 def _raw_caption(caption: str, noise: float, rng: np.random.Generator) -> str:
     """Alt-text with noise: each word replaced (wrong or irrelevant) w.p. `noise`, junk appended."""
     vocabulary = SHAPES + COLOURS + SIZES + _NOISE_WORDS

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 
 from losses import (
     alip,
+    captioning,
     ccp,
     clip_refine,
     cloc,
@@ -280,6 +281,16 @@ OBJECTIVES: dict[str, Objective] = {
         implementations=("dense",),
         dense_only=language.no_batch_term,
     ),  # fmt: skip
+    # Captioners (models/captioner.py) through a frozen CLIP run's embeddings: per-sequence terms as well.
+    **{
+        name: Objective(
+            loss=captioning.caption_loss,
+            validate=validate,
+            implementations=("dense",),
+            dense_only=captioning.no_batch_term,
+        )
+        for name, validate in (("limber", captioning.validate_limber), ("close", captioning.validate_close))
+    },
 }
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from models.captioner import PrefixCaptioner
 from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, SegmentationHead, score_map
 from models.heads import MlpHead
 from models.language_model import DecoderLM, build_language_model
@@ -248,11 +249,16 @@ class TwoTower(nn.Module):
         return out
 
 
-def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower | DecoderLM:
-    """The model of config.model.kind: the TwoTower, or the decoder language model (models/language_model.py)."""
+def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower | DecoderLM | PrefixCaptioner:
+    """The model of config.model.kind: the TwoTower, the decoder language model (models/language_model.py), or
+    that decoder reading a prefix mapped from one embedding per example (models/captioner.py: LiMBeR, CLOSE)."""
     m = config.model
     if m.kind == "decoder":
         return build_language_model(config, vocab_size)
+    if m.kind == "captioner":
+        options = config[config.objective]
+        dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise
+        return PrefixCaptioner(build_language_model(config, vocab_size), options.prefix_tokens, dropout)
     if m.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
             f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "

@@ -3,12 +3,14 @@ value is one sentence naming the key and the fix, from validate_config and from 
 
 import glob
 import importlib
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from configs import clip, lm
 from configs.errors import ConfigError
 from training.validation import METHOD_CONFIGS, validate_config
 
@@ -19,10 +21,12 @@ BAD_VALUES = {
     "ccp": ("queue_size", 8, "config.ccp.queue_size (8) is below config.batch_size"),
     "clip_hard_negatives": ("mask_mode", "drop", "Unknown config.clip_hard_negatives.mask_mode 'drop'"),
     "clip_refine": ("features", "pooled", "Unknown config.clip_refine.features 'pooled'"),
+    "close": ("noise_std", 3.0, "config.close.noise_std must be in [0, 2]"),
     "cloc": ("region_weight", -1.0, "config.cloc.region_weight must be at least 0, not -1.0"),
     "degla": ("tgc_negatives", "all", "Unknown config.degla.tgc_negatives 'all'"),
     "denseclip": ("prompting", "mid", "Unknown config.denseclip.prompting 'mid'; use one of ['none', 'post', 'pre']"),
     "dreamlip": ("multipos", "triplet", "Unknown config.dreamlip.multipos 'triplet'; use one of ['infonce'"),
+    "limber": ("dropout", 1.0, "config.limber.dropout must be in [0, 1)"),
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),
     "proclip": ("stage", 3, "Unknown config.proclip.stage 3; use 1 or 2"),
     "protoclip": ("num_prototypes", 100_000, "raise config.protoclip.episode_steps or lower num_prototypes"),
@@ -34,17 +38,30 @@ BAD_VALUES = {
 METHODS = sorted(METHOD_CONFIGS)
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> str:
-    """A workdir that passes for a trained run (init_from.workdir needs only its checkpoints folder here)."""
-    workdir = tmp_path_factory.mktemp("run")
+def _fake_run(workdir, config) -> str:
+    """A workdir that passes for a trained run of `config`: its checkpoints folder, run_info.json, tokenizer."""
     (workdir / "checkpoints").mkdir()
+    (workdir / "run_info.json").write_text(json.dumps({"config": config.to_dict()}, default=list))
+    (workdir / "tokenizer.model").write_text("")
     return str(workdir)
 
 
-def _config(name: str, trained_run: str):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> str:
+    """A CLIP run as init_from.workdir sees it (post-pretraining methods and captioners start from one)."""
+    return _fake_run(tmp_path_factory.mktemp("run"), clip.get_config())
+
+
+@pytest.fixture(scope="module")
+def language_model_run(tmp_path_factory) -> str:
+    return _fake_run(tmp_path_factory.mktemp("lm"), lm.get_config())
+
+
+def _config(name: str, trained_run: str, language_model_run: str = ""):
     config = METHOD_CONFIGS[name].get_config()
     config.init_from.workdir = trained_run  # post-pretraining methods start from a run
+    if "lm_workdir" in config[name]:  # captioners caption with a trained language model
+        config[name].lm_workdir = language_model_run
     return config
 
 
@@ -67,8 +84,8 @@ def test_every_method_config_with_a_section_is_checked():
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_the_method_config_is_valid(name, trained_run):
-    validate_config(_config(name, trained_run))
+def test_the_method_config_is_valid(name, trained_run, language_model_run):
+    validate_config(_config(name, trained_run, language_model_run))
 
 
 @pytest.mark.parametrize("name", METHODS)

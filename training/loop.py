@@ -23,6 +23,7 @@ from input_pipeline.tokenizer import get_tokenizer
 from interop.pretrained import init_state_from_pretrained
 from losses.objectives import get_objective
 from models.two_tower import build_model
+from training import caption_task
 from training import mesh as mesh_lib
 from training.checkpointing import Checkpointer, init_params_from
 from training.guards import NonFiniteGuard, PreemptionNotice, stopped_run
@@ -70,9 +71,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     task = make_task(config)  # image-text, or text only (SimCSE, CCP): training/task.py
     tokenizer_path = config.text.tokenizer_path
-    inherited = os.path.join(config.init_from.workdir, "tokenizer.model") if config.init_from.workdir else ""
+    # A run initialised from another reads text with that run's tokenizer: its text tower's token ids (a
+    # captioner's text is its language model's).
+    text_source = caption_task.lm_workdir(config) if caption_task.is_captioner(config) else config.init_from.workdir
+    inherited = os.path.join(text_source, "tokenizer.model") if text_source else ""
     if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
-        # A run initialised from another reads text with that run's tokenizer: its text tower's token ids.
         tokenizer_path = inherited
     tokenizer = get_tokenizer(tokenizer_path, workdir, task.corpus(), config.text.vocab_size, config.text.tokenizer)
     if tokenizer_path == inherited and inherited and not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
@@ -104,6 +107,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
+    elif caption_task.is_captioner(config):  # the trained language model; the CLIP run stays outside the params
+        state = caption_task.with_language_model(config, state)
     elif config.init_from.pretrained:  # PyTorch-ecosystem weights, converted (interop/pretrained.py)
         state = init_state_from_pretrained(config, state, objective, inputs)
     elif config.init_from.workdir:
@@ -243,5 +248,6 @@ def _short(metrics: dict[str, float]) -> str:
         "zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
         "segmentation/miou", "segmentation/clip_miou",
         "video/motion", "video/motion_mean_frames", "video/shape", "video/colour",
+        "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score",
     )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

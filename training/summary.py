@@ -56,6 +56,8 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
                      f"diversity {m['diversity']:.1f}, coherence {m['coherence']:.3f}"))  # fmt: skip
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
+    if "captioning/colour_shape" in e:
+        rows += _caption_rows(e)
     rows += [
         ("checkpoints", summary["checkpoints"]),
         ("metrics", summary["metrics"]),
@@ -130,6 +132,24 @@ def _region_rows(e: dict) -> list[tuple[str, str]]:
     )
     rows.append(("grounding IoU>=0.5", f"{', '.join(values)}  (chance {100 * e['grounding/chance']:.1f}%)"))
     return rows
+
+
+def _caption_rows(e: dict) -> list[tuple[str, str]]:
+    """The captioning evaluator's lines: words right in captions of held-out images (and of their captions'
+    text embeddings), beside chance; CLIP-S; the modality gap."""
+    words = lambda p: ", ".join(f"{k} {e[f'captioning/{p}{k}']:.1f}" for k in ("colour", "shape", "colour_shape"))  # noqa: E731
+    chance = f"chance {e['captioning/chance_colour']:.1f}, {e['captioning/chance_shape']:.1f}, " + (
+        f"{e['captioning/chance_colour_shape']:.1f}"
+    )
+    return [
+        ("caption accuracy (images)", f"{words('')}  ({chance})"),
+        ("caption accuracy (text emb.)", words("text_")),
+        (
+            "caption CLIP-S",
+            f"{e['captioning/clip_score']:.1f}  (true captions {e['captioning/reference_clip_score']:.1f})",
+        ),
+        ("modality gap", f"{e['captioning/modality_gap']:.3f}"),
+    ]
 
 
 def _conflict_rows(e: dict) -> list[tuple[str, str]]:

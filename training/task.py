@@ -1,5 +1,6 @@
-"""The kind of data a run trains on, as the loop sees it: image-text (shapes or your files) or text only
-(training/text_task.py). Everything else — model, step, checkpoints, the evaluators of config.evals — is shared."""
+"""The kind of data a run trains on, as the loop sees it: image-text (shapes or your files), text only
+(training/text_task.py), or captions with a frozen CLIP run's embeddings (training/caption_task.py). Everything
+else — model, step, checkpoints, the evaluators of config.evals — is shared."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
 from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import Tokenizer
 from losses.objectives import get_objective
-from training import objective_inputs, text_task
+from training import caption_task, objective_inputs, text_task
 
 
 class Task(NamedTuple):
@@ -28,6 +29,10 @@ class Task(NamedTuple):
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
     """The Task of config.data; ConfigError when the data cannot be opened."""
+    if caption_task.is_captioner(config):  # LiMBeR, CLOSE: captions with a frozen CLIP run's embeddings
+        records = caption_task.make_source(config)
+        transform = lambda tokenizer: caption_task.make_transform(config, tokenizer)  # noqa: E731
+        return Task(records, lambda: (r["text"] for r in records), transform)
     if text_task.is_text_data(config):
         source = text_task.make_source(config)
         return Task(

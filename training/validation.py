@@ -22,9 +22,11 @@ from configs import (
     clip_hard_negatives,
     clip_refine,
     cloc,
+    close,
     degla,
     denseclip,
     dreamlip,
+    limber,
     multicsr,
     proclip,
     protoclip,
@@ -43,6 +45,7 @@ from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
+from losses.captioning import CAPTION_OBJECTIVES
 from losses.contrastive import IMPLEMENTATIONS
 from losses.language import LANGUAGE_OBJECTIVES
 from losses.objectives import OBJECTIVES, check_objective_options
@@ -51,6 +54,7 @@ from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
 from models.two_tower import PROJECTIONS
 from models.vit import IMAGE_POOLING
+from training.caption_task import check_captioner
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -70,7 +74,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
     "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
-    "model.kind": ("model kind", ["two_tower", "decoder"]),
+    "model.kind": ("model kind", ["two_tower", "decoder", "captioner"]),
     "generation.strategy": ("decoding strategy", list(STRATEGIES)),
 }
 
@@ -190,6 +194,8 @@ EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_vid
 
 def _check_language_model(c: ml_collections.ConfigDict) -> None:
     """A language objective trains the decoder on text; the decoder trains only under one; its context fits."""
+    if c.objective in CAPTION_OBJECTIVES or c.model.kind == "captioner":
+        return  # a captioner's language model: check_captioner
     language, decoder = c.objective in LANGUAGE_OBJECTIVES, c.model.kind == "decoder"
     if language != decoder:
         raise ConfigError(
@@ -308,8 +314,8 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, clip_hard_negatives, clip_refine, cloc, degla, denseclip, dreamlip, multicsr, proclip,
-                   protoclip, simcse, simctg, uclip, xclip)
+    for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
+                   multicsr, proclip, protoclip, simcse, simctg, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -374,6 +380,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_ranges(flat)
     _check_relations(config)
     _check_method_options(config)
+    check_captioner(config)  # after the method's options: reads the CLIP and language-model runs' records
     validate_evals(config, text_only=config.data.name in TEXT_DATASETS)
     try:
         check_objective_options(config)
