@@ -43,6 +43,15 @@ LANGUAGE_COLUMNS = {
     },
     "QA closed book": ("conflict_qa/closed_book", 1, 1),
 }
+# Captioners (LiMBeR, CLOSE; evaluation/captioning_eval.py): words right in captions of held-out images, CLIP-S,
+# the same words from the captions' own text embeddings.
+CAPTION_COLUMNS = {
+    "caption colour+shape": ("captioning/colour_shape", 1, 1),
+    "caption colour": ("captioning/colour", 1, 1),
+    "caption shape": ("captioning/shape", 1, 1),
+    "CLIP-S": ("captioning/clip_score", 1, 1),
+    "from text: colour+shape": ("captioning/text_colour_shape", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -103,6 +112,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):
         return LANGUAGE_COLUMNS
+    if has(CAPTION_COLUMNS):
+        return CAPTION_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -133,6 +144,7 @@ PAIRED_COLUMNS = (
     "STS",
     "STS calibrated",
     *LANGUAGE_COLUMNS,
+    *CAPTION_COLUMNS,
 )
 
 
