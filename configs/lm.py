@@ -49,10 +49,11 @@ def get_config(arg: str | None = None):
 def captioner(config: ml_collections.ConfigDict, objective: str) -> ml_collections.ConfigDict:
     """Settings LiMBeR and CLOSE share (configs/limber.py, configs/close.py): this file's language model reading a
     prefix mapped from a frozen CLIP run's embedding (models/captioner.py), trained on shapes captions."""
+    data = config.data.name  # shapes, or the image-text files of the config argument data=...
     config = language_model(config)
     config.objective = objective
     config.model.kind = "captioner"
-    config.data.name = "shapes"
+    config.data.name = data
     config.data.train_size = 10_000  # captions with their CLIP embeddings, computed once when the run starts
     config.total_steps = 400
     config.eval_every_steps = 400

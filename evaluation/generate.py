@@ -21,7 +21,7 @@ def generate_text(config: ml_collections.ConfigDict, workdir: str, prompts: Sequ
     if config.model.kind != "decoder":
         raise ConfigError(
             "--mode=generate continues text with a language model; pass the config of one (configs/lm.py, "
-            "configs/simctg.py), not a two-tower model's."
+            "configs/simctg.py), not a two-tower model's or a captioner's (their captions are in the run's summary)."
         )
     if not prompts or not all(p.strip() for p in prompts):
         raise ConfigError('--mode=generate needs text to continue; pass --prompt="..." (repeat it for several).')

@@ -242,3 +242,27 @@ def test_limber_and_close_train_from_a_clip_run_and_a_language_model(tmp_path, c
         assert e["captioning/reference_clip_score"] > 0 and e["captioning/modality_gap"] > 0
     out = capsys.readouterr().out
     assert "caption accuracy (images)" in out and "modality gap" in out
+
+
+def test_captions_of_your_files_skip_and_count_bad_examples(tmp_path, caplog):
+    import real_data as rd
+
+    from training.caption_task import image_caption_pairs
+
+    clip_config = clip.get_config()
+    clip_run = _fake_run(tmp_path / "clip", clip_config)
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(rd.photo(i))
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    lines = [json.dumps({"image": f"{i % 3}.jpg", "caption": f"photo {i}"}) for i in range(20)]
+    lines[4:4] = ["{not json", json.dumps({"image": "broken.jpg", "caption": "x"}), json.dumps({"image": "0.jpg"})]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    config = limber.get_config("data=jsonl")
+    config.init_from.workdir, config.data.path, config.batch_size = clip_run, str(tmp_path / "train.jsonl"), 8
+    images, captions = image_caption_pairs(config, "train", 18)
+    assert captions == [f"photo {i}" for i in range(18)]
+    assert images.shape == (18, clip_config.data.image_size, clip_config.data.image_size, 3)
+    assert "Skipped 3 examples" in caplog.text
+    config.batch_size = 32
+    with pytest.raises(ConfigError, match="fewer than a batch"):
+        image_caption_pairs(config, "train", 100)
