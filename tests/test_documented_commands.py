@@ -92,6 +92,12 @@ RULES = (
         f"{_MINILM_REASON}: flags and config checked only",
     ),
     Rule(
+        r"python main\.py --config=configs/(limber|close)\.py",
+        CHECK,
+        "captions through a trained CLIP run and language model that the doc names, not trains "
+        "(tests/test_captioning.py trains both captioners from tiny ones through main.py's loop): its flags parse",
+    ),
+    Rule(
         r"python main\.py .*--mode=eval",
         RUN,
         "evaluates the run an earlier command trained ([--eval_data] left out: it names your files)",
@@ -135,6 +141,18 @@ RULES = (
         CHECK,
         "the language models at 5 seeds (the doc runs configs/lm.py's commands; tests/test_language_model.py steps "
         "both objectives): every config loads and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/(limber|close)\.py",
+        CHECK,
+        "captioners from the 5 CLIP runs of docs/results.md and the 5 language models above (tests/test_captioning.py "
+        "trains both from tiny ones): every config loads and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py .*--workdir=runs/clip_untrained ",
+        CHECK,
+        "one step of configs/clip.py per seed, the untrained-encoder control (configs/clip.py is trained by "
+        "docs/results.md's first command): the config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py .*--workdir=runs/cloc_off ",
@@ -361,6 +379,11 @@ def test_documented_commands_check(command):
         assert os.path.isfile(os.path.join(ROOT, command.argv[2])), command
     elif command.argv[:2] == ("python", "benchmarks/compare_methods.py"):
         _check_compare_methods(command)
+    elif command.argv[:2] == ("python", "main.py"):  # the config loads and takes the overrides
+        script = "import sys, main; main.parse_flags(sys.argv[1:]); print(main._CONFIG.value.objective)"
+        parsed = subprocess.run([sys.executable, "-c", script, *command.argv[1:]], cwd=ROOT, env=_environment(),
+                                capture_output=True, text=True)  # fmt: skip
+        assert parsed.returncode == 0 and parsed.stdout.strip(), f"{command}\n{parsed.stderr[-3000:]}"
     elif command.argv[0] == "python":
         help_run = subprocess.run(
             [sys.executable, command.argv[1], "--help"], cwd=ROOT, env=_environment(), capture_output=True, text=True
