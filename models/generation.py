@@ -120,9 +120,12 @@ def generate(model: DecoderLM, params, tokens, mask, rng, decoding: Decoding, pr
     slots = (0 if prefix is None else prefix.shape[1]) + tokens.shape[1] + steps
     out, cache = _prefill(model, params, tokens, mask, slots, prefix)
     # Contrastive search compares candidates with every earlier token's hidden state, kept slot by slot
-    # (prefix slots hold embeddings, not tokens: never compared).
+    # (prefix slots hold embeddings, not tokens: never compared); the other strategies keep none.
+    contrastive = decoding.strategy == "contrastive"
     start = slots - steps - tokens.shape[1]
-    history = jax.lax.dynamic_update_slice_in_dim(jnp.zeros((batch, slots, model.width)), out["hidden"], start, 1)
+    history = jnp.zeros((batch, slots if contrastive else 0, model.width))
+    if contrastive:
+        history = jax.lax.dynamic_update_slice_in_dim(history, out["hidden"], start, 1)
     is_token = jnp.arange(slots) >= start
 
     def body(carry, step_rng):
@@ -135,7 +138,8 @@ def generate(model: DecoderLM, params, tokens, mask, rng, decoding: Decoding, pr
         else:
             token, live_after = _finish(_pick(logits, step_rng, decoding), live)
             out, cache = _step(model, params, token, live, cache)
-        history = jax.lax.dynamic_update_slice_in_dim(history, out["hidden"][:, None], cache.index - 1, 1)
+        if contrastive:
+            history = jax.lax.dynamic_update_slice_in_dim(history, out["hidden"][:, None], cache.index - 1, 1)
         return (cache, out["logits"], history, live_after), token
 
     live = jnp.ones((batch,), bool)
