@@ -213,6 +213,7 @@ def _tiny(config, steps=2):
 def test_limber_and_close_train_from_a_clip_run_and_a_language_model(tmp_path, capsys):
     clip_config = _tiny(clip.get_config())
     clip_config.model.image.depth = clip_config.model.text.depth = 1
+    clip_config.evals = {}  # the captioners read its checkpoint only
     train_and_evaluate(clip_config, str(tmp_path / "clip"))
     lm_config = _tiny(lm.get_config())
     lm_config.model.decoder.update(width=32, depth=1, heads=2)
