@@ -53,6 +53,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
     Returns {"step", "records", "table", "output_dir", "report"}.
     """
     start = time.time()
+    if config.model.kind != "two_tower":
+        raise ConfigError(
+            f"--mode=eval scores a two-tower model, not a {config.model.kind}; rerun the training command instead: "
+            "a finished run evaluates its config.evals again and prints its summary."
+        )
     check_eval_dependencies()
     if _latest_step(workdir, config.keep_checkpoints) is None:
         raise ConfigError(

@@ -180,6 +180,10 @@ def test_validation_names_the_fix_before_jax_starts(tmp_path):
     config.init_from.workdir, config.close.lm_workdir, config.close.noise_std = clip_run, lm_run, -0.1
     with pytest.raises(ConfigError, match="close.noise_std"):
         validate_config(config)
+    from evaluation.run import evaluate_checkpoint
+
+    with pytest.raises(ConfigError, match="rerun the training command"):
+        evaluate_checkpoint(config_with(), clip_run)
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
