@@ -273,3 +273,18 @@ def test_captions_of_your_files_skip_and_count_bad_examples(tmp_path, caplog):
     config.batch_size = 32
     with pytest.raises(ConfigError, match="fewer than a batch"):
         image_caption_pairs(config, "train", 100)
+
+
+def test_dry_run_batch_of_a_captioner_and_a_language_model():
+    from training.dry_run import abstract_batch
+
+    mesh = make_mesh({"data": 1}, jax.devices()[:1])
+    config = limber.get_config()
+    batch = abstract_batch(config, mesh)
+    assert set(batch) == {"text", "prefix_features"}
+    assert batch["text"].shape == (config.batch_size, config.model.decoder.max_len + 1 - config.limber.prefix_tokens)
+    assert batch["prefix_features"].shape == (config.batch_size, config.model.embed_dim)
+    config = lm.get_config()
+    assert {k: v.shape for k, v in abstract_batch(config, mesh).items()} == {
+        "text": (config.batch_size, config.model.decoder.max_len + 1)
+    }

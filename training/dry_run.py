@@ -54,6 +54,14 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh, objective=None) -> d
     split over the batch axes (clips instead of images for video data). The fields' shapes come from one shapes
     record: an objective's fields (sub-captions, negatives, raw captions) have the same shapes whatever the data."""
     side, sharding = config.data.image_size, mesh_lib.batch_sharding(mesh)
+    if config.model.kind in ("decoder", "captioner"):  # text tokens (BOS .. EOS), and a captioner's CLIP embedding
+        captioner = config.model.kind == "captioner"
+        length = config.model.decoder.max_len + 1 - (config[config.objective].prefix_tokens if captioner else 0)
+        batch = {"text": jax.ShapeDtypeStruct((config.batch_size, length), jnp.int32, sharding=sharding)}
+        if captioner:
+            features = (config.batch_size, config.model.embed_dim)
+            batch["prefix_features"] = jax.ShapeDtypeStruct(features, jnp.float32, sharding=sharding)
+        return batch
     frames = (config.model.video_frames,) if config.data.name in VIDEO_DATASETS else ()  # clips: [B, T, S, S, 3]
     batch = {
         "video" if frames else "image": jax.ShapeDtypeStruct(
@@ -183,9 +191,15 @@ def format_report(config: ml_collections.ConfigDict, mesh, report: dict[str, flo
     """A Markdown table of the report's per-device GiB; rows not measured (no compile) are left out."""
     image, text = config.model.image, config.model.text
     compiled = f"compiled in {report['compile_s']:.0f} s" if "compile_s" in report else "not compiled"
+    model = (
+        f"ViT width {image.width} depth {image.depth} patch {image.patch_size} at {config.data.image_size} px "
+        f"+ text width {text.width} depth {text.depth}"
+    )
+    if config.model.kind in ("decoder", "captioner"):
+        d = config.model.decoder
+        model = f"{config.model.kind} width {d.width} depth {d.depth} context {d.max_len}"
     lines = [
-        f"Dry run: ViT width {image.width} depth {image.depth} patch {image.patch_size} at {config.data.image_size} px "
-        f"+ text width {text.width} depth {text.depth}; global batch {config.batch_size}, "
+        f"Dry run: {model}; global batch {config.batch_size}, "
         f"microbatches {config.microbatches}, dtype {config.model.dtype}, remat {config.model.remat}, "
         f"loss {config.loss.implementation}",
         f"Mesh {dict(mesh.shape)} ({mesh.size} devices); {compiled}",
