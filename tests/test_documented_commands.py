@@ -98,6 +98,17 @@ RULES = (
         "(configs/clip.py is trained by this doc's first command): main.py's flags parse",
     ),
     Rule(
+        r"python main\.py --config=configs/(simcse|multicsr|ccp)\.py",
+        CHECK,
+        "the text-only methods, each trained and evaluated at a tiny size by tests/test_text_training.py through the "
+        "same loop: main.py's flags parse",
+    ),
+    Rule(
+        r"python main\.py --config=configs/clip\.py --workdir=runs/x ",
+        CHECK,
+        "shows how overrides are written (configs/clip.py is trained by docs/results.md's commands): its flags parse",
+    ),
+    Rule(
         r"python main\.py --config=configs/(limber|close)\.py",
         CHECK,
         "captions through a trained CLIP run and language model that the doc names, not trains "
@@ -147,6 +158,12 @@ RULES = (
         CHECK,
         "the language models at 5 seeds (the doc runs configs/lm.py's commands; tests/test_language_model.py steps "
         "both objectives): every config loads and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/xclip\.py ",
+        CHECK,
+        "X-CLIP is trained and evaluated at a tiny size by tests/test_xclip.py, and compare_methods' tables by "
+        "docs/results.md's first command: the config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py --configs=configs/(limber|close)\.py",
