@@ -66,6 +66,8 @@ EVAL_TYPES: dict[str, dict] = {
 TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
 LANGUAGE_TYPES = ("language", "knowledge_conflict")  # the evaluators of a decoder language model
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
+# evaluator type -> the config.model.kind it scores; every other type scores the two-tower model.
+MODEL_KINDS = {**dict.fromkeys(LANGUAGE_TYPES, "decoder"), **dict.fromkeys(CAPTION_TYPES, "captioner")}
 
 
 def entry_options(entry: ml_collections.ConfigDict) -> dict:
@@ -119,20 +121,13 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 )
             if not isinstance(value, type(defaults[option])):
                 raise ConfigError(f"{key}.{option} must be a {type(defaults[option]).__name__}, not {value!r}.")
-        captioner = config.model.kind == "captioner"
-        if captioner != (entry.type in CAPTION_TYPES):
+        scores = MODEL_KINDS.get(entry.type, "two_tower")
+        if scores != config.model.kind:
+            usable = sorted(t for t in EVAL_TYPES if MODEL_KINDS.get(t, "two_tower") == config.model.kind)
             raise ConfigError(
-                f"{key} ({entry.type}) evaluates "
-                + (f"a two-tower model or a language model, but this run trains a captioner; use {CAPTION_TYPES[0]!r}."
-                   if captioner else "a captioner (config.model.kind 'captioner'); remove it from config.evals.")
-            )  # fmt: skip
-        decoder = config.model.kind == "decoder"
-        if decoder != (entry.type in LANGUAGE_TYPES):
-            raise ConfigError(
-                f"{key} ({entry.type}) evaluates "
-                + (f"a two-tower model, but this run trains a language model; use one of {list(LANGUAGE_TYPES)}."
-                   if decoder else "a language model (config.model.kind 'decoder'); remove it from config.evals.")
-            )  # fmt: skip
+                f"{key} ({entry.type}) scores a {scores} model, but this run trains a {config.model.kind}; "
+                f"use one of {usable} or remove it from config.evals."
+            )
         if entry.type == "language":
             _check_language_entry(config, key, entry)
         elif text_only and entry.type not in (*TEXT_ONLY_TYPES, *LANGUAGE_TYPES):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, run_steps
+from tiny_training import assert_same_params, run_steps, set_keys
 
 from configs import clip, close, limber, lm
 from configs.errors import ConfigError
@@ -151,12 +151,7 @@ def test_validation_names_the_fix_before_jax_starts(tmp_path):
     def config_with(**changes):
         config = limber.get_config()
         config.init_from.workdir, config.limber.lm_workdir = clip_run, lm_run
-        for key, value in changes.items():
-            node, *path, leaf = [config, *key.split(".")]
-            for name in path:
-                node = node[name]
-            node[leaf] = value
-        return config
+        return set_keys(config, changes)
 
     validate_config(config_with())
     for changes, message in (

@@ -26,12 +26,17 @@ def tiny_config(**overrides):
     c.optimizer.warmup_steps = 0
     c.optimizer.learning_rate = 1e-3
     c.mesh.min_shard_size = 256
+    return set_keys(c, overrides)
+
+
+def set_keys(config, overrides: dict):
+    """`config` with each dotted key of `overrides` ("model.text.width") set to its value."""
     for key, value in overrides.items():
-        node, *path, leaf = [c, *key.split(".")]
+        node, *path, leaf = [config, *key.split(".")]
         for name in path:
             node = node[name]
         node[leaf] = value
-    return c
+    return config
 
 
 def batch(config, seed: int = 0, size: int | None = None) -> dict[str, np.ndarray]:
