@@ -8,6 +8,7 @@ are what `TrainTransform` consumes: {"image": uint8 [S, S, 3], "caption", "rewri
 
 from __future__ import annotations
 
+import collections
 import glob
 import os
 from collections.abc import Iterator
@@ -100,8 +101,9 @@ def make_source(config: ml_collections.ConfigDict):
     return DecodedSource(open_raw_source(data), data.image_size, square=False, **segmentation.mask_options(config))
 
 
-def usable_examples(source, count: int) -> list[dict]:
-    """Up to `count` first records of `source` that are not skip records (decoded image-text records)."""
+def usable_examples(source, count: int, skipped: collections.Counter | None = None) -> list[dict]:
+    """Up to `count` first records of `source` that are not skip records (decoded image-text records); the skip
+    records read on the way are counted by reason in `skipped` when given."""
     examples = []
     for index in range(len(source)):
         if len(examples) == count:
@@ -109,6 +111,8 @@ def usable_examples(source, count: int) -> list[dict]:
         record = source[index]
         if "skipped" not in record:
             examples.append(record)
+        elif skipped is not None:
+            skipped[record["skipped"]] += 1
     return examples
 
 

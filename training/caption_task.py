@@ -24,7 +24,7 @@ from configs.errors import ConfigError
 from evaluation.trained_runs import frozen_encoders, run_config
 from input_pipeline import shapes
 from input_pipeline.decoded_source import DecodedSource
-from input_pipeline.sources import open_raw_source
+from input_pipeline.sources import open_raw_source, usable_examples
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 from losses.captioning import CAPTION_OBJECTIVES
@@ -46,16 +46,8 @@ def image_caption_pairs(config: ml_collections.ConfigDict, split: str, count: in
     if config.data.name == "shapes":
         records = list(shapes.ShapesSource(split, count, seed=0, image_size=size, cache_dir=config.data.cache_dir))
         return np.stack([r["image"] for r in records]), [shapes.scene_sentences(r) for r in records]
-    source = DecodedSource(open_raw_source(config.data), size)
-    records, skipped = [], collections.Counter()
-    for index in range(len(source)):
-        if len(records) == count:
-            break
-        record = source[index]
-        if "skipped" in record:
-            skipped[record["skipped"]] += 1
-        else:
-            records.append(record)
+    skipped = collections.Counter()
+    records = usable_examples(DecodedSource(open_raw_source(config.data), size), count, skipped)
     if skipped:
         logging.warning("Skipped %d examples of config.data.path: %s", sum(skipped.values()), dict(skipped))
     if len(records) < config.batch_size:
