@@ -30,7 +30,7 @@ def _parse_args(argv=None):
     parser.add_argument("--kind", default="softmax", choices=("softmax", "sigmoid"))
     parser.add_argument("--implementations", default="dense,gathered,ring,tiled,ring_tiled")
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--tile_size", type=int, default=512)
+    parser.add_argument("--tile_size", type=int, default=0, help="0 = the backend's edge (512 CPU, 4,096 GPU/TPU)")
     parser.add_argument("--devices", type=int, default=8, help="fake CPU devices for the distributed implementations")
     parser.add_argument("--min_batch", type=int, default=4096)
     parser.add_argument("--max_batch", type=int, default=1_048_576)
@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from losses.contrastive import contrastive_loss  # noqa: E402
+from losses.contrastive import contrastive_loss, resolve_tile_size  # noqa: E402
 
 
 def _setup(implementation: str, args):
@@ -103,7 +103,9 @@ def _gib(n: float) -> str:
 def memory_table(implementations: list[str], args) -> None:
     """(a) Compiled temporaries per implementation and batch, with their ratio to one B x d matrix."""
     print(f"\n(a) {args.kind} fwd+bwd temporaries from XLA memory analysis, GiB (x one B*d fp32 matrix); d={args.dim}")
-    print(f"    distributed implementations: per device of {args.devices}; tile_size={args.tile_size}")
+    print(
+        f"    distributed implementations: per device of {args.devices}; tile_size={resolve_tile_size(args.tile_size)}"
+    )
     print("| B | B*d matrix | " + " | ".join(implementations) + " |")
     print("|---:|---:|" + "---:|" * len(implementations))
     for batch in _batches(args):

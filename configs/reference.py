@@ -99,7 +99,7 @@ DESCRIPTIONS = {
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
     "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
-    "loss.tile_size": "Tile side of the tiled implementations.",
+    "loss.tile_size": "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU).",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",
     "optimizer.warmup_steps": "Linear warmup steps before the cosine decay.",
     "optimizer.end_learning_rate_factor": "Final learning rate as a fraction of the peak.",

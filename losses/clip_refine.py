@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
 from configs.errors import ConfigError
-from losses.contrastive import SoftTargets, contrastive_loss, implementation_options
+from losses.contrastive import SoftTargets, contrastive_loss, implementation_options, resolve_tile_size
 from losses.logit_scale import clamped_logit_scale
 
 FEATURES = ("raw", "normalized")
@@ -103,7 +103,7 @@ def hycd_from_embeddings(
     shift = math.log(temperature)
     targets = SoftTargets(teacher_image, teacher_text, teacher_logit_scale - shift, alpha)
     cross_entropy, _ = contrastive_loss(image, text, logit_scale - shift, soft_targets=targets, **options)
-    block = options.get("tile_size", image.shape[0])
+    block = resolve_tile_size(options.get("tile_size", image.shape[0]))
     entropy = 0.5 * sum(
         blended_target_entropy(x, y, teacher_logit_scale - shift, alpha, block)
         for x, y in ((teacher_image, teacher_text), (teacher_text, teacher_image))

@@ -26,7 +26,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from losses.blockwise import ring_sweep
-from losses.contrastive import check_loss_options, resolve_mesh
+from losses.contrastive import check_loss_options, resolve_mesh, resolve_tile_size
 
 # [128, 128, 128] float32 differences are 8 MiB; 512 (the logit tiles' edge) would be 512 MiB per array.
 PAIR_TILE = 128
@@ -154,7 +154,7 @@ def structure_loss(
     """
     check_loss_options("softmax", implementation, tile_size)
     valid = jnp.ones(student.shape[:1], bool) if valid is None else valid.astype(bool)
-    tile = min(tile_size, PAIR_TILE, student.shape[0])
+    tile = min(resolve_tile_size(tile_size), PAIR_TILE, student.shape[0])
     if implementation in ("dense", "tiled"):
         return jnp.sum(_row_terms(implementation, tile, None, 1, student, teacher, valid))
     mesh, axes, axis_size = resolve_mesh(mesh, axis_name)

@@ -47,6 +47,7 @@ CASES = [
     (dict(total_steps=0), ["config.total_steps must be positive, not 0"]),
     (dict(batch_size=-8), ["config.batch_size must be positive, not -8"]),
     (dict(optimizer__warmup_steps=-1), ["config.optimizer.warmup_steps must be >= 0"]),
+    (dict(loss__tile_size=-512), ["config.loss.tile_size must be >= 0, not -512"]),
     (dict(optimizer__b2=1.0), ["config.optimizer.b2 must be in [0, 1), not 1.0"]),
     (dict(max_consecutive_skipped_steps=0), ["config.max_consecutive_skipped_steps must be positive"]),
     (dict(total_steps=1.5), ["config.total_steps must be an int, not 1.5"]),

@@ -11,7 +11,7 @@ import pytest
 from contrastive_reference import float64, reference, unit_rows
 from jax.sharding import Mesh
 
-from losses.contrastive import IMPLEMENTATIONS, KINDS, contrastive_loss
+from losses.contrastive import IMPLEMENTATIONS, KINDS, contrastive_loss, resolve_tile_size
 
 BATCH, DIM, TILE = 40, 8, 3  # 40 = 8 devices x 5 rows; neither 40 nor 5 is a multiple of the tile
 
@@ -142,6 +142,23 @@ def test_tiled_temporaries_stay_linear_in_the_batch(kind):
     assert compiled.memory_analysis().temp_size_in_bytes <= 3 * batch * dim * 4 + 8 * tile * tile * 4
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_tile_size_0_traces_the_backends_edge(kind):
+    # 0 (the config default) is resolved while tracing: on this CPU the program is the one of tile 512
+    # (an explicit edge stays as given), on a GPU the one of 4,096 (issue 23's H200 measurements).
+    image = unit_rows(np.random.default_rng(2).normal(size=(1100, 16))).astype(np.float32)
+
+    def program(tile):
+        loss = functools.partial(contrastive_loss, kind=kind, implementation="tiled", tile_size=tile)
+        args = (image, image, jnp.float32(2.0)) + ((jnp.float32(-3.0),) if kind == "sigmoid" else ())
+        return str(jax.make_jaxpr(jax.grad(lambda *a: loss(*a)[0]))(*args))
+
+    assert jax.default_backend() == "cpu"
+    assert program(0) == program(512) != program(256)
+    edges = [resolve_tile_size(0, "cuda"), resolve_tile_size(0, "tpu"), resolve_tile_size(96, "cuda")]
+    assert edges == [4096, 4096, 96]
+
+
 def test_mesh_comes_from_the_set_mesh_context():
     image, text, logit_scale, _, _ = _case("random")
     ref = reference("softmax", image, text, logit_scale)
@@ -164,7 +181,11 @@ def test_a_distributed_implementation_without_a_mesh_names_the_fix(implementatio
     [
         (dict(implementation="ring"), 36, "multiple of the 8 devices"),
         (dict(implementation="sharded"), 40, "config.loss.implementation"),
-        (dict(implementation="tiled", tile_size=0), 40, "tile_size must be a positive integer"),
+        (
+            dict(implementation="tiled", tile_size=-1),
+            40,
+            r"tile_size must be a positive integer \(or 0 for the backend",
+        ),
         (dict(kind="sigmoid"), 40, "needs logit_bias"),
     ],
 )

@@ -91,7 +91,7 @@ RANGES = {
             "keep_checkpoints", "max_consecutive_skipped_steps", "data.train_size", "data.image_size",
             "text.vocab_size", "model.image.width", "model.image.depth", "model.image.heads",
             "model.image.patch_size", "model.text.width", "model.text.depth", "model.text.heads",
-            "model.text.max_len", "model.embed_dim", "loss.tile_size", "optimizer.learning_rate",
+            "model.text.max_len", "model.embed_dim", "optimizer.learning_rate",
             "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
             "microbatches", "dry_run.devices", "dry_run.device_memory_gib", "model.decoder.width",
             "model.decoder.depth", "model.decoder.heads", "model.decoder.max_len", "generation.max_new_tokens",
@@ -102,6 +102,7 @@ RANGES = {
     **dict.fromkeys(
         (
             "data.worker_count",
+            "loss.tile_size",
             "data.rewrite_warmup_steps",
             "model.image.conv_stem_depth",
             "model.image.mlp_dim",
