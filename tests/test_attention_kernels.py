@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from tiny_training import VOCAB, batch, tiny_config
 
 from configs.errors import ConfigError
-from models.transformer import fused_attention
+from models.transformer import CUDNN_LENGTH_MULTIPLE, fused_attention
 from models.two_tower import build_model
 from training.validation import validate_config
 
@@ -32,6 +34,53 @@ def test_fused_attention_xla_matches_numpy(causal):
     q, k, v = (rng.normal(size=(2, 7, 3, 8)).astype(np.float32) for _ in range(3))  # odd length, as ViT's 197
     out = fused_attention(q, k, v, implementation="xla", causal=causal)
     np.testing.assert_allclose(out, _numpy_attention(q, k, v, causal), atol=1e-5)
+
+
+def _jnp_attention(q, k, v, causal):
+    """The textbook softmax attention in jnp, to differentiate: q, k, v [B, N, heads, d]."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    if causal:
+        logits = jnp.where(jnp.tril(jnp.ones(logits.shape[-2:], bool)), logits, -jnp.inf)
+    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("multiple", [4, 64])
+def test_padding_to_a_length_multiple_leaves_values_and_gradients_unchanged(causal, multiple):
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 7, 3, 8)), jnp.float32) for _ in range(3))
+    padded = fused_attention(q, k, v, implementation="xla", causal=causal, length_multiple=multiple)
+    assert padded.shape == q.shape
+    np.testing.assert_allclose(padded, _numpy_attention(q, k, v, causal), atol=1e-5)
+    cotangent = jnp.asarray(rng.normal(size=q.shape), jnp.float32)
+
+    def grads(attention):
+        return jax.grad(lambda *qkv: jnp.sum(attention(*qkv) * cotangent), argnums=(0, 1, 2))(q, k, v)
+
+    kernel = functools.partial(fused_attention, implementation="xla", causal=causal, length_multiple=multiple)
+    for got, want in zip(grads(kernel), grads(functools.partial(_jnp_attention, causal=causal)), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cudnn_kernel_is_given_a_padded_sequence_and_the_true_length(monkeypatch):
+    """ViT-B/16's 197 tokens reach cuDNN as 256 with a length mask (the kernel itself stands in as XLA's here)."""
+    calls, original = [], jax.nn.dot_product_attention
+
+    def recording(query, key, value, **kwargs):
+        calls.append((query.shape, kwargs))
+        return original(query, key, value, **dict(kwargs, implementation="xla"))
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.normal(size=(2, 197, 2, 8)).astype(np.float32) for _ in range(3))
+    out = fused_attention(q, k, v, implementation="cudnn", causal=False)
+    ((shape, kwargs),) = calls
+    assert CUDNN_LENGTH_MULTIPLE == 64 and shape == (2, 256, 2, 8) and kwargs["implementation"] == "cudnn"
+    np.testing.assert_array_equal(kwargs["key_value_seq_lengths"], [197, 197])
+    np.testing.assert_allclose(out, _numpy_attention(q, k, v, False), atol=1e-5)
+    calls.clear()
+    fused_attention(q[:, :128], k[:, :128], v[:, :128], implementation="cudnn", causal=True)  # a multiple: as is
+    assert calls[0][0] == (2, 128, 2, 8) and "key_value_seq_lengths" not in calls[0][1]
 
 
 def _embeddings(config, params=None):
