@@ -2,12 +2,12 @@
 # ViT-B/16 CLIP train-step variants on one NVIDIA GPU in a single call (BENCHMARKS.md "On one H100").
 #
 #   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
-#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, then five timed variants
+#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, four timed variants, a profile
 #
 # Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600).
 #
-# Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline) and where
-# the step's device time goes by kind of op and by layer; everything also lands in $OUT (default /tmp/out).
+# Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline), the profile
+# variant also where the step's device time goes by kind of op and by layer; all lands in $OUT (default /tmp/out).
 # Most telling first: a call cut at its limit still returns the finished variants' files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ if [[ "${1:-}" == fetch ]]; then
     # Not in the GPU image (KINDS.md lists its packages): the repo's config/data imports and open_clip.
     exec pip download --only-binary=:all: --python-version 3.12 --no-deps -d .whl \
         --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
-        ml-collections grain array-record portpicker open-clip-torch ftfy wcwidth
+        ml-collections grain array-record portpicker open-clip-torch ftfy wcwidth tensorboardX
 fi
 
 OUT=${OUT:-/tmp/out}
@@ -33,13 +33,12 @@ variant() {  # name, then train_step.py flags
     local name=$1
     shift
     echo "== $name: $*"
-    timeout 240 python3 benchmarks/train_step.py "${B16[@]}" --profile_dir="/tmp/profile_$name" "$@" 2>&1 \
-        | grep -v '^[WI][0-9]' | tee "$OUT/$name.txt"
+    timeout 240 python3 benchmarks/train_step.py "${B16[@]}" "$@" 2>&1 | grep -v '^[WI][0-9]' | tee "$OUT/$name.txt"
 }
+FAST=(--config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false)
 variant dense
-variant cudnn --config.model.attention=cudnn --open_clip=false
-variant cudnn_bf16_norms --config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false
-XLA_FLAGS=--xla_gpu_enable_triton_gemm=false variant cudnn_bf16_norms_cublas --config.model.attention=cudnn \
-    --config.model.layer_norm_dtype=bfloat16 --open_clip=false
-variant cudnn_bf16_norms_b512 --config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 \
-    --config.batch_size=512 --open_clip=false
+variant cudnn_bf16_norms "${FAST[@]}"
+variant xla_bf16_norms --config.model.attention=xla --config.model.layer_norm_dtype=bfloat16 --open_clip=false
+# The profile turns XLA:GPU's command buffers off (each kernel then names its op), so its step time is its own.
+variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn
+variant cudnn_bf16_norms_b512 "${FAST[@]}" --config.batch_size=512

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from training import op_profile
 from training.op_profile import TraceEvent, by_layer_kind, categorize_hlo, layer_kind, summarize_trace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The forms a GPU program's optimised HLO takes (hand-written, so the test does not need a GPU).
 FC1 = "jit(step)/jvp(TwoTower)/TwoTower.encode_image/image_tower/encoder/block3/mlp/fc1/dot_general"
@@ -100,13 +106,15 @@ def test_device_events_are_matched_by_hlo_op_or_kernel_name(monkeypatch):
         TraceEvent("", "loop_tanh_fusion", 1.0),  # no stat: the kernel is named after the fusion
         TraceEvent("", "gemm_fusion_2", 2.0),  # XLA writes "gemm_fusion.2" with "_" in the kernel name
         TraceEvent("jit_step/input_reduce_fusion", "", 0.5),  # a path: its last part names the op
-        TraceEvent("command_buffer.1", "", 9.0),  # no op claims these: reported, not dropped
-        TraceEvent("", "Memcpy HtoD", 0.25),
+        TraceEvent("command_buffer.1", "sm90_xmma_gemm_bf16", 9.0),  # inside a CUDA graph: named as such
+        TraceEvent("command_buffer.1", "", 1.5),
+        TraceEvent("", "Memcpy HtoD", 0.25),  # no op claims it: reported, not dropped
     ]
     monkeypatch.setattr(op_profile, "trace_events", lambda log_dir: events)
     by_category, by_op = summarize_trace("unused", categorize_hlo(GPU_HLO))
     assert by_category == [
-        ("matmul", 5.0, 2), ("elementwise", 1.0, 1), ("reduction", 0.5, 1), ("unattributed", 9.25, 2)
+        ("matmul", 5.0, 2), ("elementwise", 1.0, 1), ("reduction", 0.5, 1), ("command buffer", 10.5, 1),
+        ("unattributed", 0.25, 1),
     ]  # fmt: skip
     assert dict(by_op) == {
         "custom-call.3": 3.0,
@@ -114,3 +122,22 @@ def test_device_events_are_matched_by_hlo_op_or_kernel_name(monkeypatch):
         "loop_tanh_fusion": 1.0,
         "input_reduce_fusion": 0.5,
     }
+
+
+def test_split_command_buffers_adds_the_flag_once_and_only_before_the_backend_starts(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setattr(op_profile.xla_bridge, "backends_are_initialized", lambda: False)
+    op_profile.split_command_buffers()
+    op_profile.split_command_buffers()
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 --xla_gpu_enable_command_buffer="
+    monkeypatch.setattr(op_profile.xla_bridge, "backends_are_initialized", lambda: True)
+    with pytest.raises(RuntimeError, match="before JAX's first computation"):
+        op_profile.split_command_buffers()
+
+
+def test_xla_accepts_the_split_command_buffers_flag():
+    """An unknown XLA flag aborts the process: the flag must parse (here on the CPU, where it changes nothing)."""
+    code = "from training.op_profile import split_command_buffers as s; s(); import jax; print(jax.numpy.ones(3).sum())"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "3.0", result.stderr[-2000:]
