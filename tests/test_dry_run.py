@@ -65,6 +65,14 @@ def test_b16_blocks_compile_on_an_fsdp_mesh_and_report_memory(capsys):
     assert resident < report["peak_gib"] <= resident + report["activations_and_temporaries_gib"] + 2 * resident
     out = capsys.readouterr().out
     assert "| params |" in out and "| activations and temporaries |" in out and "'fsdp': 4" in out
+    # FSDP over 4 devices gathers every block's weights (forward and again in the backward pass, or kept):
+    # at least 3/4 of the two blocks' bf16 matmul weights, 12 * 768^2 + 12 * 512^2 parameters, per step.
+    gathered = (12 * 768**2 + 12 * 512**2) * 2 * 3 / 4
+    assert report["sent_all-gather_gib"] * GIB >= gathered and not report["sent_is_lower_bound"]
+    assert report["sent_gib"] == pytest.approx(
+        sum(v for k, v in report.items() if k.startswith("sent_") and k.endswith("_gib") and k != "sent_gib")
+    )
+    assert "Collectives: " in out and "GiB sent per device per step (all-" in out
 
 
 def test_remat_lowers_the_reported_activations():

@@ -3,9 +3,10 @@
 `python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run` starts jax on
 config.dry_run.devices fake CPU devices, builds the config's mesh over them, lowers and compiles the
 sharded train step for abstract inputs (nothing is allocated or run), and prints what one device
-holds: parameters, optimizer state, the batch, and XLA's temporaries (activations and gradients).
-It fails with one sentence when that exceeds config.dry_run.device_memory_gib; when the state and
-batch alone exceed it, before compiling.
+holds: parameters, optimizer state, the batch, and XLA's temporaries (activations and gradients),
+and what it sends per step through its collectives (training/collectives.py). It fails with one
+sentence when the memory exceeds config.dry_run.device_memory_gib; when the state and batch alone
+exceed it, before compiling.
 
 The numbers are XLA's CPU compilation of the same partitioned program; the TPU and GPU compilers
 fuse and schedule differently, so expect their peaks to differ by some tens of percent.
@@ -27,6 +28,7 @@ from input_pipeline import shapes
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
+from training.collectives import collective_traffic
 from training.objective_inputs import batch_fields
 from training.optimizer import learning_rate_schedule, make_optimizer
 from training.partitioning import FAST_COMPILE, jit_train_step, mesh_from_config, state_shardings
@@ -152,7 +154,8 @@ def resident_report(p: Plan) -> dict[str, float]:
 
 def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
     """Compiles config's train step on config.dry_run.devices devices; returns per-device GiB by kind
-    ("<row>_gib" for REPORT_ROWS), compile_s and flops_per_device, and prints them as a table.
+    ("<row>_gib" for REPORT_ROWS), compile_s, flops_per_device and the collectives' GiB sent per device
+    per step ("sent_gib", "sent_<opcode>_gib", "sent_is_lower_bound"), and prints them as a table.
 
     Raises ConfigError as plan() does, or when the step needs more than config.dry_run.device_memory_gib.
     """
@@ -180,6 +183,9 @@ def dry_run(config: ml_collections.ConfigDict) -> dict[str, float]:
         compile_s=time.time() - start,
         flops_per_device=float((compiled.cost_analysis() or {}).get("flops", 0.0)),
     )
+    traffic = collective_traffic(compiled.as_text(), p.mesh.size)
+    report.update({f"sent_{kind}_gib": b / GIB for kind, b in traffic.bytes_by_kind.items()})
+    report.update(sent_gib=traffic.total / GIB, sent_is_lower_bound=float(traffic.lower_bound))
     print(format_report(config, p.mesh, report), flush=True)
     error = memory_error(report["peak_gib"], budget, "", config)
     if error:
@@ -211,4 +217,13 @@ def format_report(config: ml_collections.ConfigDict, mesh, report: dict[str, flo
         f"| {row.replace('_', ' ')} | {report[row + '_gib']:.3f} |" for row in REPORT_ROWS if row + "_gib" in report
     ]
     lines.append(f"| budget (config.dry_run.device_memory_gib) | {config.dry_run.device_memory_gib:g} |")
+    if "sent_gib" in report:
+        kinds = [k for k in report if k.startswith("sent_") and k.endswith("_gib") and k != "sent_gib"]
+        parts = ", ".join(f"{k[5:-4]} {report[k]:.3f}" for k in sorted(kinds, key=lambda k: -report[k]))
+        bound = "at least " if report["sent_is_lower_bound"] else ""
+        lines.append(
+            f"\nCollectives: {bound}{report['sent_gib']:.3f} GiB sent per device per step"
+            + (f" ({parts})" if parts else "")
+            + "; ring algorithms; XLA:CPU leaves the gradients' reduce-scatters as all-reduces (up to 2x their bytes)."
+        )
     return "\n".join(lines)

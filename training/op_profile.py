@@ -29,27 +29,7 @@ from typing import NamedTuple
 from jax._src import xla_bridge
 from jax.profiler import ProfileData
 
-_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*.*?\s([a-z][\w\-]*)\((.*)$")
-_CALLS = re.compile(r"(?:calls|to_apply|body|condition)=\{?%?([\w.\-]+)")
-_COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-
-
-def _parse(hlo_text: str) -> dict[str, list[tuple[str, str, str]]]:
-    """{computation: [(instruction, opcode, rest of its line)]}."""
-    computations, current = {}, None
-    for line in hlo_text.splitlines():
-        if current is None:
-            match = _COMPUTATION.match(line)
-            if match and not line.startswith((" ", "HloModule")):
-                current = computations.setdefault(match.group(1), [])
-        elif line.strip() == "}":
-            current = None
-        else:
-            match = _INSTRUCTION.match(line)
-            if match:
-                current.append(match.groups())
-    return computations
+from training import hlo_text
 
 
 class Op(NamedTuple):
@@ -57,9 +37,9 @@ class Op(NamedTuple):
     source: str  # the JAX operation it came from (HLO metadata op_name), e.g. "jit(step)/jvp(...)/dot_general"
 
 
-def categorize_hlo(hlo_text: str) -> dict[str, Op]:
+def categorize_hlo(hlo: str) -> dict[str, Op]:
     """{instruction name: Op} for every instruction of an optimised HLO module's text."""
-    computations = _parse(hlo_text)
+    computations = hlo_text.parse(hlo).computations
     memo: dict[tuple[str, tuple[str, ...]], bool] = {}
 
     def contains(computation: str, opcodes: tuple[str, ...]) -> bool:
@@ -68,8 +48,8 @@ def categorize_hlo(hlo_text: str) -> dict[str, Op]:
         if key not in memo:
             memo[key] = False  # guards against cycles while recursing
             memo[key] = any(
-                opcode in opcodes or any(contains(c, opcodes) for c in _CALLS.findall(rest))
-                for _, opcode, rest in computations.get(computation, ())
+                i.opcode in opcodes or any(contains(c, opcodes) for c in hlo_text.called(i.rest))
+                for i in computations.get(computation, ())
             )
         return memo[key]
 
@@ -79,7 +59,7 @@ def categorize_hlo(hlo_text: str) -> dict[str, Op]:
         target = re.search(r'custom_call_target="([^"]+)"', rest)
         config = re.search(r"backend_config=(.*)", rest)
         library = (target.group(1) if target else "").lower() + (config.group(1) if config else "").lower()
-        called = _CALLS.findall(rest)
+        called = hlo_text.called(rest)
         if "fmha" in library or "flash" in library:
             return "attention"
         if opcode == "convolution" or "conv" in library:
@@ -94,13 +74,13 @@ def categorize_hlo(hlo_text: str) -> dict[str, Op]:
             return "copy/transpose"
         if opcode == "fusion":
             return "elementwise"
-        if opcode.replace("-start", "").replace("-done", "") in _COLLECTIVES:
+        if opcode.replace("-start", "").replace("-done", "") in hlo_text.COLLECTIVE_OPCODES:
             return "collective"
         return "other"
 
     ops = {}
     for instructions in computations.values():
-        for name, opcode, rest in instructions:
+        for name, _, opcode, rest in instructions:
             source = re.search(r'op_name="([^"]*)"', rest)
             ops[name] = Op(category(name, opcode, rest), source.group(1) if source else "")
     return ops
