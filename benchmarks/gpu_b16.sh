@@ -2,7 +2,8 @@
 # ViT-B/16 CLIP train-step variants on one NVIDIA GPU in a single call (BENCHMARKS.md "On one H100").
 #
 #   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
-#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, four timed variants, a profile
+#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, four timed variants, a profile,
+#                                         # then the host pipelines by grain worker count
 #
 # Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600).
 #
@@ -42,3 +43,7 @@ variant xla_bf16_norms --config.model.attention=xla --config.model.layer_norm_dt
 # The profile turns XLA:GPU's command buffers off (each kernel then names its op), so its step time is its own.
 variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn
 variant cudnn_bf16_norms_b512 "${FAST[@]}" --config.batch_size=512
+# The host side (issue 23 goal 4): the quick start's pipeline and JPEG shards at 256 px by grain worker count.
+timeout 150 python3 benchmarks/train_pipeline.py --config=configs/laclip.py --workers=0,1,2,4,8,16 2>&1 \
+    | grep -v '^[WI][0-9]' | tee "$OUT/pipeline_shapes.txt"
+timeout 150 python3 benchmarks/input_pipeline.py --side=256 --workers=1,2,4,8,16 2>&1 | tee "$OUT/pipeline_jpeg.txt"
