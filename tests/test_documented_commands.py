@@ -184,7 +184,7 @@ RULES = (
         "the config loads and passes validate_config",
     ),
     Rule(
-        r"python benchmarks/compare_methods\.py --configs=configs/(clip\.py,configs/dreamlip|cloc)\.py",
+        r"python benchmarks/compare_methods\.py --configs=configs/(clip\.py,configs/dreamlip|cloc|alip)\.py",
         CHECK,
         "seed methods that their own tests train and evaluate (tests/test_methods1_training.py, test_cloc.py), and "
         "compare_methods' table is run by this doc's first command: every config loads and passes validate_config",
