@@ -107,3 +107,10 @@ def test_unknown_trip_counts_async_pairs_and_conditionals():
         "all-gather": 128 * 3 / 4,
     }
     assert traffic.lower_bound
+
+
+def test_both_forms_of_a_conditionals_branches():
+    from training.collectives import _branches
+
+    assert _branches("conditional(%i, %a, %b), branch_computations={%small, %big.1}") == ["small", "big.1"]
+    assert _branches("conditional(%p, %a, %b), true_computation=%yes, false_computation=%no") == ["yes", "no"]

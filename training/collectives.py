@@ -21,7 +21,6 @@ from typing import NamedTuple
 from training import hlo_text
 
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
-_BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}|(?:true|false)_computation=%?([\w.\-]+)")
 
 
 class Traffic(NamedTuple):
@@ -63,6 +62,13 @@ def sent_bytes(opcode: str, result_bytes: int, n: int) -> float:
     return result_bytes * factor[opcode]
 
 
+def _branches(rest: str) -> list[str]:
+    """A conditional's branch computations: `branch_computations={%a, %b}` or `true_/false_computation=%a`."""
+    listed = re.search(r"branch_computations=\{([^}]*)\}", rest)
+    names = listed.group(1).split(",") if listed else re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", rest)
+    return [name.strip().lstrip("%") for name in names]
+
+
 def collective_traffic(hlo: str, devices: int) -> Traffic:
     """Bytes each of `devices` devices sends per run of the optimised HLO module `hlo` (text)."""
     module = hlo_text.parse(hlo)
@@ -81,10 +87,7 @@ def collective_traffic(hlo: str, devices: int) -> Traffic:
                 unknown_trips |= bool(body) and not trips
                 sent.update({k: v * (int(trips.group(1)) if trips else 1) for k, v in body.items()})
             elif i.opcode == "conditional":
-                names = [
-                    n.strip().lstrip("%") for m in _BRANCHES.finditer(i.rest) for n in ",".join(m.groups("")).split(",")
-                ]
-                branches = [walk(n) for n in names if n]
+                branches = [walk(name) for name in _branches(i.rest)]
                 sent.update(max(branches, key=lambda c: sum(c.values()), default=collections.Counter()))
             else:
                 for callee in hlo_text.called(i.rest):
