@@ -7,14 +7,16 @@ and EMAs of their batch means (init 1, momentum 0.99) s^T, s^IT, s^IC, updated w
 before the weights use them. Gates, lambda = 2:
     language consistency    W^s_i  = min(exp(lambda (S^T_i - s^T)), 1)
     description consistency W^IT_i = exp(lambda (S^IT_i - s^IT)) where W^s_i < 1, else 1 (W^IC alike)
-    L = mean_i W^s_i W^IT_i l_i(F, G_t) + mean_i W^s_i W^IC_i l_i(F, G_c),
-with l_i the per-example symmetric CLIP loss 1/2 (CE_i(image -> texts) + CE_i(text -> images)).
+    L = rho mean_i W^s_i W^IT_i l_i(F, G_t) + mean_i W^s_i W^IC_i l_i(F, G_c),
+with l_i the per-example symmetric CLIP loss 1/2 (CE_i(image -> texts) + CE_i(text -> images)) and rho the
+raw-caption weight (the paper's 1; 0 trains on the synthetic caption alone, still gated by the raw text).
 
 Choice (METHODS.md: the official code leaves the description gate unclipped): W^IT and W^IC are NOT
 clipped at 1 by default, as in deepglint/ALIP's Adaptive_loss, so a pair that matches its image
 better than average is up-weighted; `alip.clip_pair_weights=True` clips them at 1 like W^s.
 
-Config (configs/alip.py, sub-config `alip`): momentum, gate_power (lambda), clip_pair_weights.
+Config (configs/alip.py, sub-config `alip`): momentum, gate_power (lambda), clip_pair_weights,
+raw_caption_weight (rho).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def alip_loss_from_embeddings(
     momentum: float,
     gate_power: float,
     clip_pair_weights: bool,
+    raw_caption_weight: float = 1.0,
     **options,
 ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, jax.Array]]:
     """image, raw, caption: normalised [B, D]; means: the EMAs before this batch; options:
@@ -96,7 +99,7 @@ def alip_loss_from_embeddings(
         "sample_weight": jnp.mean(w_sample),
         **{f"ema_{k}": v for k, v in new_means.items()},
     }
-    return raw_loss + caption_loss, metrics, new_means
+    return raw_caption_weight * raw_loss + caption_loss, metrics, new_means
 
 
 def alip_fields(record: dict, rng: np.random.Generator, encode) -> dict[str, np.ndarray]:
@@ -141,6 +144,7 @@ def alip_objective_from_embeddings(params, embeddings, batch, extra, rng, *, mod
         momentum=options.momentum,
         gate_power=options.gate_power,
         clip_pair_weights=options.clip_pair_weights,
+        raw_caption_weight=options.raw_caption_weight,
         **implementation_options(config),
     )
     metrics.update(temperature=1.0 / jnp.exp(logit_scale), aux=means)
@@ -151,6 +155,11 @@ def validate(config) -> None:
     """Raises ConfigError, naming the key and the fix, for an ALIP option out of range."""
     if not 0 <= config.alip.momentum < 1:
         raise ConfigError(f"config.alip.momentum must be in [0, 1), not {config.alip.momentum!r}.")
+    if config.alip.raw_caption_weight < 0:
+        raise ConfigError(
+            f"config.alip.raw_caption_weight must be >= 0 (0 drops the raw-caption term), "
+            f"not {config.alip.raw_caption_weight!r}."
+        )
 
 
 def alip_loss(params, batch, extra, rng, *, model, config):

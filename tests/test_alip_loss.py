@@ -15,8 +15,8 @@ def _lse(a, axis):
     return (m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
-def reference(image, raw, caption, scale, means, momentum, power, clip_pairs):
-    """Per-example loops, written from the paper's equations (METHODS.md 4)."""
+def reference(image, raw, caption, scale, means, momentum, power, clip_pairs, raw_weight=1.0):
+    """Per-example loops, written from the paper's equations (METHODS.md 4); raw_weight scales the raw path."""
     s_t = np.array([r @ c for r, c in zip(raw, caption, strict=True)])
     s_it = np.array([f @ r for f, r in zip(image, raw, strict=True)])
     s_ic = np.array([f @ c for f, c in zip(image, caption, strict=True)])
@@ -26,7 +26,7 @@ def reference(image, raw, caption, scale, means, momentum, power, clip_pairs):
         "image_caption": momentum * means["image_caption"] + (1 - momentum) * s_ic.mean(),
     }
     total = 0.0
-    for texts, s, key in ((raw, s_it, "image_raw"), (caption, s_ic, "image_caption")):
+    for texts, s, key, path_weight in ((raw, s_it, "image_raw", raw_weight), (caption, s_ic, "image_caption", 1.0)):
         logits = scale * image @ texts.T
         for i in range(len(image)):
             w_s = min(np.exp(power * (s_t[i] - new["text"])), 1.0)
@@ -35,18 +35,18 @@ def reference(image, raw, caption, scale, means, momentum, power, clip_pairs):
                 w_pair = min(w_pair, 1.0)
             ce_row = _lse(logits[i], 0) - logits[i, i]
             ce_col = _lse(logits[:, i], 0) - logits[i, i]
-            total += w_s * w_pair * 0.5 * (ce_row + ce_col) / len(image)
+            total += path_weight * w_s * w_pair * 0.5 * (ce_row + ce_col) / len(image)
     return total, new
 
 
-@pytest.mark.parametrize("clip_pairs", [False, True])
-def test_alip_loss_matches_reference(clip_pairs):
+@pytest.mark.parametrize("clip_pairs, raw_weight", [(False, 1.0), (True, 1.0), (False, 0.0), (False, 0.3)])
+def test_alip_loss_matches_reference(clip_pairs, raw_weight):
     rng = np.random.default_rng(0)
     image = unit_rows(rng.normal(size=(8, 6)))
     caption = unit_rows(image + 0.5 * rng.normal(size=(8, 6)))
     raw = unit_rows(caption + rng.uniform(0.1, 2.0, size=(8, 1)) * rng.normal(size=(8, 6)))  # graded noise
     means = {"text": 0.6, "image_raw": 0.3, "image_caption": 0.4}
-    expected, expected_means = reference(image, raw, caption, 12.0, means, 0.9, 2.0, clip_pairs)
+    expected, expected_means = reference(image, raw, caption, 12.0, means, 0.9, 2.0, clip_pairs, raw_weight)
     with float64():
         loss, metrics, new_means = alip_loss_from_embeddings(
             jnp.asarray(image),
@@ -57,6 +57,7 @@ def test_alip_loss_matches_reference(clip_pairs):
             momentum=0.9,
             gate_power=2.0,
             clip_pair_weights=clip_pairs,
+            raw_caption_weight=raw_weight,
         )
     assert float(loss) == pytest.approx(expected, rel=1e-10)
     for key, value in expected_means.items():

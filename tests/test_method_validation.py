@@ -131,6 +131,7 @@ REFUSED = [
     # (objective, overrides, fragment): settings the objective cannot run with, known from the config alone.
     ("dreamlip", {"data.name": "csv", "data.path": __file__}, "reads each record's 'long_caption'"),
     ("alip", {"data.name": "jsonl", "data.path": __file__}, "reads each record's 'raw_caption'"),
+    ("alip", {"alip.raw_caption_weight": -1.0}, "config.alip.raw_caption_weight must be >= 0"),
     # A WebDataset sample's json may carry hard_negatives; a CSV row cannot.
     ("degla", {"data.name": "csv", "data.path": __file__}, "reads each record's 'hard_negatives'"),
     ("uclip", {"init_from.workdir": ""}, "uCLIP extends a trained CLIP"),
