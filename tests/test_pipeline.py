@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from input_pipeline import shapes
 from input_pipeline.pipeline import TrainTransform, make_train_iterator
@@ -103,3 +104,31 @@ def test_rewrite_warmup_draws_originals_first_and_rewrites_later():
     counts = _captions_or_rewrites([next(it) for _ in range(16)], originals)
     assert counts[0] >= 13  # positions 0-15: a rewrite w.p. at most 0.8 * 15/64
     assert sum(counts[4:]) / (12 * 16) < 0.35  # binomial around ~0.23: well below the warm-up's first batch
+
+
+def _grain_source_stream(transform, seed, process_index, process_count, n):
+    """The stream as written with grain's own source stage (the chain before RecordDataset): the reference."""
+    import grain
+
+    from input_pipeline.skipping import DropSkipped, SkipAware
+
+    ds = grain.MapDataset.source(SOURCE)[process_index::process_count].seed(seed * 1_000_003 + process_index)
+    ds = ds.shuffle().repeat().map_with_index(lambda position, record: {**record, "position": position})
+    ds = DropSkipped(ds.random_map(SkipAware(transform)).to_iter_dataset()).batch(16 // process_count)
+    it = iter(ds)
+    return [next(it) for _ in range(n)]
+
+
+@pytest.mark.parametrize("process_index, process_count", [(0, 1), (1, 2)])
+def test_the_record_stage_reads_what_grains_source_stage_reads(process_index, process_count):
+    """RecordDataset (no per-record metrics) and one process without a slice: the same batches as grain's
+    source stage, rewrite warm-up positions and epochs included (6 batches = 1.5 epochs of 64 at one process)."""
+    transform = TrainTransform(TOKENIZER, 24, "laclip", (0.8, 1.0), rewrite_warmup_examples=40)
+    it = make_train_iterator(
+        SOURCE, transform, global_batch_size=16, seed=2, process_index=process_index, process_count=process_count
+    )
+    expected = _grain_source_stream(transform, 2, process_index, process_count, 6)
+    for want in expected:
+        got = next(it)
+        assert set(got) == set(want)
+        assert all(np.array_equal(got[key], want[key]) for key in want)
