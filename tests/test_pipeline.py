@@ -106,7 +106,7 @@ def test_rewrite_warmup_draws_originals_first_and_rewrites_later():
     assert sum(counts[4:]) / (12 * 16) < 0.35  # binomial around ~0.23: well below the warm-up's first batch
 
 
-def _grain_source_stream(transform, seed, process_index, process_count, n):
+def _grain_source_stream(transform, seed, process_index, process_count, workers, n):
     """The stream as written with grain's own source stage (the chain before RecordDataset): the reference."""
     import grain
 
@@ -115,19 +115,23 @@ def _grain_source_stream(transform, seed, process_index, process_count, n):
     ds = grain.MapDataset.source(SOURCE)[process_index::process_count].seed(seed * 1_000_003 + process_index)
     ds = ds.shuffle().repeat().map_with_index(lambda position, record: {**record, "position": position})
     ds = DropSkipped(ds.random_map(SkipAware(transform)).to_iter_dataset()).batch(16 // process_count)
+    if workers:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     it = iter(ds)
     return [next(it) for _ in range(n)]
 
 
-@pytest.mark.parametrize("process_index, process_count", [(0, 1), (1, 2)])
-def test_the_record_stage_reads_what_grains_source_stage_reads(process_index, process_count):
+@pytest.mark.parametrize("process_index, process_count, workers", [(0, 1, 0), (1, 2, 0), (0, 1, 2)])
+def test_the_record_stage_reads_what_grains_source_stage_reads(process_index, process_count, workers):
     """RecordDataset (no per-record metrics) and one process without a slice: the same batches as grain's
-    source stage, rewrite warm-up positions and epochs included (6 batches = 1.5 epochs of 64 at one process)."""
+    source stage, rewrite warm-up positions, epochs and worker processes included (6 batches = 1.5 epochs of 64
+    at one process)."""
     transform = TrainTransform(TOKENIZER, 24, "laclip", (0.8, 1.0), rewrite_warmup_examples=40)
     it = make_train_iterator(
-        SOURCE, transform, global_batch_size=16, seed=2, process_index=process_index, process_count=process_count
-    )
-    expected = _grain_source_stream(transform, 2, process_index, process_count, 6)
+        SOURCE, transform, global_batch_size=16, seed=2, process_index=process_index, process_count=process_count,
+        worker_count=workers,
+    )  # fmt: skip
+    expected = _grain_source_stream(transform, 2, process_index, process_count, workers, 6)
     for want in expected:
         got = next(it)
         assert set(got) == set(want)
