@@ -184,10 +184,16 @@ RULES = (
         "the config loads and passes validate_config",
     ),
     Rule(
-        r"python benchmarks/compare_methods\.py --configs=configs/(clip\.py,configs/dreamlip|cloc|alip)\.py",
+        r"python benchmarks/compare_methods\.py --configs=configs/(clip\.py,configs/(dreamlip|alip)|cloc|alip)\.py",
         CHECK,
         "seed methods that their own tests train and evaluate (tests/test_methods1_training.py, test_cloc.py), and "
         "compare_methods' table is run by this doc's first command: every config loads and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/clip\.py,configs/laclip\.py --seeds=0,1,2 ",
+        CHECK,
+        "the 3-seed table that the 5-seed one above it superseded, same configs (that command trains them): "
+        "every config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py ",
