@@ -3,8 +3,13 @@
     python benchmarks/contrastive_loss.py                           # (a) compiled temporaries, B = 4096 .. 1048576
     python benchmarks/contrastive_loss.py --execute=4096,16384      # (b) + time and peak RSS, one subprocess each
     python benchmarks/contrastive_loss.py --budget_gib=16           # (c) + largest batch within 16 GiB
+    python benchmarks/contrastive_loss.py --skip_memory_table --accuracy=4096 --implementations=dense,tiled \
+        --matmul_dtypes=float32,bfloat16                            # (d) loss and gradients against float64
 
 (a) and (c) only compile (XLA's memory analysis of the jitted value-and-grad); nothing runs.
+--matmul_dtypes (config.loss.matmul_dtype) multiplies (b) and (d) by the operand dtypes; float32 runs at
+jax's default matmul precision (TF32 on NVIDIA GPUs; --jax_default_matmul_precision=float32 for full fp32).
+On an accelerator (b) also reports the device's peak memory.
 `dense` and `tiled` compile for one CPU device; `gathered`, `ring` and `ring_tiled` for --devices
 fake CPU devices with the batch sharded over them, and their numbers are per device.
 (b) runs each (implementation, batch) in a fresh subprocess so that its peak RSS is its own; runs
@@ -14,6 +19,7 @@ whose compiled footprint exceeds --execute_limit_gib are skipped rather than ris
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -39,7 +45,11 @@ def _parse_args(argv=None):
     parser.add_argument("--execute_limit_gib", type=float, default=12.0, help="skip runs whose footprint exceeds it")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per execution; the minimum is reported")
     parser.add_argument("--budget_gib", type=float, default=0.0, help="report the largest batch within this budget")
-    parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--matmul_dtypes", default="float32", help="comma-separated config.loss.matmul_dtype values")
+    parser.add_argument("--accuracy", default="", help="comma-separated batch sizes to check against float64")
+    parser.add_argument("--accuracy_scale", type=float, default=100.0, help="logit scale of (d); CLIP trains to 100")
+    parser.add_argument("--jax_default_matmul_precision", default="", help="e.g. float32: full fp32 on a GPU")
+    parser.add_argument("--child", nargs=3, metavar=("IMPLEMENTATION", "BATCH", "DTYPE"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -57,14 +67,14 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from losses.contrastive import contrastive_loss, resolve_tile_size  # noqa: E402
 
 
-def _setup(implementation: str, args):
+def _setup(implementation: str, args, matmul_dtype: str = "float32"):
     """(value-and-grad function, in_shardings or None, mesh or None) for one implementation."""
     mesh = Mesh(np.asarray(jax.devices()[: args.devices]), ("data",)) if implementation in DISTRIBUTED else None
 
     def loss(image, text, logit_scale, logit_bias):
         bias = logit_bias if args.kind == "sigmoid" else None
         options = dict(kind=args.kind, implementation=implementation, tile_size=args.tile_size, mesh=mesh)
-        return contrastive_loss(image, text, logit_scale, bias, **options)[0]
+        return contrastive_loss(image, text, logit_scale, bias, matmul_dtype=matmul_dtype, **options)[0]
 
     step = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))
     if mesh is None:
@@ -73,8 +83,8 @@ def _setup(implementation: str, args):
     return step, (batch, batch, scalar, scalar), mesh
 
 
-def _compile(implementation: str, batch: int, args):
-    step, shardings, _ = _setup(implementation, args)
+def _compile(implementation: str, batch: int, args, matmul_dtype: str = "float32"):
+    step, shardings, _ = _setup(implementation, args, matmul_dtype)
     embedding = jax.ShapeDtypeStruct((batch, args.dim), jnp.float32)
     scalar = jax.ShapeDtypeStruct((), jnp.float32)
     jitted = jax.jit(step) if shardings is None else jax.jit(step, in_shardings=shardings)
@@ -117,24 +127,32 @@ def memory_table(implementations: list[str], args) -> None:
         print(f"| {batch:,} | {_gib(matrix)} | " + " | ".join(cells) + " |", flush=True)
 
 
-def _child(implementation: str, batch: int, args) -> None:
+def _inputs(batch: int, dim: int, noise: float = 1.0):
+    """Unit image rows and text rows correlated with them (cosine 1 / sqrt(1 + noise^2)), log scale log 10,
+    bias -10."""
+
+    def make(key):
+        image_key, noise_key = jax.random.split(key)
+        image = jax.random.normal(image_key, (batch, dim), jnp.float32)
+        text = image + noise * jax.random.normal(noise_key, image.shape, jnp.float32)
+        unit = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+        return unit(image), unit(text), jnp.float32(np.log(10.0)), jnp.float32(-10.0)
+
+    return make
+
+
+def _child(implementation: str, batch: int, args, matmul_dtype: str) -> None:
     """Runs one (implementation, batch) and prints a JSON line: compile and run seconds, peak RSS."""
-    step, shardings, mesh = _setup(implementation, args)
+    step, shardings, mesh = _setup(implementation, args, matmul_dtype)
     start = time.perf_counter()
-    compiled = _compile(implementation, batch, args)
+    compiled = _compile(implementation, batch, args, matmul_dtype)
     compile_s = time.perf_counter() - start
     _, total = _footprint(compiled)
     if total * (args.devices if mesh else 1) > args.execute_limit_gib * GIB:
         print(json.dumps({"skipped": f"needs {_gib(total)} GiB per device"}))
         return
 
-    def inputs(key):
-        image_key, noise_key = jax.random.split(key)
-        image = jax.random.normal(image_key, (batch, args.dim), jnp.float32)
-        text = image + jax.random.normal(noise_key, image.shape, jnp.float32)
-        unit = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
-        return unit(image), unit(text), jnp.float32(np.log(10.0)), jnp.float32(-10.0)
-
+    inputs = _inputs(batch, args.dim)
     make = jax.jit(inputs, out_shardings=shardings) if shardings else jax.jit(inputs)
     operands = jax.block_until_ready(make(jax.random.PRNGKey(0)))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -145,31 +163,73 @@ def _child(implementation: str, batch: int, args) -> None:
         times.append(time.perf_counter() - start)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result = {"compile_s": compile_s, "run_s": min(times), "peak_rss": peak_rss, "rss_before": rss_before}
-    print(json.dumps(dict(result, footprint=total)))
+    stats = jax.devices()[0].memory_stats() or {}  # None on the CPU
+    print(json.dumps(dict(result, footprint=total, device_peak=stats.get("peak_bytes_in_use"))))
 
 
 def execution_table(implementations: list[str], batches: list[int], args) -> None:
     """(b) Wall time and peak RSS, one subprocess per run."""
     print(f"\n(b) {args.kind} fwd+bwd executed on this machine: seconds, and peak RSS of the whole process")
     print("    (peak before run: over start-up, compiling and inputs; compiled footprint: XLA, all devices)")
-    print("| implementation | B | run s | compile s | peak RSS GiB | peak before run GiB | compiled footprint GiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| implementation | matmul dtype | B | run s | compile s | peak RSS GiB | peak before run GiB "
+          "| compiled footprint GiB | device peak GiB |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for batch, implementation, dtype in itertools.product(batches, implementations, args.matmul_dtypes.split(",")):
+        name = f"| {implementation} | {dtype} | {batch:,} |"
+        child = ["--child", implementation, str(batch), dtype]
+        result = subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], *child], capture_output=True,
+                                text=True)  # fmt: skip
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode or not lines:
+            print(f"{name} failed (exit {result.returncode}): {result.stderr.strip()[-200:]} | | | | | |", flush=True)
+            continue
+        r = json.loads(lines[-1])
+        if "skipped" in r:
+            print(f"{name} skipped: {r['skipped']} | | | | | |", flush=True)
+            continue
+        devices = args.devices if implementation in DISTRIBUTED else 1
+        row = f"{r['run_s']:.3f} | {r['compile_s']:.1f} | {_gib(r['peak_rss'])} | {_gib(r['rss_before'])}"
+        device_peak = "" if r["device_peak"] is None else _gib(r["device_peak"])
+        print(f"{name} {row} | {_gib(r['footprint'] * devices)} | {device_peak} |", flush=True)
+
+
+def _float64_softmax(image, text, logit_scale):
+    """CLIP's loss and d loss / d image in float64 NumPy: the reference of (d)."""
+    image, text = np.asarray(image, np.float64), np.asarray(text, np.float64)
+    scale = np.exp(np.float64(logit_scale))
+    logits = scale * image @ text.T
+    row_max, col_max = logits.max(1, keepdims=True), logits.max(0, keepdims=True)
+    row_prob, col_prob = np.exp(logits - row_max), np.exp(logits - col_max)
+    row_lse = np.log(row_prob.sum(1, keepdims=True)) + row_max
+    col_lse = np.log(col_prob.sum(0, keepdims=True)) + col_max
+    loss = np.mean(0.5 * (row_lse[:, 0] + col_lse[0]) - np.diag(logits))
+    d_logits = (0.5 * (np.exp(logits - row_lse) + np.exp(logits - col_lse)) - np.eye(len(image))) / len(image)
+    return loss, scale * d_logits @ text
+
+
+def accuracy_table(implementations: list[str], batches: list[int], args) -> None:
+    """(d) Softmax loss and d loss / d image of each implementation and matmul dtype against float64."""
+    precision = jax.config.jax_default_matmul_precision or "default"
+    print(f"\n(d) softmax loss against float64 NumPy on {jax.default_backend()} (matmul precision {precision}),")
+    print(f"    logit scale {args.accuracy_scale:g}; errors relative to the reference loss / to the largest reference "
+          "gradient entry")  # fmt: skip
+    print("| implementation | matmul dtype | B | float64 loss | loss rel. error | d image max rel. error |")
+    print("|---|---|---:|---:|---:|---:|")
     for batch in batches:
-        for implementation in implementations:
-            command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", implementation, str(batch)]
-            result = subprocess.run(command, capture_output=True, text=True)
-            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-            if result.returncode or not lines:
-                print(f"| {implementation} | {batch:,} | failed (exit {result.returncode}) | | | | |", flush=True)
-                continue
-            r = json.loads(lines[-1])
-            if "skipped" in r:
-                print(f"| {implementation} | {batch:,} | skipped: {r['skipped']} | | | | |", flush=True)
-                continue
-            devices = args.devices if implementation in DISTRIBUTED else 1
-            row = f"{r['run_s']:.2f} | {r['compile_s']:.1f} | {_gib(r['peak_rss'])} | {_gib(r['rss_before'])}"
-            row += f" | {_gib(r['footprint'] * devices)}"
-            print(f"| {implementation} | {batch:,} | {row} |", flush=True)
+        # Positive cosine ~0.16 against negatives' spread of 1 / sqrt(d): at scale 100 the loss is of order 1,
+        # as a trained CLIP's at large batch (with clearer positives it vanishes and relative errors blow up).
+        image, text, _, _ = jax.jit(_inputs(batch, args.dim, noise=6.0))(jax.random.PRNGKey(0))
+        logit_scale = jnp.float32(np.log(args.accuracy_scale))
+        loss64, grad64 = _float64_softmax(image, text, logit_scale)
+        for implementation, dtype in itertools.product(implementations, args.matmul_dtypes.split(",")):
+            if implementation in DISTRIBUTED:
+                continue  # the same numbers as tiled (tests/test_distributed_losses.py)
+            step, _, _ = _setup(implementation, argparse.Namespace(**{**vars(args), "kind": "softmax"}), dtype)
+            loss, (grad, *_) = jax.jit(step)(image, text, logit_scale, jnp.float32(0.0))
+            loss_error = abs(float(loss) - loss64) / abs(loss64)
+            grad_error = np.max(np.abs(np.asarray(grad, np.float64) - grad64)) / np.max(np.abs(grad64))
+            row = f"| {implementation} | {dtype} | {batch:,} | {loss64:.4f} | {loss_error:.1e} | {grad_error:.1e} |"
+            print(row, flush=True)
 
 
 def largest_batch(implementation: str, budget: float, args) -> int:
@@ -203,8 +263,10 @@ def budget_table(implementations: list[str], args) -> None:
 
 def main(args) -> None:
     implementations = args.implementations.split(",")
+    if args.jax_default_matmul_precision:
+        jax.config.update("jax_default_matmul_precision", args.jax_default_matmul_precision)
     if args.child:
-        _child(args.child[0], int(args.child[1]), args)
+        _child(args.child[0], int(args.child[1]), args, args.child[2])
         return
     if not args.skip_memory_table:
         memory_table(implementations, args)
@@ -212,6 +274,8 @@ def main(args) -> None:
         execution_table(implementations, [int(b) for b in args.execute.split(",")], args)
     if args.budget_gib > 0:
         budget_table(implementations, args)
+    if args.accuracy:
+        accuracy_table(implementations, [int(b) for b in args.accuracy.split(",")], args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# ViT-B/16 CLIP train-step variants on one NVIDIA GPU in a single call (BENCHMARKS.md "On one H100").
+# The issue-23 measurements on one NVIDIA GPU (BENCHMARKS.md "On one H100"): train steps, the loss, the pipeline.
 #
 #   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
-#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, four timed variants, a profile,
-#                                         # then the host pipelines by grain worker count
+#   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, then the sections in order:
+#                                         # steps (ViT-B/16 variants, a profile), loss (goal 3), pipeline (grain
+#                                         # workers); name sections to run only those: `... gpu_b16.sh loss pipeline`
 #
-# Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600).
+# Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600); all three
+# sections take about 10-12 minutes, so a second call with the sections the first one did not reach.
 #
 # Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline), the profile
 # variant also where the step's device time goes by kind of op and by layer; all lands in $OUT (default /tmp/out).
@@ -36,14 +38,32 @@ variant() {  # name, then train_step.py flags
     echo "== $name: $*"
     timeout 240 python3 benchmarks/train_step.py "${B16[@]}" "$@" 2>&1 | grep -v '^[WI][0-9]' | tee "$OUT/$name.txt"
 }
-FAST=(--config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false)
-variant dense
-variant cudnn_bf16_norms "${FAST[@]}"
-variant xla_bf16_norms --config.model.attention=xla --config.model.layer_norm_dtype=bfloat16 --open_clip=false
-# The profile turns XLA:GPU's command buffers off (each kernel then names its op), so its step time is its own.
-variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn
-variant cudnn_bf16_norms_b512 "${FAST[@]}" --config.batch_size=512
-# The host side (issue 23 goal 4): the quick start's pipeline and JPEG shards at 256 px by grain worker count.
-timeout 150 python3 benchmarks/train_pipeline.py --config=configs/laclip.py --workers=0,1,2,4,8,16 2>&1 \
-    | grep -v '^[WI][0-9]' | tee "$OUT/pipeline_shapes.txt"
-timeout 150 python3 benchmarks/input_pipeline.py --side=256 --workers=1,2,4,8,16 2>&1 | tee "$OUT/pipeline_jpeg.txt"
+steps() {  # issue 23 goals 1 and 2: ViT-B/16 train steps, and where their device time goes
+    local FAST=(--config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false)
+    variant dense
+    variant cudnn_bf16_norms "${FAST[@]}"
+    variant xla_bf16_norms --config.model.attention=xla --config.model.layer_norm_dtype=bfloat16 --open_clip=false
+    # The profile turns XLA:GPU's command buffers off (each kernel then names its op), so its step time is its own.
+    variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn
+    variant cudnn_bf16_norms_b512 "${FAST[@]}" --config.batch_size=512
+}
+loss() {  # goal 3: the contrastive loss with float32 (TF32) and bfloat16 matmul operands; device peak memory
+    local LOSS=(python3 benchmarks/contrastive_loss.py --skip_memory_table --execute_limit_gib=60
+                --matmul_dtypes=float32,bfloat16)
+    timeout 150 "${LOSS[@]}" --implementations=dense,tiled --tile_size=4096 --execute=65536 --repeats=3 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/loss_65536.txt"
+    timeout 200 "${LOSS[@]}" --implementations=tiled --tile_size=8192 --execute=262144,1048576 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/loss_1m.txt"
+    timeout 120 "${LOSS[@]}" --implementations=dense,tiled --tile_size=4096 --accuracy=16384 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/loss_accuracy.txt"
+}
+pipeline() {  # goal 4: the quick start's pipeline and JPEG shards at 256 px by grain worker count
+    timeout 150 python3 benchmarks/train_pipeline.py --config=configs/laclip.py --workers=0,1,2,4,8,16 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/pipeline_shapes.txt"
+    timeout 150 python3 benchmarks/input_pipeline.py --side=256 --workers=1,2,4,8,16 2>&1 | tee "$OUT/pipeline_jpeg.txt"
+}
+for section in "${@:-steps loss pipeline}"; do
+    for name in $section; do
+        "$name"
+    done
+done

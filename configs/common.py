@@ -191,10 +191,13 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
     # ring_tiled, identical values and gradients; tile_size is the block edge of tiled and ring_tiled,
-    # 0 = the edge measured fastest for the backend (512 on CPU, 4,096 on GPU and TPU).
+    # 0 = the edge measured fastest for the backend (512 on CPU, 4,096 on GPU and TPU); matmul_dtype is
+    # the operand dtype of the logits' matmuls: float32, or bfloat16 (bf16 rate, float32 accumulation and
+    # statistics; its accuracy against float64 in BENCHMARKS.md).
     c.loss = ml_collections.ConfigDict()
     c.loss.implementation = "dense"
     c.loss.tile_size = 0
+    c.loss.matmul_dtype = "float32"
 
     # Scaling out (docs/scaling.md). The device mesh (training/mesh.py): devices per axis, one
     # -1 fills; the batch is split over data x fsdp, fsdp also splits large parameters and their

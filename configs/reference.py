@@ -100,6 +100,7 @@ DESCRIPTIONS = {
     "`always`.",
     "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
     "loss.tile_size": "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU).",
+    "loss.matmul_dtype": "Operand dtype of the in-batch logits' matmuls: float32, or bfloat16 (bf16 rate; fp32 sums).",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",
     "optimizer.warmup_steps": "Linear warmup steps before the cosine decay.",
     "optimizer.end_learning_rate_factor": "Final learning rate as a fraction of the peak.",

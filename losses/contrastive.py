@@ -68,6 +68,13 @@ DISTRIBUTED = ("gathered", "ring", "ring_tiled")
 # a multiple of every MXU size.
 DEFAULT_TILE_SIZE = 0
 TILE_SIZE_BY_PLATFORM = {"cpu": 512, "gpu": 4096, "tpu": 4096}
+# The operand dtype of the in-batch logits' matmuls (forward and backward), accumulated in float32 with the
+# loss's statistics in float32 either way. "float32": the embeddings as they are, multiplied at jax's default
+# precision (TF32 on recent NVIDIA GPUs, one bf16 pass on TPU, exact on CPU). "bfloat16": s f and g rounded
+# to bf16 once, so the matmuls run at the bf16 rate on every backend, with the same numbers everywhere.
+MATMUL_DTYPES = ("float32", "bfloat16")
+# Implementations that honour a matmul_dtype other than float32 (gathered computes its blocks its own way).
+LOW_PRECISION_IMPLEMENTATIONS = ("dense", "ring", "tiled", "ring_tiled")
 
 
 def resolve_tile_size(tile_size: int, platform: str | None = None) -> int:
@@ -79,8 +86,9 @@ def resolve_tile_size(tile_size: int, platform: str | None = None) -> int:
     return TILE_SIZE_BY_PLATFORM.get("gpu" if platform in ("cuda", "rocm") else platform, TILE_SIZE_BY_PLATFORM["cpu"])
 
 
-def check_loss_options(kind: str, implementation: str, tile_size: int) -> None:
-    """Raises ValueError, naming the fix, for an unknown kind or implementation or a bad tile size."""
+def check_loss_options(kind: str, implementation: str, tile_size: int, matmul_dtype: str = "float32") -> None:
+    """Raises ValueError, naming the fix, for an unknown kind, implementation or matmul dtype, a bad tile
+    size, or a matmul dtype the implementation does not honour."""
     if kind not in KINDS:
         raise ValueError(f"Unknown contrastive loss kind {kind!r}; use one of {list(KINDS)}.")
     if implementation not in IMPLEMENTATIONS:
@@ -92,10 +100,19 @@ def check_loss_options(kind: str, implementation: str, tile_size: int) -> None:
         raise ValueError(
             f"config.loss.tile_size must be a positive integer (or 0 for the backend's default), not {tile_size!r}."
         )
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"Unknown loss matmul dtype {matmul_dtype!r}; set config.loss.matmul_dtype to one of "
+                         f"{list(MATMUL_DTYPES)}.")  # fmt: skip
+    if matmul_dtype != "float32" and implementation not in LOW_PRECISION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"config.loss.matmul_dtype={matmul_dtype!r} is not available with implementation={implementation!r}; "
+            f"use one of {list(LOW_PRECISION_IMPLEMENTATIONS)} or matmul_dtype='float32'."
+        )
 
 
 def implementation_options(config) -> dict:
-    """contrastive_loss keywords from config.loss: {"implementation", "tile_size"} (dense when absent).
+    """contrastive_loss keywords from config.loss: implementation, tile_size, matmul_dtype (dense, float32
+    when absent).
 
     Objectives get no mesh: distributed implementations take the jax.set_mesh context, else
     training.mesh.make_mesh(), the trainer's mesh.
@@ -104,6 +121,7 @@ def implementation_options(config) -> dict:
     return {
         "implementation": options.get("implementation", "dense"),
         "tile_size": options.get("tile_size", DEFAULT_TILE_SIZE),
+        "matmul_dtype": options.get("matmul_dtype", "float32"),
     }
 
 
@@ -144,7 +162,7 @@ def _split_seed(side: dict) -> tuple[dict, dict]:
     return data, {k[len("seed_") :]: v for k, v in side.items() if k.startswith("seed_")}
 
 
-def _tiled_softmax(tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, teacher_logit_scale):
+def _tiled_softmax(tile, matmul_dtype, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, teacher_logit_scale):
     """losses.tiled.softmax_terms on sides padded to the tile (seeds travel in the side dicts), unpadded."""
     n_rows, n_cols = x.shape[0], y.shape[0]
     rows, cols = _pad_side({**rows, "x": x}, tile), _pad_side({**cols, "x": y}, tile)
@@ -152,7 +170,9 @@ def _tiled_softmax(tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, c
     cols, col_seed = _split_seed(cols)
     seeds = {f"row_{k}": v for k, v in row_seed.items()} | {f"col_{k}": v for k, v in col_seed.items()}
     x, y = rows.pop("x"), cols.pop("x")
-    out = softmax_terms(tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale)
+    out = softmax_terms(
+        tile, axis_name, axis_size, alpha, matmul_dtype, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale
+    )
     return out[0][:n_rows], out[1][:n_cols], out[2][:n_rows], out[3][:n_cols]
 
 
@@ -160,9 +180,12 @@ def _with_seed(side: dict, seed) -> dict:
     return side if seed is None else {**side, "seed_max": seed[0], "seed_sum": seed[1]}
 
 
-def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale):
+def _local_terms(
+    kind, mode, tile, matmul_dtype, axis_name, axis_size, alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale
+):
     """Per-anchor terms of the rows x [R, d] / columns y [C, d] this call holds (all of them, or a
     device's inside shard_map). mode: "dense", "gathered" or "tiled" (one device or a ring).
+    matmul_dtype: None (the embeddings' dtype) or the in-batch logits' operand dtype (MATMUL_DTYPES).
 
     softmax: (row_term [R], col_term [C], row_argmax [R], col_argmax [C]);
     sigmoid: (row_loss [R], text extra loss [C]), the in-batch and extra pair losses.
@@ -173,7 +196,7 @@ def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, r
     if kind == "sigmoid":
         bias = scalars[1]
         if mode == "dense":
-            logits = logits_from_scale(x, y, scalars[0])
+            logits = logits_from_scale(x, y, scalars[0], matmul_dtype)
             positive, keep, _ = pair_masks(rows, cols, logits)
             row_loss = sigmoid_row_loss_dense(logits, positive, keep, bias)
         elif mode == "gathered":
@@ -181,7 +204,9 @@ def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, r
         else:
             padded_rows, padded_cols = _pad_side({**rows, "x": x}, tile), _pad_side({**cols, "x": y}, tile)
             px, py = padded_rows.pop("x"), padded_cols.pop("x")
-            row_loss = sigmoid_row_loss(tile, axis_name, axis_size, px, py, *scalars, padded_rows, padded_cols)
+            row_loss = sigmoid_row_loss(
+                tile, axis_name, axis_size, matmul_dtype, px, py, *scalars, padded_rows, padded_cols
+            )
             row_loss = row_loss[: x.shape[0]]
         row_extra = sigmoid_extra_loss(x, rows, scale, bias, *hard, text_bank, chunk)
         col_extra = sigmoid_extra_loss(y, cols, scale, bias, None, None, image_bank, chunk)
@@ -191,7 +216,9 @@ def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, r
     col_seed = softmax_seed(y, cols, scale, None, None, image_bank, chunk)
     if mode == "tiled":
         rows, cols = _with_seed(rows, row_seed), _with_seed(cols, col_seed)
-        return _tiled_softmax(tile, axis_name, axis_size, alpha, x, y, scalars[0], rows, cols, teacher_scale)
+        return _tiled_softmax(
+            tile, matmul_dtype, axis_name, axis_size, alpha, x, y, scalars[0], rows, cols, teacher_scale
+        )
     if mode == "gathered":
         seeds = {}
         for prefix, seed in (("row", row_seed), ("col", col_seed)):
@@ -200,7 +227,7 @@ def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, r
         return gathered_softmax_terms(
             x, y, scalars[0], rows, cols, seeds, teacher_scale, axis_name=axis_name, alpha=alpha
         )
-    logits = logits_from_scale(x, y, scalars[0])
+    logits = logits_from_scale(x, y, scalars[0], matmul_dtype)
     positive, row_keep, col_keep = pair_masks(rows, cols, logits)
     teacher = None
     if teacher_scale is not None:
@@ -212,13 +239,14 @@ def _local_terms(kind, mode, tile, axis_name, axis_size, alpha, x, y, scalars, r
 
 
 def _statistics(
-    kind, implementation, tile_size, mesh, axis_name, alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale
-):
+    kind, implementation, tile_size, matmul_dtype, mesh, axis_name, alpha, x, y, scalars, rows, cols, hard, banks,
+    teacher_scale,
+):  # fmt: skip
     """_local_terms over the whole batch, by `implementation`."""
     if implementation in ("dense", "tiled"):
         tile = min(tile_size, x.shape[0])
         args = (alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale)
-        return _local_terms(kind, implementation, tile, None, 1, *args)
+        return _local_terms(kind, implementation, tile, matmul_dtype, None, 1, *args)
     mesh, axis_name, axis_size = resolve_mesh(mesh, axis_name)
     if x.shape[0] % axis_size:
         raise ValueError(
@@ -231,7 +259,7 @@ def _statistics(
         # `ring` is `ring_tiled` with a single b x b tile per round.
         tile = x.shape[0] if implementation == "ring" else min(tile_size, x.shape[0])
         args = (alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale)
-        return _local_terms(kind, mode, tile, axis_name, axis_size, *args)
+        return _local_terms(kind, mode, tile, matmul_dtype, axis_name, axis_size, *args)
 
     batch = P(axis_name)
     fn = jax.shard_map(
@@ -326,6 +354,7 @@ def contrastive_loss(
     kind: str = "softmax",
     implementation: str = "dense",
     tile_size: int = DEFAULT_TILE_SIZE,
+    matmul_dtype: str = "float32",
     mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh | None = None,
     axis_name: str | tuple[str, ...] | None = None,
     valid: jax.Array | None = None,
@@ -346,14 +375,15 @@ def contrastive_loss(
     image_embedding [B, D]; text_embedding [B, D], or [B, K, D] for K positive texts per image.
     logit_scale: scalar log of the scale; logit_bias: scalar bias (sigmoid only); valid: [B] bool,
     rows to keep (default all). tile_size applies to `tiled` and `ring_tiled` (and the bank chunks);
-    0 = the backend's edge (resolve_tile_size).
+    0 = the backend's edge (resolve_tile_size). matmul_dtype: the in-batch logits' operand dtype
+    (MATMUL_DTYPES; extra negatives and teacher logits stay float32).
     weights [B] float; group, domain, positive_group [B] int; false_negative_margin: cosine margin;
     hard_negatives [B, H, D] with hard_negative_valid [B, H] bool; text_bank, image_bank:
     NegativeBank; soft_targets: SoftTargets; directions: softmax only (module docstring).
     Returns (loss, metrics) as losses.softmax.softmax_contrastive_loss /
     losses.sigmoid.sigmoid_contrastive_loss (accuracies over in-batch ids and extra candidates).
     """
-    check_loss_options(kind, implementation, tile_size)
+    check_loss_options(kind, implementation, tile_size, matmul_dtype)
     tile_size = resolve_tile_size(tile_size)
     text = text_embedding[:, None] if text_embedding.ndim == 2 else text_embedding
     if image_embedding.ndim != 2 or text.ndim != 3 or text.shape[::2] != image_embedding.shape:
@@ -383,8 +413,9 @@ def contrastive_loss(
     teacher_scale = None if soft_targets is None else jnp.asarray(soft_targets.logit_scale)
     alpha = 1.0 if soft_targets is None else float(soft_targets.alpha)
     y = text.reshape(-1, text.shape[-1])
+    low_precision = None if matmul_dtype == "float32" else matmul_dtype
     stats = _statistics(
-        kind, implementation, tile_size, mesh, axis_name, alpha,
+        kind, implementation, tile_size, low_precision, mesh, axis_name, alpha,
         image_embedding, y, scalars, rows, cols, hard, (text_bank, image_bank), teacher_scale,
     )  # fmt: skip
     if kind == "softmax":

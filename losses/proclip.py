@@ -57,8 +57,11 @@ def instance_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:
 
 def structure_loss(student: jax.Array, teacher: jax.Array, config=None) -> jax.Array:
     """[N, D], [N, D] -> sum over pairs i < j of SmoothL1(d_student(i, j) - d_teacher(i, j)), by
-    config.loss.implementation (losses/distance_structure.py; dense without a config)."""
-    return distance_structure.structure_loss(student, teacher, **implementation_options(config))
+    config.loss.implementation (losses/distance_structure.py; dense without a config). Always float32:
+    config.loss.matmul_dtype is for logits, and distances subtract nearly equal numbers."""
+    options = implementation_options(config)
+    del options["matmul_dtype"]
+    return distance_structure.structure_loss(student, teacher, **options)
 
 
 def proclip_text_embedding(model, params, embedder, tokens: jax.Array) -> jax.Array:

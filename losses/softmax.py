@@ -17,14 +17,29 @@ import jax.numpy as jnp
 from losses.pairs import pair_masks
 
 
-def logits_from_scale(image_embedding: jax.Array, text_embedding: jax.Array, logit_scale: jax.Array) -> jax.Array:
+def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a @ b accumulated and returned in float32 (or wider) whatever the operands' dtype.
+
+    bfloat16 operands (config.loss.matmul_dtype) multiply at the bf16 tensor-core rate; float32 ones are
+    an ordinary matmul.
+    """
+    return jnp.matmul(a, b, preferred_element_type=jnp.promote_types(a.dtype, jnp.float32))
+
+
+def logits_from_scale(
+    image_embedding: jax.Array, text_embedding: jax.Array, logit_scale: jax.Array, matmul_dtype: str | None = None
+) -> jax.Array:
     """[B, D] x [B', D] -> [B, B'] logits exp(logit_scale) * f g^T.
 
     The scale multiplies f before the matmul, so the logits are its own rounded output: after it, the
     compiler may fuse the multiply into logit - max as an FMA, and the log-sum-exp would see other
-    numbers than the positive logit (by up to 4e-6 at s = 100, see losses/tiled.py).
+    numbers than the positive logit (by up to 4e-6 at s = 100, see losses/tiled.py). matmul_dtype
+    (e.g. "bfloat16"): s f and g are rounded to it and multiplied with float32 accumulation.
     """
-    return (jnp.exp(logit_scale) * image_embedding) @ text_embedding.T
+    scaled = jnp.exp(logit_scale) * image_embedding
+    if matmul_dtype is None:
+        return scaled @ text_embedding.T
+    return matmul(scaled.astype(matmul_dtype), text_embedding.T.astype(matmul_dtype))
 
 
 def all_valid(image_embedding: jax.Array) -> jax.Array:

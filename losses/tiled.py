@@ -26,7 +26,7 @@ from jax import lax
 
 from losses.blockwise import ring_sweep
 from losses.pairs import pair_masks
-from losses.softmax import exp_below_peak
+from losses.softmax import exp_below_peak, matmul
 
 
 def _kahan_add(acc, value):
@@ -48,20 +48,30 @@ def _kahan_value(acc):
 def _tile_logits(rows, cols):
     """Block logits and teacher logits; the rows come pre-scaled (`_scaled_rows`)."""
     teacher = rows["teacher"] @ cols["teacher"].T if "teacher" in rows else None
-    return rows["x"] @ cols["x"].T, teacher
+    return matmul(rows["x"], cols["x"].T), teacher
 
 
-def _scaled_rows(rows, x, scale, teacher_scale):
-    """rows with x (and the teacher's) multiplied by the scale before the matmul.
+def _scaled_rows(rows, x, scale, teacher_scale, matmul_dtype=None):
+    """rows with x (and the teacher's) multiplied by the scale before the matmul, x then in `matmul_dtype`.
 
     The logits are then the matmul's own rounded output. With s * (x @ y^T) the compiler may fuse
     the multiply into logit - max as an FMA, whose unrounded product differs from the logit the max
     saw (by up to 4e-6 at s = 100): the log-sum-exp and the positive would see different numbers.
+    With matmul_dtype bfloat16 the scaled rows are rounded once, after the scale (as the dense loss does).
     """
-    rows = {**rows, "x": scale * x}
+    rows = {**rows, "x": _in_matmul_dtype(scale * x, matmul_dtype)}
     if teacher_scale is not None:
         rows["teacher"] = teacher_scale * rows["teacher"]
     return rows
+
+
+def _in_matmul_dtype(a, matmul_dtype):
+    return a if matmul_dtype is None else a.astype(matmul_dtype)
+
+
+def _grad_matmul(dlogits, other):
+    """dlogits [n, m] @ other [m, d] with dlogits rounded to the operand's dtype (bf16 stays bf16-rate)."""
+    return matmul(dlogits.astype(other.dtype), other)
 
 
 def _transpose(a):
@@ -159,8 +169,8 @@ def _softmax_backward_body(scale, alpha):
         d_row, scale_row = _direction_grad(rows, logits, row_keep, positive, teacher, alpha)
         d_col, scale_col = _direction_grad(cols, logits.T, col_keep.T, positive.T, _transpose(teacher), alpha)
         dlogits = d_row + d_col.T
-        dx = dx + scale * (dlogits @ cols["x"])
-        dy = dy + dlogits.T @ rows["x"]
+        dx = dx + scale * _grad_matmul(dlogits, cols["x"])
+        dy = dy + _grad_matmul(dlogits.T, rows["x"])
         return dx, dy, _kahan_add(acc, scale_row + scale_col)
 
     return body
@@ -174,31 +184,38 @@ def _teacher_scale(teacher_logit_scale):
     return None if teacher_logit_scale is None else jnp.exp(lax.stop_gradient(teacher_logit_scale))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def softmax_terms(tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
+def softmax_terms(
+    tile, axis_name, axis_size, alpha, matmul_dtype, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale
+):
     """Per-anchor softmax cross-entropy terms of the masked logits exp(logit_scale) x y^T, both directions.
 
     x [R, d], y [C, d]; rows, cols: side dicts (losses/pairs.py), plus `teacher` [n, dt] when
     `teacher_logit_scale` is given. seeds: optional `row_max`, `row_sum` [R] / `col_max`, `col_sum`
     [C], the online log-sum-exp state of extra candidates outside the matrix (sum of exp(logit -
     max); the max gets no gradient). alpha (static): weight of the positives in the target, the rest
-    on the teacher's softmax. Returns (row_term [R], col_term [C], row_argmax [R], col_argmax [C]),
-    argmaxes as column / row ids (max int where an extra candidate wins). With `axis_name`, rows are
-    this device's and columns range over all devices of the axis. Terms of padded rows are meaningless.
+    on the teacher's softmax. matmul_dtype (static): None, or e.g. "bfloat16" for the logits' and
+    gradients' matmuls to take operands in that dtype (accumulated in float32; statistics stay float32).
+    Returns (row_term [R], col_term [C], row_argmax [R], col_argmax [C]), argmaxes as column / row ids
+    (max int where an extra candidate wins). With `axis_name`, rows are this device's and columns range
+    over all devices of the axis. Terms of padded rows are meaningless.
     """
     return _softmax_forward(
-        tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale
+        tile, axis_name, axis_size, alpha, matmul_dtype, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale
     )[0]
 
 
-def _softmax_forward(tile, axis_name, axis_size, alpha, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale):
+def _softmax_forward(
+    tile, axis_name, axis_size, alpha, matmul_dtype, x, y, logit_scale, rows, cols, seeds, teacher_logit_scale
+):
     dtype = _compute_dtype(x, y, logit_scale)
     teacher = teacher_logit_scale is not None
     row_init = _init_state(x.shape[0], dtype, rows["index"].dtype, seeds.get("row_max"), seeds.get("row_sum"), teacher)
     col_init = _init_state(y.shape[0], dtype, cols["index"].dtype, seeds.get("col_max"), seeds.get("col_sum"), teacher)
-    row_side = _scaled_rows(rows, x, jnp.exp(logit_scale), _teacher_scale(teacher_logit_scale))
+    row_side = _scaled_rows(rows, x, jnp.exp(logit_scale), _teacher_scale(teacher_logit_scale), matmul_dtype)
+    col_side = {**cols, "x": _in_matmul_dtype(y, matmul_dtype)}
     row_state, col_state, _ = ring_sweep(
-        _softmax_forward_body(), row_side, {**cols, "x": y}, row_init, col_init, (), tile, axis_name, axis_size
+        _softmax_forward_body(), row_side, col_side, row_init, col_init, (), tile, axis_name, axis_size
     )
     row_term, row_arg, row_res = _finish(row_state, alpha)
     col_term, col_arg, col_res = _finish(col_state, alpha)
@@ -215,13 +232,14 @@ def _seed_grads(seeds, side, valid, g, prefix):
     return grads, -jnp.sum(g * side["lse"] * share * seeds[f"{prefix}_sum"])
 
 
-def _softmax_backward(tile, axis_name, axis_size, alpha, residuals, cotangents):
+def _softmax_backward(tile, axis_name, axis_size, alpha, matmul_dtype, residuals, cotangents):
     x, y, logit_scale, rows, cols, seeds, teacher_logit_scale, row_res, col_res = residuals
     g_row, g_col = cotangents[0], cotangents[1]
     dtype = _compute_dtype(x, y, logit_scale)
     scale = jnp.exp(logit_scale)
-    row_side = {**_scaled_rows(rows, x, scale, _teacher_scale(teacher_logit_scale)), **row_res, "g": g_row}
-    col_side = {**cols, **col_res, "x": y, "g": g_col}
+    row_side = {**_scaled_rows(rows, x, scale, _teacher_scale(teacher_logit_scale), matmul_dtype), **row_res}
+    row_side["g"] = g_row
+    col_side = {**cols, **col_res, "x": _in_matmul_dtype(y, matmul_dtype), "g": g_col}
     body = _softmax_backward_body(scale, alpha)
     dx, dy, acc = ring_sweep(
         body,
@@ -269,8 +287,8 @@ def _sigmoid_backward_body(scale, bias):
     def body(rows, cols, dx, dy, acc):
         logits, sign, keep = _sigmoid_logits(rows, cols, bias)
         dlogits = jnp.where(keep, -sign * jax.nn.sigmoid(-sign * logits) * rows["g"][:, None], 0.0)
-        dx = dx + scale * (dlogits @ cols["x"])
-        dy = dy + dlogits.T @ rows["x"]
+        dx = dx + scale * _grad_matmul(dlogits, cols["x"])
+        dy = dy + _grad_matmul(dlogits.T, rows["x"])
         scale_acc, bias_acc = acc
         return (
             dx,
@@ -281,23 +299,26 @@ def _sigmoid_backward_body(scale, bias):
     return body
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def sigmoid_row_loss(tile: int, axis_name: str | None, axis_size: int, x, y, logit_scale, logit_bias, rows, cols):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def sigmoid_row_loss(
+    tile: int, axis_name: str | None, axis_size: int, matmul_dtype, x, y, logit_scale, logit_bias, rows, cols
+):
     """Per-row sums of -log sigmoid(z_ij (exp(logit_scale) <x_i, y_j> + logit_bias)) over the kept pairs.
 
     x [R, d], y [C, d]; rows, cols: side dicts (losses/pairs.py); z = +1 on positives. Returns [R].
     With `axis_name`, rows are this device's and columns range over all devices of the axis.
+    matmul_dtype: as softmax_terms.
     """
-    return _sigmoid_forward(tile, axis_name, axis_size, x, y, logit_scale, logit_bias, rows, cols)[0]
+    return _sigmoid_forward(tile, axis_name, axis_size, matmul_dtype, x, y, logit_scale, logit_bias, rows, cols)[0]
 
 
-def _sigmoid_forward(tile, axis_name, axis_size, x, y, logit_scale, logit_bias, rows, cols):
+def _sigmoid_forward(tile, axis_name, axis_size, matmul_dtype, x, y, logit_scale, logit_bias, rows, cols):
     dtype = _compute_dtype(x, y, logit_scale)
-    rows = _scaled_rows(rows, x, jnp.exp(logit_scale), None)
+    rows = _scaled_rows(rows, x, jnp.exp(logit_scale), None, matmul_dtype)
     row_loss, _, _ = ring_sweep(
         _sigmoid_forward_body(logit_bias),
         rows,
-        {**cols, "x": y},
+        {**cols, "x": _in_matmul_dtype(y, matmul_dtype)},
         jnp.zeros(x.shape[:1], dtype),
         (),
         (),
@@ -308,13 +329,13 @@ def _sigmoid_forward(tile, axis_name, axis_size, x, y, logit_scale, logit_bias, 
     return row_loss, (x, y, logit_scale, logit_bias, rows, cols)
 
 
-def _sigmoid_backward(tile, axis_name, axis_size, residuals, g_row):
+def _sigmoid_backward(tile, axis_name, axis_size, matmul_dtype, residuals, g_row):
     x, y, logit_scale, logit_bias, rows, cols = residuals
     dtype = _compute_dtype(x, y, logit_scale)
     dx, dy, (scale_acc, bias_acc) = ring_sweep(
         _sigmoid_backward_body(jnp.exp(logit_scale), logit_bias),
-        {**_scaled_rows(rows, x, jnp.exp(logit_scale), None), "g": g_row},
-        {**cols, "x": y},
+        {**_scaled_rows(rows, x, jnp.exp(logit_scale), None, matmul_dtype), "g": g_row},
+        {**cols, "x": _in_matmul_dtype(y, matmul_dtype)},
         jnp.zeros(x.shape, dtype),
         jnp.zeros(y.shape, dtype),
         (_kahan_zero(dtype), _kahan_zero(dtype)),

@@ -48,6 +48,11 @@ CASES = [
     (dict(batch_size=-8), ["config.batch_size must be positive, not -8"]),
     (dict(optimizer__warmup_steps=-1), ["config.optimizer.warmup_steps must be >= 0"]),
     (dict(loss__tile_size=-512), ["config.loss.tile_size must be >= 0, not -512"]),
+    (dict(loss__matmul_dtype="float16"), ["Unknown loss matmul dtype 'float16'", "['float32', 'bfloat16']"]),
+    (
+        dict(loss__implementation="gathered", loss__matmul_dtype="bfloat16"),
+        ["config.loss.matmul_dtype='bfloat16' is not available with config.loss.implementation='gathered'", "'tiled'"],
+    ),
     (dict(optimizer__b2=1.0), ["config.optimizer.b2 must be in [0, 1), not 1.0"]),
     (dict(max_consecutive_skipped_steps=0), ["config.max_consecutive_skipped_steps must be positive"]),
     (dict(total_steps=1.5), ["config.total_steps must be an int, not 1.5"]),

@@ -46,7 +46,7 @@ from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
-from losses.contrastive import IMPLEMENTATIONS
+from losses.contrastive import IMPLEMENTATIONS, LOW_PRECISION_IMPLEMENTATIONS, MATMUL_DTYPES
 from losses.language import LANGUAGE_OBJECTIVES
 from losses.objectives import OBJECTIVES, check_objective_options
 from models.generation import STRATEGIES
@@ -62,6 +62,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "data.name": ("dataset", list(DATASETS)),
     "data.text_augmentation": ("text augmentation", list(TEXT_AUGMENTATIONS)),
     "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
+    "loss.matmul_dtype": ("loss matmul dtype", list(MATMUL_DTYPES)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.layer_norm_dtype": ("LayerNorm dtype", ["float32", "bfloat16"]),
     "model.attention": ("attention kernel", list(ATTENTION)),
@@ -229,6 +230,11 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
     _check_language_model(c)
+    if c.loss.matmul_dtype != "float32" and c.loss.implementation not in LOW_PRECISION_IMPLEMENTATIONS:
+        raise ConfigError(
+            f"config.loss.matmul_dtype={c.loss.matmul_dtype!r} is not available with "
+            f"config.loss.implementation={c.loss.implementation!r}; use one of {list(LOW_PRECISION_IMPLEMENTATIONS)}."
+        )
     if c.data.name not in EMBEDDED_DATASETS and not (c.data.tfds_name if c.data.name == "tfds" else c.data.path):
         key = "tfds_name" if c.data.name == "tfds" else "path"
         raise ConfigError(
