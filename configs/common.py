@@ -60,6 +60,17 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return parsed
 
 
+def flat_items(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """{"a.b.c": value} for every leaf of a nested ConfigDict."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(flat_items(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (one of DATASETS)."""
     arg = parse_arg(arg, size="tiny", data="shapes")

@@ -6,7 +6,6 @@ python -m configs.reference    # prints the markdown table docs/config.md holds
 from __future__ import annotations
 
 from configs import common
-from training.validation import flat_items
 
 DESCRIPTIONS = {
     "seed": "Seed of parameter init, data order and augmentation.",
@@ -155,7 +154,7 @@ DESCRIPTIONS = {
 
 def reference_table() -> str:
     rows = ["| key | default (`size=tiny`) | meaning |", "|---|---|---|"]
-    for key, value in sorted(flat_items(common.get_base_config(None)).items()):
+    for key, value in sorted(common.flat_items(common.get_base_config(None)).items()):
         shown = f"{value:.4g}" if isinstance(value, float) else repr(value)
         rows.append(f"| `{key}` | `{shown}` | {DESCRIPTIONS[key]} |")
     return "\n".join(rows)

@@ -27,9 +27,10 @@ from typing import Any
 
 import ml_collections
 
+from configs.common import flat_items
 from configs.errors import ConfigError
 from launch import hyper, results
-from training.validation import flat_items, validate_config
+from training.validation import validate_config
 
 # Longer names are cut and end in a hash of the overrides: file systems cap a name at 255 bytes.
 MAX_NAME_CHARS = 120

@@ -35,7 +35,7 @@ from configs import (
     uclip,
     xclip,
 )
-from configs.common import DATASETS, REAL_DATASETS, VIDEO_DATASETS, get_base_config
+from configs.common import DATASETS, REAL_DATASETS, VIDEO_DATASETS, flat_items, get_base_config
 from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
@@ -130,17 +130,6 @@ RANGES = {
     "distributed.num_processes": _NON_NEGATIVE,
     "distributed.process_id": (lambda v: v >= -1, "must be >= 0, or -1 for the environment's"),
 }  # fmt: skip
-
-
-def flat_items(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
-    """{"a.b.c": value} for every leaf of a nested ConfigDict."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            flat.update(flat_items(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
 
 
 def _type_name(default) -> str:
