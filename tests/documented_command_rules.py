@@ -182,6 +182,12 @@ RULES = (
         "compare_methods' table is run by this doc's first command: every config loads and passes validate_config",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/clip\.py,configs/laclip\.py,configs/protoclip\.py ",
+        CHECK,
+        "budget points of configs that this doc's first command (LaCLIP) and tests/test_methods1_training.py "
+        "(ProtoCLIP) train: every config loads and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py --configs=configs/clip\.py,configs/laclip\.py --seeds=0,1,2 ",
         CHECK,
         "the 3-seed table that the 5-seed one above it superseded, same configs (that command trains them): "
