@@ -5,13 +5,17 @@
     python benchmarks/contrastive_loss.py --budget_gib=16           # (c) + largest batch within 16 GiB
     python benchmarks/contrastive_loss.py --skip_memory_table --accuracy=4096 --implementations=dense,tiled \
         --matmul_dtypes=float32,bfloat16                            # (d) loss and gradients against float64
+    python benchmarks/contrastive_loss.py --skip_memory_table --implementations=tiled,fused@32,fused@64 \
+        --execute=65536                                             # (b) with the fused kernels' block sizes
 
 (a) and (c) only compile (XLA's memory analysis of the jitted value-and-grad); nothing runs.
 --matmul_dtypes (config.loss.matmul_dtype) multiplies (b) and (d) by the operand dtypes; float32 runs at
 jax's default matmul precision (TF32 on NVIDIA GPUs; --jax_default_matmul_precision=float32 for full fp32).
 On an accelerator (b) also reports the device's peak memory.
-`dense` and `tiled` compile for one CPU device; `gathered`, `ring` and `ring_tiled` for --devices
-fake CPU devices with the batch sharded over them, and their numbers are per device.
+`fused` (or `fused@<block>`, default 64) runs the Pallas kernels: on a GPU compiled by Triton, on the CPU
+interpreted (correct, not fast: time it on a GPU). `dense`, `tiled` and `fused` compile for one CPU device;
+`gathered`, `ring` and `ring_tiled` for --devices fake CPU devices with the batch sharded over them, and
+their numbers are per device.
 (b) runs each (implementation, batch) in a fresh subprocess so that its peak RSS is its own; runs
 whose compiled footprint exceeds --execute_limit_gib are skipped rather than risking the machine.
 """
@@ -71,9 +75,13 @@ def _setup(implementation: str, args, matmul_dtype: str = "float32"):
     """(value-and-grad function, in_shardings or None, mesh or None) for one implementation."""
     mesh = Mesh(np.asarray(jax.devices()[: args.devices]), ("data",)) if implementation in DISTRIBUTED else None
 
+    # "fused@32": the fused kernels with 32 x 32 blocks (--tile_size is the jnp implementations' edge).
+    name, _, block = implementation.partition("@")
+    tile_size = int(block or 0) if name == "fused" else args.tile_size
+
     def loss(image, text, logit_scale, logit_bias):
         bias = logit_bias if args.kind == "sigmoid" else None
-        options = dict(kind=args.kind, implementation=implementation, tile_size=args.tile_size, mesh=mesh)
+        options = dict(kind=args.kind, implementation=name, tile_size=tile_size, mesh=mesh)
         return contrastive_loss(image, text, logit_scale, bias, matmul_dtype=matmul_dtype, **options)[0]
 
     step = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))

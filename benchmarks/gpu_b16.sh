@@ -3,8 +3,9 @@
 #
 #   bash benchmarks/gpu_b16.sh fetch      # on a machine with pip: the py3.12 wheels the GPU image lacks -> .whl/
 #   bash benchmarks/gpu_b16.sh            # on the GPU machine (carry .whl/): tests, then the sections in order:
-#                                         # steps (ViT-B/16 variants, a profile), loss (goal 3), pipeline (grain
-#                                         # workers); name sections to run only those: `... gpu_b16.sh loss pipeline`
+#                                         # steps (ViT-B/16 variants, a profile), loss and fused (goal 3: the jnp
+#                                         # implementations, then the Pallas kernels by block), pipeline (grain
+#                                         # workers); name sections to run only those: `... gpu_b16.sh fused pipeline`
 #
 # Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600); all three
 # sections take about 10-12 minutes, so a second call with the sections the first one did not reach.
@@ -30,6 +31,8 @@ nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv | tee "$OUT/g
 # cuDNN attention against NumPy at ViT-B/16's and CLIP's lengths, and a GPU trace read by op_profile.py.
 python3 -m pytest -q -p no:warnings tests/test_attention_kernels.py tests/test_op_profile.py -k "cudnn or traced" \
     2>&1 | tail -3 | tee "$OUT/tests.txt"
+# The fused loss kernels compiled by Triton against the float64 references (on the CPU they are interpreted).
+python3 -m pytest -q -p no:warnings tests/test_fused_loss.py 2>&1 | tail -15 | tee "$OUT/tests_fused.txt"
 
 B16=(--config=configs/clip.py:size=B/16 --config.model.dtype=bfloat16 --config.batch_size=256 --steps=10 --repeats=2)
 variant() {  # name, then train_step.py flags
@@ -47,9 +50,8 @@ steps() {  # issue 23 goals 1 and 2: ViT-B/16 train steps, and where their devic
     variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn
     variant cudnn_bf16_norms_b512 "${FAST[@]}" --config.batch_size=512
 }
+LOSS=(python3 benchmarks/contrastive_loss.py --skip_memory_table --execute_limit_gib=60 --matmul_dtypes=float32,bfloat16)
 loss() {  # goal 3: the contrastive loss with float32 (TF32) and bfloat16 matmul operands; device peak memory
-    local LOSS=(python3 benchmarks/contrastive_loss.py --skip_memory_table --execute_limit_gib=60
-                --matmul_dtypes=float32,bfloat16)
     timeout 150 "${LOSS[@]}" --implementations=dense,tiled --tile_size=4096 --execute=65536 --repeats=3 2>&1 \
         | grep -v '^[WI][0-9]' | tee "$OUT/loss_65536.txt"
     timeout 200 "${LOSS[@]}" --implementations=tiled --tile_size=8192 --execute=262144,1048576 2>&1 \
@@ -57,12 +59,20 @@ loss() {  # goal 3: the contrastive loss with float32 (TF32) and bfloat16 matmul
     timeout 120 "${LOSS[@]}" --implementations=dense,tiled --tile_size=4096 --accuracy=16384 2>&1 \
         | grep -v '^[WI][0-9]' | tee "$OUT/loss_accuracy.txt"
 }
+fused() {  # goal 3: the Pallas kernels (losses/fused.py) by block size against tiled, then at 1M and against float64
+    timeout 200 "${LOSS[@]}" --implementations=tiled,fused@32,fused@64,fused@128 --tile_size=4096 --execute=65536 \
+        --repeats=3 2>&1 | grep -v '^[WI][0-9]' | tee "$OUT/fused_65536.txt"
+    timeout 200 "${LOSS[@]}" --implementations=fused@64,fused@128 --execute=262144,1048576 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/fused_1m.txt"
+    timeout 100 "${LOSS[@]}" --implementations=tiled,fused@64 --tile_size=4096 --accuracy=16384 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/fused_accuracy.txt"
+}
 pipeline() {  # goal 4: the quick start's pipeline and JPEG shards at 256 px by grain worker count
     timeout 150 python3 benchmarks/train_pipeline.py --config=configs/laclip.py --workers=0,1,2,4,8,16 2>&1 \
         | grep -v '^[WI][0-9]' | tee "$OUT/pipeline_shapes.txt"
     timeout 150 python3 benchmarks/input_pipeline.py --side=256 --workers=1,2,4,8,16 2>&1 | tee "$OUT/pipeline_jpeg.txt"
 }
-for section in "${@:-steps loss pipeline}"; do
+for section in "${@:-steps loss fused pipeline}"; do
     for name in $section; do
         "$name"
     done

@@ -97,8 +97,14 @@ DESCRIPTIONS = {
     "generation.alpha": "Contrastive search's degeneration-penalty weight α (0 = greedy).",
     "model.text_mlp_head": "Dense+tanh over the text features: `none`, `train` (training mode only, SimCSE) or "
     "`always`.",
-    "loss.implementation": "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`.",
-    "loss.tile_size": "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU).",
+    "loss.implementation": (
+        "Contrastive loss algorithm: `dense`, `gathered`, `ring`, `tiled`, `ring_tiled`, or `fused` (Pallas "
+        "kernels; plain pairs, one device)."
+    ),
+    "loss.tile_size": (
+        "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU; `fused`: 64, a power "
+        "of two)."
+    ),
     "loss.matmul_dtype": "Operand dtype of the in-batch logits' matmuls: float32, or bfloat16 (bf16 rate; fp32 sums).",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",
     "optimizer.warmup_steps": "Linear warmup steps before the cosine decay.",

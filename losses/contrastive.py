@@ -9,6 +9,8 @@ Implementations, with identical values and gradients (tests/test_distributed_los
 - `tiled`: one device, tile x tile blocks with a custom VJP (online log-sum-exp forward, tiles
   recomputed backward): O(B d + tile^2) memory.
 - `ring_tiled`: the ring, each b x b block itself done in tiles: O(b d + tile^2) per device.
+- `fused`: one device, the tiled loss with each block's matmul and reductions fused in a Pallas kernel
+  (losses/fused.py; GPU, and CPU in interpret mode); plain pairs only (FUSED_FEATURES), tile_size a power of two.
 
 Padding: blockwise implementations pad the rows to a multiple of the tile internally (any B works);
 distributed ones need B to be a multiple of the devices on the batch axis. Callers may pass `valid`
@@ -50,6 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from losses import fused
 from losses.extra_negatives import NegativeBank, sigmoid_extra_loss, softmax_seed
 from losses.gathered import gathered_sigmoid_row_loss, gathered_softmax_terms
 from losses.mesh_axes import batch_axes
@@ -59,7 +62,10 @@ from losses.softmax import all_valid, logits_from_scale, softmax_loss_from_terms
 from losses.tiled import sigmoid_row_loss, softmax_terms
 
 KINDS = ("softmax", "sigmoid")
+# Implementations that compute every feature of SUPPORTED; "fused" only the plain pairs' (FUSED_FEATURES).
 IMPLEMENTATIONS = ("dense", "gathered", "ring", "tiled", "ring_tiled")
+FUSED = "fused"
+ALL_IMPLEMENTATIONS = (*IMPLEMENTATIONS, FUSED)
 DISTRIBUTED = ("gathered", "ring", "ring_tiled")
 # tile_size 0 (the default) picks the block edge for the backend the loss is traced for. CPU: 512 x 512
 # fp32 blocks (1 MiB) ran fastest on the 2-core CPU and keep temporaries far below one embedding matrix
@@ -74,14 +80,17 @@ TILE_SIZE_BY_PLATFORM = {"cpu": 512, "gpu": 4096, "tpu": 4096}
 # to bf16 once, so the matmuls run at the bf16 rate on every backend, with the same numbers everywhere.
 MATMUL_DTYPES = ("float32", "bfloat16")
 # Implementations that honour a matmul_dtype other than float32 (gathered computes its blocks its own way).
-LOW_PRECISION_IMPLEMENTATIONS = ("dense", "ring", "tiled", "ring_tiled")
+LOW_PRECISION_IMPLEMENTATIONS = ("dense", "ring", "tiled", "ring_tiled", FUSED)
 
 
-def resolve_tile_size(tile_size: int, platform: str | None = None) -> int:
-    """tile_size itself if positive; for 0, the edge of TILE_SIZE_BY_PLATFORM for `platform`
-    (default: the backend jax compiles for now, so call it while tracing the loss, never in validation)."""
+def resolve_tile_size(tile_size: int, platform: str | None = None, implementation: str = "tiled") -> int:
+    """tile_size itself if positive; for 0, the fused kernels' block (losses/fused.py) or the edge of
+    TILE_SIZE_BY_PLATFORM for `platform` (default: the backend jax compiles for now, so call it while
+    tracing the loss, never in validation)."""
     if tile_size:
         return tile_size
+    if implementation == FUSED:
+        return fused.DEFAULT_BLOCK
     platform = platform or jax.default_backend()
     return TILE_SIZE_BY_PLATFORM.get("gpu" if platform in ("cuda", "rocm") else platform, TILE_SIZE_BY_PLATFORM["cpu"])
 
@@ -91,14 +100,19 @@ def check_loss_options(kind: str, implementation: str, tile_size: int, matmul_dt
     size, or a matmul dtype the implementation does not honour."""
     if kind not in KINDS:
         raise ValueError(f"Unknown contrastive loss kind {kind!r}; use one of {list(KINDS)}.")
-    if implementation not in IMPLEMENTATIONS:
+    if implementation not in ALL_IMPLEMENTATIONS:
         raise ValueError(
             f"Unknown loss implementation {implementation!r}; set config.loss.implementation to one of "
-            f"{list(IMPLEMENTATIONS)}."
+            f"{list(ALL_IMPLEMENTATIONS)}."
         )
     if not (isinstance(tile_size, int) and tile_size >= 0):
         raise ValueError(
             f"config.loss.tile_size must be a positive integer (or 0 for the backend's default), not {tile_size!r}."
+        )
+    if implementation == FUSED and tile_size & (tile_size - 1):
+        raise ValueError(
+            f"config.loss.tile_size={tile_size} is not a power of two, which the fused kernels' blocks must be; "
+            "set it to one (e.g. 64) or to 0 for the default."
         )
     if matmul_dtype not in MATMUL_DTYPES:
         raise ValueError(f"Unknown loss matmul dtype {matmul_dtype!r}; set config.loss.matmul_dtype to one of "
@@ -191,6 +205,8 @@ def _local_terms(
     sigmoid: (row_loss [R], text extra loss [C]), the in-batch and extra pair losses.
     """
     text_bank, image_bank = banks
+    if mode == FUSED:
+        return _fused_terms(kind, tile, matmul_dtype, x, y, scalars, rows, cols)
     chunk = None if mode == "gathered" or mode == "dense" else tile
     scale = jnp.exp(scalars[0])
     if kind == "sigmoid":
@@ -238,13 +254,25 @@ def _local_terms(
     return row_term, col_term, row_arg, col_arg
 
 
+def _fused_terms(kind, block, matmul_dtype, x, y, scalars, rows, cols):
+    """_local_terms of the fused kernels (losses/fused.py) on sides padded to the block, unpadded."""
+    rows, cols = _pad_side({**rows, "x": x}, block), _pad_side({**cols, "x": y}, block)
+    px, py = rows.pop("x"), cols.pop("x")
+    if kind == "sigmoid":
+        row_loss = fused.sigmoid_row_loss(block, matmul_dtype, px, py, *scalars, rows, cols)[: x.shape[0]]
+        return row_loss, jnp.zeros(y.shape[:1], row_loss.dtype)
+    out = fused.softmax_terms(block, matmul_dtype, px, py, scalars[0], rows, cols)
+    return out[0][: x.shape[0]], out[1][: y.shape[0]], out[2][: x.shape[0]], out[3][: y.shape[0]]
+
+
 def _statistics(
     kind, implementation, tile_size, matmul_dtype, mesh, axis_name, alpha, x, y, scalars, rows, cols, hard, banks,
     teacher_scale,
 ):  # fmt: skip
     """_local_terms over the whole batch, by `implementation`."""
-    if implementation in ("dense", "tiled"):
-        tile = min(tile_size, x.shape[0])
+    if implementation in ("dense", "tiled", FUSED):
+        # The fused kernels pad to their block; the tiled loss shrinks its tile to a small batch.
+        tile = tile_size if implementation == FUSED else min(tile_size, x.shape[0])
         args = (alpha, x, y, scalars, rows, cols, hard, banks, teacher_scale)
         return _local_terms(kind, implementation, tile, matmul_dtype, None, 1, *args)
     mesh, axis_name, axis_size = resolve_mesh(mesh, axis_name)
@@ -288,22 +316,24 @@ class SoftTargets(NamedTuple):
 
 # feature -> kind -> implementations that compute it; every other combination raises (_check_features).
 _ALL = {"softmax": IMPLEMENTATIONS, "sigmoid": IMPLEMENTATIONS}
+_PLAIN = {"softmax": ALL_IMPLEMENTATIONS, "sigmoid": ALL_IMPLEMENTATIONS}  # the fused kernels' features too
 SUPPORTED = {
-    "valid": _ALL,
-    "weights": _ALL,
+    "valid": _PLAIN,
+    "weights": _PLAIN,
     "group": _ALL,
     "domain": _ALL,
     "false_negative_margin": _ALL,
-    "positive_group": _ALL,
-    "multiple_positives": _ALL,
+    "positive_group": _PLAIN,
+    "multiple_positives": _PLAIN,
     "hard_negatives": _ALL,
     "text_bank": _ALL,
     "image_bank": _ALL,
     # A teacher's soft sigmoid labels are a different loss (per-pair binary targets): not defined here.
     "soft_targets": {"softmax": IMPLEMENTATIONS, "sigmoid": ()},
     # The sigmoid loss is a sum over pairs: it has no directions.
-    "directions": {"softmax": IMPLEMENTATIONS, "sigmoid": ()},
+    "directions": {"softmax": ALL_IMPLEMENTATIONS, "sigmoid": ()},
 }
+FUSED_FEATURES = tuple(feature for feature, where in SUPPORTED.items() if FUSED in where["softmax"])
 DIRECTIONS = ("both", "image_to_text", "text_to_image")
 
 
@@ -384,7 +414,7 @@ def contrastive_loss(
     losses.sigmoid.sigmoid_contrastive_loss (accuracies over in-batch ids and extra candidates).
     """
     check_loss_options(kind, implementation, tile_size, matmul_dtype)
-    tile_size = resolve_tile_size(tile_size)
+    tile_size = resolve_tile_size(tile_size, implementation=implementation)
     text = text_embedding[:, None] if text_embedding.ndim == 2 else text_embedding
     if image_embedding.ndim != 2 or text.ndim != 3 or text.shape[::2] != image_embedding.shape:
         raise ValueError(

@@ -59,7 +59,7 @@ from losses import (
     uclip,
     xclip,
 )
-from losses.contrastive import IMPLEMENTATIONS, contrastive_loss, implementation_options
+from losses.contrastive import ALL_IMPLEMENTATIONS, IMPLEMENTATIONS, contrastive_loss, implementation_options
 from losses.logit_scale import MAX_LOGIT_SCALE
 
 
@@ -138,11 +138,20 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 
 
 OBJECTIVES: dict[str, Objective] = {
+    # Plain pairs: the fused kernels (losses/fused.py) as well.
     "clip": Objective(
-        loss=clip_loss, embed=pair_embeddings, loss_from_embeddings=clip_loss_from_embeddings, grad_cache=True
+        loss=clip_loss,
+        embed=pair_embeddings,
+        loss_from_embeddings=clip_loss_from_embeddings,
+        grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "siglip": Objective(
-        loss=siglip_loss, embed=pair_embeddings, loss_from_embeddings=siglip_loss_from_embeddings, grad_cache=True
+        loss=siglip_loss,
+        embed=pair_embeddings,
+        loss_from_embeddings=siglip_loss_from_embeddings,
+        grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "clip_refine": Objective(
         loss=clip_refine.loss,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tiny_training import VOCAB, tiny_config
 
-from losses.contrastive import IMPLEMENTATIONS
+from losses.contrastive import ALL_IMPLEMENTATIONS
 from losses.objectives import (
     OBJECTIVES,
     Objective,
@@ -38,6 +38,7 @@ if jax.device_count() < 8:
     pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8", allow_module_level=True)
 
 BATCH, TILE = 40, 3  # 5 rows per device on data=8; neither 40 nor 5 is a multiple of the tile
+FUSED_BLOCK = 16  # a power of two (Triton's blocks): 40 is not a multiple of it either
 GRAD_CACHE_BATCH, MICROBATCHES = 32, 4
 MESHES = {"data8": {"data": 8}, "data4_fsdp2": {"data": 4, "fsdp": 2}}
 RTOL = 1e-5
@@ -50,7 +51,7 @@ def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, m
     config = tiny_config(batch_size=batch_size, microbatches=microbatches)
     config.objective = name
     config.loss.implementation = implementation
-    config.loss.tile_size = TILE
+    config.loss.tile_size = FUSED_BLOCK if implementation == "fused" else TILE
     module = {"clip_hard_negatives": "clip_hard_negatives"}.get(name, name)
     method = importlib.import_module(f"configs.{module}").get_config(None)
     if name in method:
@@ -230,10 +231,10 @@ def _from_embeddings(name: str, implementation: str, mesh_name: str):
         return jax.device_get(step(params, _embeddings(name)))
 
 
-# CI runs the two custom-VJP paths (tiled, ring_tiled) of every objective; `gathered` and `ring` share
-# their code with the primitive, whose feature tests (tests/test_contrastive_features.py) cover all five.
+# CI runs the custom-VJP paths (tiled, ring_tiled, and fused where declared) of every objective; `gathered` and
+# `ring` share their code with the primitive, whose feature tests (tests/test_contrastive_features.py) cover all five.
 # OBJECTIVE_MATRIX=full runs every implementation of every objective (about 2x the time).
-CHECKED = IMPLEMENTATIONS if os.environ.get("OBJECTIVE_MATRIX") == "full" else ("tiled", "ring_tiled")
+CHECKED = ALL_IMPLEMENTATIONS if os.environ.get("OBJECTIVE_MATRIX") == "full" else ("tiled", "ring_tiled", "fused")
 
 
 def _cases():
@@ -289,7 +290,7 @@ def test_declarations_are_consistent():
         assert objective.grad_cache == (objective.embed is not None and objective.loss_from_embeddings is not None), (
             name
         )
-        assert set(objective.implementations) <= set(IMPLEMENTATIONS) and "dense" in objective.implementations, name
+        assert set(objective.implementations) <= set(ALL_IMPLEMENTATIONS) and "dense" in objective.implementations, name
 
 
 def test_unsupported_options_are_refused_in_one_sentence():

@@ -46,7 +46,7 @@ from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
-from losses.contrastive import IMPLEMENTATIONS, LOW_PRECISION_IMPLEMENTATIONS, MATMUL_DTYPES
+from losses.contrastive import ALL_IMPLEMENTATIONS, FUSED, LOW_PRECISION_IMPLEMENTATIONS, MATMUL_DTYPES
 from losses.language import LANGUAGE_OBJECTIVES
 from losses.objectives import OBJECTIVES, check_objective_options
 from models.generation import STRATEGIES
@@ -61,7 +61,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "objective": ("objective", sorted(OBJECTIVES)),
     "data.name": ("dataset", list(DATASETS)),
     "data.text_augmentation": ("text augmentation", list(TEXT_AUGMENTATIONS)),
-    "loss.implementation": ("loss implementation", list(IMPLEMENTATIONS)),
+    "loss.implementation": ("loss implementation", list(ALL_IMPLEMENTATIONS)),
     "loss.matmul_dtype": ("loss matmul dtype", list(MATMUL_DTYPES)),
     "model.dtype": ("compute dtype", ["float32", "bfloat16"]),
     "model.layer_norm_dtype": ("LayerNorm dtype", ["float32", "bfloat16"]),
@@ -219,6 +219,11 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
     _check_language_model(c)
+    if c.loss.implementation == FUSED and c.loss.tile_size & (c.loss.tile_size - 1):
+        raise ConfigError(
+            f"config.loss.tile_size={c.loss.tile_size} is not a power of two, which the fused kernels' blocks "
+            "must be; set it to one (e.g. 64) or to 0 for the default."
+        )
     if c.loss.matmul_dtype != "float32" and c.loss.implementation not in LOW_PRECISION_IMPLEMENTATIONS:
         raise ConfigError(
             f"config.loss.matmul_dtype={c.loss.matmul_dtype!r} is not available with "
