@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluation.language_eval import until_eos
-from evaluation.trained_runs import frozen_encoders
 from input_pipeline import shapes
 from models.captioner import PrefixCaptioner
 from models.generation import BOS_ID, PAD_ID, Decoding, generate
+from training.trained_runs import frozen_encoders
 
 CLIP_S_WEIGHT = 2.5  # Hessel et al.'s w
 

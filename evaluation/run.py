@@ -16,16 +16,16 @@ from evaluation.digits import digits_dataset
 from evaluation.eval_data import shapes_dataset
 from evaluation.evaluators import Evaluators
 from evaluation.suite import Result, run_suite
-from evaluation.trained_runs import (  # noqa: F401 (restore_params, ModelEncoders: the names tools import from here)
+from evaluation.user_files import user_dataset
+from input_pipeline.tokenizer import load_tokenizer
+from models.two_tower import build_model
+from training.trained_runs import (  # noqa: F401 (restore_params, ModelEncoders: the names tools import from here)
     ModelEncoders,
     _latest_step,
     check_config_matches_run,
     load_trained_run,
     restore_params,
 )
-from evaluation.user_files import user_dataset
-from input_pipeline.tokenizer import load_tokenizer
-from models.two_tower import build_model
 
 # module -> the pip package that provides it (all in the `eval` extra)
 EVAL_PACKAGES = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "PIL": "pillow"}

@@ -265,11 +265,24 @@ def _fused_terms(kind, block, matmul_dtype, x, y, scalars, rows, cols):
     return out[0][: x.shape[0]], out[1][: y.shape[0]], out[2][: x.shape[0]], out[3][: y.shape[0]]
 
 
+def _check_one_device(mesh) -> None:
+    """The fused kernels take the whole batch: under a mesh that splits it, each device would redo all of it."""
+    mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
+    devices = 1 if mesh.empty else math.prod(mesh.shape[name] for name in batch_axes(mesh))
+    if devices > 1:
+        raise ValueError(
+            f"implementation='fused' runs on one device, but the mesh splits the batch over {devices}; set "
+            "config.loss.implementation='ring_tiled' (or a one-device mesh)."
+        )
+
+
 def _statistics(
     kind, implementation, tile_size, matmul_dtype, mesh, axis_name, alpha, x, y, scalars, rows, cols, hard, banks,
     teacher_scale,
 ):  # fmt: skip
     """_local_terms over the whole batch, by `implementation`."""
+    if implementation == FUSED:
+        _check_one_device(mesh)
     if implementation in ("dense", "tiled", FUSED):
         # The fused kernels pad to their block; the tiled loss shrinks its tile to a small batch.
         tile = tile_size if implementation == FUSED else min(tile_size, x.shape[0])

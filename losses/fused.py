@@ -36,13 +36,22 @@ def _acc(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def _precision():
+    """The matmuls' precision as jax's default sets it for XLA's: Triton takes float32 operands as TF32 unless
+    told HIGHEST, which `jax_default_matmul_precision=float32` (or "highest") asks for."""
+    full = str(jax.config.jax_default_matmul_precision).lower() in ("float32", "highest")
+    return lax.Precision.HIGHEST if full else None
+
+
 def _dot_t(a, b):
     """a [n, d] @ b [m, d]^T accumulated in _acc (bf16 operands run at the bf16 rate)."""
-    return lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=_acc(a.dtype))
+    dims = (((1,), (1,)), ((), ()))
+    return lax.dot_general(a, b, dims, precision=_precision(), preferred_element_type=_acc(a.dtype))
 
 
 def _dot(a, b):
-    return lax.dot_general(a, b, (((1,), (0,)), ((), ())), preferred_element_type=_acc(b.dtype))
+    dims = (((1,), (0,)), ((), ()))
+    return lax.dot_general(a, b, dims, precision=_precision(), preferred_element_type=_acc(b.dtype))
 
 
 def _exp_below_peak(shift):

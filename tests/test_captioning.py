@@ -218,9 +218,9 @@ def test_limber_and_close_train_from_a_clip_run_and_a_language_model(tmp_path, c
     lm_config.model.decoder.update(width=32, depth=1, heads=2)
     lm_config.evals = {}
     train_and_evaluate(lm_config, str(tmp_path / "lm"))
-    from evaluation.trained_runs import restore_params
     from input_pipeline.tokenizer import load_tokenizer
     from models.two_tower import build_model
+    from training.trained_runs import restore_params
 
     vocab = load_tokenizer(str(tmp_path / "lm" / "tokenizer.model")).vocab_size
 

@@ -161,3 +161,19 @@ def test_config_check_refuses_fused_where_it_cannot_run_before_jax_starts():
     config.loss.implementation = "fused"
     with pytest.raises(ValueError, match=r"implementation='fused' is not supported by objective 'protoclip'"):
         validate_config(config)
+
+
+def test_fused_refuses_a_mesh_that_splits_the_batch():
+    image, text = _pairs(np.random.default_rng(6), 16, 8)
+    one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    with jax.set_mesh(one):
+        loss, _ = contrastive_loss(image, text, 0.0, implementation="fused")
+    assert np.isfinite(float(loss))
+    if jax.device_count() < 2:
+        pytest.skip("needs 2 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    two = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
+    with (
+        jax.set_mesh(two),
+        pytest.raises(ValueError, match=r"runs on one device, but the mesh splits the batch over 2"),
+    ):
+        contrastive_loss(image, text, 0.0, implementation="fused")

@@ -40,7 +40,8 @@ if jax.device_count() < 8:
 BATCH, TILE = 40, 3  # 5 rows per device on data=8; neither 40 nor 5 is a multiple of the tile
 FUSED_BLOCK = 16  # a power of two (Triton's blocks): 40 is not a multiple of it either
 GRAD_CACHE_BATCH, MICROBATCHES = 32, 4
-MESHES = {"data8": {"data": 8}, "data4_fsdp2": {"data": 4, "fsdp": 2}}
+# The fused kernels take the whole batch: a mesh that splits it is refused, one that splits the model is not.
+MESHES = {"data8": {"data": 8}, "data4_fsdp2": {"data": 4, "fsdp": 2}, "model8": {"data": 1, "model": 8}}
 RTOL = 1e-5
 RNG = np.array([0, 5], np.uint32)  # jax.random.PRNGKey(5)
 VIDEO_FRAMES = 2  # X-CLIP's clips: the fewest frames its messages exchange between
@@ -242,7 +243,8 @@ def _cases():
         implementations, _ = objective_implementations(name, _config(name))
         for implementation in implementations:
             if implementation != "dense" and implementation in CHECKED:
-                yield pytest.param(name, implementation, "data8", id=f"{name}-{implementation}-data8")
+                mesh_name = "model8" if implementation == "fused" else "data8"
+                yield pytest.param(name, implementation, mesh_name, id=f"{name}-{implementation}-{mesh_name}")
         if "ring_tiled" in implementations:
             yield pytest.param(name, "ring_tiled", "data4_fsdp2", id=f"{name}-ring_tiled-data4_fsdp2")
 

@@ -21,7 +21,6 @@ from absl import logging
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
-from evaluation.trained_runs import frozen_encoders, run_config
 from input_pipeline import shapes
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import open_raw_source, usable_examples
@@ -29,6 +28,7 @@ from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 from losses.captioning import CAPTION_OBJECTIVES
 from training.checkpointing import init_params_from
+from training.trained_runs import frozen_encoders, run_config
 
 
 def is_captioner(config: ml_collections.ConfigDict) -> bool:
