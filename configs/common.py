@@ -201,9 +201,10 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     )
 
     # Contrastive loss implementation (losses/contrastive.py): dense | gathered | ring | tiled |
-    # ring_tiled, identical values and gradients, or fused (Pallas kernels, plain pairs, one device; clip
-    # and siglip); tile_size is the block edge of tiled, ring_tiled and fused, 0 = the edge measured
-    # fastest for the backend (512 on CPU, 4,096 on GPU and TPU; fused: 64, a power of two); matmul_dtype is
+    # ring_tiled, identical values and gradients, or fused (Pallas kernels, plain pairs, one device; the
+    # README's methods table says which methods); tile_size is the block edge of tiled, ring_tiled and
+    # fused, 0 = the edge measured fastest for the backend (512 on CPU, 4,096 on GPU and TPU; fused: 64,
+    # a power of two); matmul_dtype is
     # the operand dtype of the logits' matmuls: float32, or bfloat16 (bf16 rate, float32 accumulation and
     # statistics; its accuracy against float64 in BENCHMARKS.md).
     c.loss = ml_collections.ConfigDict()

@@ -25,10 +25,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
-# Triton wants power-of-two blocks. 64 x 64 fp32 logits with d = 512 operands fit an H100/H200 SM's
-# registers and shared memory; not yet tuned on a device (benchmarks/gpu_b16.sh fused: blocks 32, 64, 128).
+# Triton wants power-of-two blocks. A gradient kernel holds a [block, d] float32 accumulator, at block 64 and
+# d = 512 128 registers per thread of 8 warps, beside the tile; not yet tuned on a device
+# (benchmarks/gpu_b16.sh fused: blocks 32, 64, 128).
 DEFAULT_BLOCK = 64
+TRITON = plgpu.CompilerParams(num_warps=8, num_stages=2)
 
 
 def _acc(dtype):
@@ -108,6 +111,7 @@ def _call(kernel, name, block, a, a_vectors, b, b_vectors, out_shape, scalars=()
         out_shape=out_shape,
         # Pallas has no CPU compiler: there the kernels are interpreted (exact, slow; for tests).
         interpret=jax.default_backend() == "cpu",
+        compiler_params=TRITON,
         name=name,
     )(a, *a_vectors, b, *b_vectors, *scalars)
 
@@ -140,7 +144,7 @@ def _softmax_stats(block, a, a_index, b, b_index, b_valid):
             shifted = jnp.where(keep, _exp_below_peak(logits - new_top[:, None]), 0.0)
             total = total * jnp.exp(top - new_top) + jnp.sum(shifted, 1)
             pos = pos + jnp.sum(jnp.where(positive, logits, 0.0), 1)
-            count = count + jnp.sum(jnp.where(positive, 1.0, 0.0), 1)
+            count = count + jnp.sum(positive.astype(acc), 1)
             return new_top, total, arg, pos, count
 
         zeros = jnp.zeros((rows,), acc)
@@ -253,7 +257,7 @@ softmax_terms.defvjp(_softmax_forward, _softmax_backward)
 def _sigmoid_tile(a, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block, bias):
     """(logits without the bias, labels z = +1 / -1, keep) of a tile."""
     logits, positive, keep = _tile(a, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block)
-    return logits, jnp.where(positive, 1.0, -1.0), keep
+    return logits, jnp.where(positive, 1.0, -1.0).astype(logits.dtype), keep
 
 
 def _sigmoid_loss(block, a, a_side, b, b_side, bias):

@@ -138,7 +138,8 @@ def siglip_loss(params, batch, extra, rng, *, model, config):
 
 
 OBJECTIVES: dict[str, Objective] = {
-    # Plain pairs: the fused kernels (losses/fused.py) as well.
+    # Objectives whose contrastive terms are plain pairs (one or several positives, weights) declare the fused
+    # kernels (losses/fused.py) as well; tests/test_objective_implementations.py checks each against dense.
     "clip": Objective(
         loss=clip_loss,
         embed=pair_embeddings,
@@ -179,6 +180,7 @@ OBJECTIVES: dict[str, Objective] = {
         validate=uclip.validate,
         loss_from_embeddings=uclip.loss_from_embeddings,
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "proclip": Objective(
         loss=proclip.loss,
@@ -187,6 +189,7 @@ OBJECTIVES: dict[str, Objective] = {
         validate=proclip.validate,
         loss_from_embeddings=proclip.loss_from_embeddings,
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "dreamlip": Objective(
         loss=dreamlip.dreamlip_loss,
@@ -197,6 +200,7 @@ OBJECTIVES: dict[str, Objective] = {
         validate=dreamlip.validate,
         record_fields=("long_caption",),
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "alip": Objective(
         loss=alip.alip_loss,
@@ -208,6 +212,7 @@ OBJECTIVES: dict[str, Objective] = {
         embed=alip.alip_embed,
         loss_from_embeddings=alip.alip_objective_from_embeddings,
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "protoclip": Objective(
         loss=protoclip.protoclip_loss,
@@ -217,6 +222,7 @@ OBJECTIVES: dict[str, Objective] = {
         embed=protoclip.protoclip_embed,
         loss_from_embeddings=protoclip.protoclip_loss_from_embeddings,
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "clip_hard_negatives": Objective(
         loss=hard_negatives.clip_hard_negatives_loss,
@@ -264,6 +270,7 @@ OBJECTIVES: dict[str, Objective] = {
         # No record_fields: its masks are the shapes' or PNGs beside your files (validation.py DATA_CHECKS)
         validate=denseclip.validate,
         grad_cache=True,
+        implementations=ALL_IMPLEMENTATIONS,
     ),
     "xclip": Objective(
         loss=xclip.loss,

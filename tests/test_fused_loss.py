@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from contrastive_reference import float64, reference, unit_rows
 
-from configs import clip, protoclip
+from configs import clip, degla
 from configs.errors import ConfigError
 from losses.contrastive import contrastive_loss
 from training.validation import validate_config
@@ -157,9 +157,9 @@ def test_config_check_refuses_fused_where_it_cannot_run_before_jax_starts():
     config.loss.tile_size = 48
     with pytest.raises(ConfigError, match=r"config.loss.tile_size=48 is not a power of two"):
         validate_config(config)
-    config = protoclip.get_config()
+    config = degla.get_config()
     config.loss.implementation = "fused"
-    with pytest.raises(ValueError, match=r"implementation='fused' is not supported by objective 'protoclip'"):
+    with pytest.raises(ValueError, match=r"implementation='fused' is not supported by objective 'degla'"):
         validate_config(config)
 
 
@@ -177,3 +177,20 @@ def test_fused_refuses_a_mesh_that_splits_the_batch():
         pytest.raises(ValueError, match=r"runs on one device, but the mesh splits the batch over 2"),
     ):
         contrastive_loss(image, text, 0.0, implementation="fused")
+
+
+@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
+def test_fused_keeps_float32_inputs_float32_under_x64(kind):
+    # Python constants are float64 under jax_enable_x64: the kernels' carries must stay in the inputs' dtype.
+    image, text = (np.float32(a) for a in _pairs(np.random.default_rng(7), 20, 16))
+    scalars = np.float32(np.log(10.0)), np.float32(-2.0)
+    with float64():
+        results = {
+            implementation: _loss_and_grads(kind, image, text, *scalars, implementation=implementation)
+            for implementation in ("dense", "fused")
+        }
+    (loss, _), grads = results["fused"]
+    (want, _), want_grads = results["dense"]
+    assert loss.dtype == jnp.float32 and grads[0].dtype == jnp.float32
+    assert abs(float(loss) - float(want)) <= 1e-6 * abs(float(want))
+    np.testing.assert_allclose(grads[0], want_grads[0], atol=1e-6)
