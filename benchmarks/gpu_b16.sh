@@ -7,8 +7,9 @@
 #                                         # implementations, then the Pallas kernels by block), pipeline (grain
 #                                         # workers); name sections to run only those: `... gpu_b16.sh fused pipeline`
 #
-# Through the device tool: run(command="bash benchmarks/gpu_b16.sh", carry=[".whl"], timeout_s=600); all three
-# sections take about 10-12 minutes, so a second call with the sections the first one did not reach.
+# Through the device tool: run(command="bash benchmarks/gpu_b16.sh fused", carry=[".whl"], timeout_s=600) first
+# (the fused kernels have never run under Triton; up to 10 minutes), then `steps loss` and `pipeline` as time allows
+# (steps, loss and pipeline took about 10-12 minutes together).
 #
 # Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline), the profile
 # variant also where the step's device time goes by kind of op and by layer; all lands in $OUT (default /tmp/out).
@@ -62,6 +63,8 @@ loss() {  # goal 3: the contrastive loss with float32 (TF32) and bfloat16 matmul
 fused() {  # goal 3: the Pallas kernels (losses/fused.py) by block size against tiled, then at 1M and against float64
     timeout 200 "${LOSS[@]}" --implementations=tiled,fused@32,fused@64,fused@128 --tile_size=4096 --execute=65536 \
         --repeats=3 2>&1 | grep -v '^[WI][0-9]' | tee "$OUT/fused_65536.txt"
+    timeout 100 "${LOSS[@]}" --kind=sigmoid --implementations=tiled,fused@64 --tile_size=4096 --execute=65536 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/fused_sigmoid_65536.txt"
     timeout 200 "${LOSS[@]}" --implementations=fused@64,fused@128 --execute=262144,1048576 2>&1 \
         | grep -v '^[WI][0-9]' | tee "$OUT/fused_1m.txt"
     timeout 100 "${LOSS[@]}" --implementations=tiled,fused@64 --tile_size=4096 --accuracy=16384 2>&1 \
