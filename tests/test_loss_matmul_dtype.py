@@ -26,8 +26,9 @@ BIAS = np.float32(-5.0)
 def _value_and_grad(kind, implementation, matmul_dtype):
     def loss(image, text, logit_scale):
         bias = BIAS if kind == "sigmoid" else None
-        tile = 16 if implementation == "fused" else 5  # the fused kernels' blocks are powers of two
-        options = dict(kind=kind, implementation=implementation, tile_size=tile, mesh=MESH, matmul_dtype=matmul_dtype)
+        # The fused kernels' blocks are powers of two, and they take the whole batch on one device.
+        tile, mesh = (16, None) if implementation == "fused" else (5, MESH)
+        options = dict(kind=kind, implementation=implementation, tile_size=tile, mesh=mesh, matmul_dtype=matmul_dtype)
         return contrastive_loss(image, text, logit_scale, bias, **options)[0]
 
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
