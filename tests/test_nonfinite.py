@@ -77,6 +77,9 @@ def test_a_finite_step_is_applied():
         (1.0, [np.nan, 1.0, 1.0]),  # NaN loss and gradient
         (1.0, [np.inf, 1.0, 1.0]),  # infinite loss and gradient
         (0.0, [1.0, 1.0, 1.0]),  # finite loss (3 + 2), NaN gradient of sqrt(|b|) at b = 0
+        # Finite loss (1e20 + 0 - 0 + 3) and gradient (d/dw = x), but the gradient's norm overflows float32
+        # (its square is 1e40 > 3.4e38): skipped too, as the guard reads the norm (training/train_step.py).
+        (1.0, [1e20, 0.0, 0.0]),
     ],
 )
 def test_a_non_finite_step_leaves_params_optimizer_and_extra_unchanged(b, x):
@@ -90,6 +93,14 @@ def test_a_non_finite_step_leaves_params_optimizer_and_extra_unchanged(b, x):
     # The step counter and the key still advance: the next step sees the next batch and a fresh key.
     assert int(new.step) == 8
     assert not np.array_equal(new.rng, expected.rng)
+
+
+def test_a_large_finite_gradient_is_applied():
+    state = _state(b=1.0)
+    x = np.asarray([1e18, 0.0, 0.0], np.float32)  # norm^2 = 1e36: representable
+    new, metrics = STEP(state, {"x": jnp.asarray(x)})
+    assert int(metrics["skipped"]) == 0
+    np.testing.assert_allclose(new.params["w"][0], 1.0 - LEARNING_RATE * 1e18, rtol=1e-6)
 
 
 def test_guard_counts_runs_and_stops_at_the_limit():
