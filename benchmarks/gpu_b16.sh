@@ -46,6 +46,7 @@ steps() {  # issue 23 goals 1 and 2: ViT-B/16 train steps, and where their devic
     local FAST=(--config.model.attention=cudnn --config.model.layer_norm_dtype=bfloat16 --open_clip=false)
     variant dense
     variant cudnn_bf16_norms "${FAST[@]}"
+    variant cudnn_bf16_norms_scan "${FAST[@]}" --config.model.scan_layers=true  # what scanned towers cost per step
     variant xla_bf16_norms --config.model.attention=xla --config.model.layer_norm_dtype=bfloat16 --open_clip=false
     # The profile turns XLA:GPU's command buffers off (each kernel then names its op), so its step time is its own.
     variant cudnn_bf16_norms_profile "${FAST[@]}" --profile_dir=/tmp/profile_cudnn

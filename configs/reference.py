@@ -67,6 +67,9 @@ DESCRIPTIONS = {
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
     "model.dtype": "Compute dtype (`float32` or `bfloat16`); parameters stay float32.",
     "model.remat": "Recompute each transformer block in the backward pass to save memory.",
+    "model.scan_layers": "Run each tower's blocks as one `lax.scan` over their parameters (stored per block as "
+    "unrolled, so checkpoints and seeds are unchanged): compile time and compile memory independent of depth; "
+    "dropout draws other masks. Two-tower models only (models/layer_scan.py).",
     "model.attention": "Attention kernel of the transformer towers: `dense` (Flax's einsum softmax), `xla` "
     "(`jax.nn.dot_product_attention`'s portable path) or `cudnn` (its fused flash attention: NVIDIA GPUs, bfloat16).",
     "model.layer_norm_dtype": "Output dtype of the towers' LayerNorms, which also sets the ViT's residual stream "

@@ -72,11 +72,11 @@ from losses.loss_options import (  # noqa: F401 (the names callers import from h
     resolve_mesh,
     resolve_tile_size,
 )
-from losses.mesh_axes import batch_axes
 from losses.pairs import pair_masks
 from losses.sigmoid import sigmoid_loss_from_stats, sigmoid_row_loss_dense
 from losses.softmax import all_valid, logits_from_scale, softmax_loss_from_terms, softmax_terms_dense
 from losses.tiled import sigmoid_row_loss, softmax_terms
+from models.mesh_axes import batch_axes
 
 
 def _pad_side(side: dict, tile: int) -> dict:

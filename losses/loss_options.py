@@ -11,7 +11,7 @@ import math
 import jax
 
 from losses import fused
-from losses.mesh_axes import batch_axes
+from models.mesh_axes import batch_axes
 
 KINDS = ("softmax", "sigmoid")
 # Implementations that compute every feature of SUPPORTED; "fused" only the plain pairs' (FUSED_FEATURES).

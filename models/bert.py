@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layer_scan import apply_blocks
 from models.transformer import MlpBlock
 
 
@@ -54,6 +55,7 @@ class BertEncoder(nn.Module):
     remat: bool = False
     dtype: jnp.dtype = jnp.float32
     dropout_rate: float = 0.0  # BERT's training-mode dropout (SimCSE); 0 = none
+    scan_layers: bool = False  # models/layer_scan.py
 
     @nn.compact
     def __call__(self, tokens: jax.Array, deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
@@ -66,13 +68,15 @@ class BertEncoder(nn.Module):
         x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
         valid = tokens != 0
         mask = nn.make_attention_mask(valid, valid, dtype=bool)
-        layer = nn.remat(BertLayer) if self.remat else BertLayer
-        mlp_dim = self.mlp_dim or 4 * self.width
-        for i in range(self.depth):
-            x = layer(
-                self.heads, mlp_dim, self.activation, self.layer_norm_eps, self.dtype, self.dropout_rate, deterministic,
-                name=f"block{i}",
-            )(x, mask)  # fmt: skip
+        options = dict(
+            heads=self.heads, mlp_dim=self.mlp_dim or 4 * self.width, activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps, dtype=self.dtype, dropout_rate=self.dropout_rate,
+            deterministic=deterministic,
+        )  # fmt: skip
+        dropout = bool(self.dropout_rate) and not deterministic
+        x = apply_blocks(
+            self, BertLayer, options, self.depth, x, mask, scan=self.scan_layers, remat=self.remat, dropout=dropout
+        )
         if self.pool == "first":
             return x[:, 0], x
         weights = valid.astype(x.dtype)[..., None]

@@ -1,7 +1,7 @@
 """The names of the device mesh's axes, and which of them split a batch's examples.
 
-A leaf, so that the distributed losses can find their batch axes without importing the trainer:
-training/mesh.py builds the mesh over these names.
+A leaf in the lowest layer, so that the scanned towers (models/layer_scan.py) and the distributed losses find
+their batch axes without importing the trainer: training/mesh.py builds the mesh over these names.
 """
 
 from __future__ import annotations

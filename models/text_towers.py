@@ -17,7 +17,9 @@ TEXT_POOLING = {"clip": ("last", "argmax", "eos", "final"), "bert": ("mean", "fi
 _CLIP_ONLY = ("causal", "eos_token_id")
 
 
-def text_tower(config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtype, **transformer) -> nn.Module:
+def text_tower(
+    config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtype, scan_layers: bool = False, **transformer
+) -> nn.Module:
     """The tower named by config["kind"] (default `clip`), built from the rest of `config` (config.model.text);
     `transformer` (attention, layer_norm_dtype: models/transformer.py) applies to the `clip` tower only, as
     do the clip tower's own switches (causal, eos_token_id), which the config holds for every kind."""
@@ -27,4 +29,4 @@ def text_tower(config: Mapping, vocab_size: int, *, remat: bool, dtype: jnp.dtyp
         options.update(transformer)
     else:
         options = {k: v for k, v in options.items() if k not in _CLIP_ONLY}
-    return TEXT_TOWERS[kind](vocab_size=vocab_size, **options, remat=remat, dtype=dtype)
+    return TEXT_TOWERS[kind](vocab_size=vocab_size, **options, remat=remat, dtype=dtype, scan_layers=scan_layers)

@@ -36,6 +36,7 @@ class TextTransformer(nn.Module):
     dropout_rate: float = 0.0  # BERT-style dropout in training (SimCSE's augmentation); 0 = none
     attention: str = "dense"  # models/transformer.py: ATTENTION
     layer_norm_dtype: jnp.dtype = jnp.float32
+    scan_layers: bool = False  # models/layer_scan.py
 
     @nn.compact
     def __call__(
@@ -56,7 +57,7 @@ class TextTransformer(nn.Module):
         x = Encoder(
             self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
             self.dropout_rate, causal=self.causal, attention=self.attention, layer_norm_dtype=self.layer_norm_dtype,
-            name="encoder",
+            scan_layers=self.scan_layers, name="encoder",
         )(x, deterministic)  # fmt: skip
         # The causal mask makes the end-of-text position a summary of the whole caption.
         if self.pool == "argmax":

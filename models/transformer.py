@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layer_scan import apply_blocks
+
 
 def quick_gelu(x: jax.Array) -> jax.Array:
     """OpenAI CLIP's sigmoid approximation of GELU."""
@@ -168,18 +170,19 @@ class Encoder(nn.Module):
     causal: bool = False
     attention: str = "dense"
     layer_norm_dtype: jnp.dtype = jnp.float32
+    scan_layers: bool = False  # models/layer_scan.py
 
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool = True, frames: int = 0, summary: str = "first") -> jax.Array:
         """x [B, N, width]; with `frames` = T > 0, x holds the frames of B / T clips in order and the blocks
         are X-CLIP's cross-frame blocks (models/video.py), messages made from each frame's `summary` token."""
         kind, video = (CrossFrameBlock, dict(frames=frames, summary=summary)) if frames else (EncoderBlock, {})
-        block = nn.remat(kind) if self.remat else kind
-        mlp_dim = self.mlp_dim or 4 * x.shape[-1]
-        for i in range(self.depth):
-            x = block(
-                self.heads, mlp_dim, self.activation, self.layer_norm_eps, dtype=self.dtype,
-                dropout_rate=self.dropout_rate, deterministic=deterministic, causal=self.causal,
-                attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name=f"block{i}", **video,
-            )(x)  # fmt: skip
+        options = dict(
+            heads=self.heads, mlp_dim=self.mlp_dim or 4 * x.shape[-1], activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps, dtype=self.dtype, dropout_rate=self.dropout_rate,
+            deterministic=deterministic, causal=self.causal, attention=self.attention,
+            layer_norm_dtype=self.layer_norm_dtype, **video,
+        )  # fmt: skip
+        dropout = bool(self.dropout_rate) and not deterministic
+        x = apply_blocks(self, kind, options, self.depth, x, scan=self.scan_layers, remat=self.remat, dropout=dropout)
         return nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln_final")(x)

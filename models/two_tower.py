@@ -57,6 +57,7 @@ class TwoTower(nn.Module):
     logit_bias_init: float = 0.0
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    scan_layers: bool = False  # each tower's blocks as one lax.scan (models/layer_scan.py)
     attention: str = "dense"  # the transformer towers' attention kernel (models/transformer.py: ATTENTION)
     layer_norm_dtype: jnp.dtype = jnp.float32  # their LayerNorms' outputs and, in the ViT, residual stream
     # Towers ("image_tower", "text_tower") whose outputs stop gradients: a locked tower (LiT) costs no backward pass.
@@ -73,8 +74,9 @@ class TwoTower(nn.Module):
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
-        self.image_tower = VisionTransformer(**self.image, remat=self.remat, dtype=self.dtype, **transformer)
-        self.text_tower = text_tower(self.text, self.vocab_size, remat=self.remat, dtype=self.dtype, **transformer)
+        execution = dict(remat=self.remat, scan_layers=self.scan_layers, dtype=self.dtype)
+        self.image_tower = VisionTransformer(**self.image, **execution, **transformer)
+        self.text_tower = text_tower(self.text, self.vocab_size, **execution, **transformer)
         self.image_projector = self._projection(self.image_projection, "image_projection")
         self.text_projector = self._projection(self.text_projection, "text_projection")
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init), (), jnp.float32)
@@ -273,6 +275,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        scan_layers=m.scan_layers,
         attention=m.attention,
         layer_norm_dtype=jnp.dtype(m.layer_norm_dtype),
         locked=tuple(p for p in config.optimizer.get("frozen_prefixes", ()) if p in ("image_tower", "text_tower")),

@@ -61,6 +61,7 @@ class VisionTransformer(nn.Module):
     dtype: jnp.dtype = jnp.float32
     attention: str = "dense"  # models/transformer.py: ATTENTION
     layer_norm_dtype: jnp.dtype = jnp.float32  # also the residual stream's dtype: ln_pre's output starts it
+    scan_layers: bool = False  # models/layer_scan.py
 
     @nn.compact
     def __call__(self, images: jax.Array, frames: int = 0, stages: bool = False) -> tuple:
@@ -89,7 +90,8 @@ class VisionTransformer(nn.Module):
             x = x.astype(self.layer_norm_dtype)
         x = Encoder(
             self.depth, self.heads, self.mlp_dim, self.activation, self.layer_norm_eps, self.remat, self.dtype,
-            attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, name="encoder",
+            attention=self.attention, layer_norm_dtype=self.layer_norm_dtype, scan_layers=self.scan_layers,
+            name="encoder",
         )(x, frames=frames, summary="first" if self.pool == "cls" else "mean")  # fmt: skip
         if self.pool == "cls":
             pooled, x = x[:, 0], x[:, 1:]

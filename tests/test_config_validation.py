@@ -58,6 +58,7 @@ CASES = [
     (dict(total_steps=1.5), ["config.total_steps must be an int, not 1.5"]),
     (dict(batch_size="256"), ["config.batch_size must be an int, not '256'"]),
     (dict(model__remat=1), ["config.model.remat must be true or false, not 1"]),
+    (dict(model__scan_layers=True, model__kind="decoder"), ["config.model.kind is 'decoder'", "scan_layers=False"]),
     (dict(seed=True), ["config.seed must be an int, not True"]),
     (dict(optimizer__learning_rate=float("nan")), ["config.optimizer.learning_rate must be a finite number"]),
     (dict(data__crop_scale=(0.5,)), ["config.data.crop_scale must be (low, high) with 0 < low <= high <= 1"]),

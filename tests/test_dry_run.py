@@ -56,7 +56,7 @@ def test_a_cudnn_attention_config_is_planned_with_xla_attention(capsys):
 
 def test_b16_blocks_compile_on_an_fsdp_mesh_and_report_memory(capsys):
     # The real B/16 widths, heads, patch size, image size and text length, with one block per tower:
-    # compiling 12 + 12 unrolled blocks takes minutes on two cores, one block each some seconds.
+    # compiling 12 + 12 blocks takes over a minute on two cores (60 s scanned, 73 s unrolled), one each seconds.
     config = _b16_on_8_devices(**{"model.image.depth": 1, "model.text.depth": 1, "model.dtype": "bfloat16"})
     report = dry_run(config)
     resident = sum(report[f"{row}_gib"] for row in ("params", "optimizer_state", "other_state", "batch"))

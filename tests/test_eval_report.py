@@ -153,3 +153,6 @@ def test_a_model_setting_that_differs_from_the_run_is_named(tmp_path):
         check_config_matches_run(config, str(tmp_path))
     (tmp_path / "run_info.json").write_text(json.dumps({"config": {"model": config.model.to_dict()}}, default=str))
     check_config_matches_run(config, str(tmp_path))
+    # How the step ran (remat, scan, attention kernel) is not the model: another choice evaluates the run.
+    config.model.update(remat=True, scan_layers=True, attention="xla")
+    check_config_matches_run(config, str(tmp_path))

@@ -26,3 +26,17 @@ def test_nested_jit_and_remat_count_once_and_elementwise_work_not_at_all():
         return jax.jit(lambda y: jnp.tanh(y) @ jnp.ones((7, 2)))(y)
 
     assert matmul_flops(forward, params, jnp.ones((4, 5))) == 2 * 4 * 5 * 7 + 2 * 4 * 7 * 2
+
+
+def test_a_scan_counts_its_body_per_iteration_and_a_cond_its_costliest_branch():
+    w = jnp.ones((5, 5))
+
+    def scanned(x):
+        return jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=6)[0]
+
+    def branch(x, flag):
+        return jax.lax.cond(flag, lambda x: x @ w @ w, lambda x: x @ w, x)
+
+    x = jnp.ones((4, 5))
+    assert matmul_flops(scanned, x) == 6 * 2 * 4 * 5 * 5
+    assert matmul_flops(branch, x, True) == 2 * (2 * 4 * 5 * 5)

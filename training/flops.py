@@ -28,8 +28,13 @@ def _jaxpr_flops(jaxpr) -> float:
             spec = eqn.params["dimension_numbers"].rhs_spec  # (out features, in features, *spatial) positions
             per_output = math.prod(rhs[d] for d in spec[1:])  # in features (already / groups) x kernel window
             total += 2.0 * math.prod(out) * per_output
-        for sub in _subjaxprs(eqn):
-            total += _jaxpr_flops(sub)
+        nested = [_jaxpr_flops(sub) for sub in _subjaxprs(eqn)]
+        if eqn.primitive.name == "scan":  # the body runs `length` times (a scanned tower: once per block)
+            total += eqn.params["length"] * sum(nested)
+        elif eqn.primitive.name == "cond":  # one branch runs: count the costliest
+            total += max(nested, default=0.0)
+        else:  # a while loop's trip count is not in its jaxpr: its body counts once
+            total += sum(nested)
     return total
 
 

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec
 
-from losses.mesh_axes import batch_axes
 from losses.objectives import Objective
+from models.mesh_axes import batch_axes
 
 
 def split_microbatches(tree: Any, microbatches: int) -> Any:

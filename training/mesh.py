@@ -4,7 +4,7 @@ Axes, outermost first: `data` (pure data parallelism: parameters replicated), `f
 parallelism whose devices also split the large parameters and their optimizer state, ZeRO-3 style)
 and `model` (tensor parallelism inside each transformer block). The batch is split over
 `data` x `fsdp`; `model` is innermost so that its frequent collectives stay on the fastest links.
-The axis names live in losses/mesh_axes.py, where the distributed losses read them.
+The axis names live in models/mesh_axes.py, where the scanned towers and the distributed losses read them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from losses.mesh_axes import BATCH_AXIS, MESH_AXES, batch_axes
+from models.mesh_axes import BATCH_AXIS, MESH_AXES, batch_axes
 
 
 def mesh_shape(axis_sizes: Mapping[str, int], device_count: int) -> dict[str, int]:

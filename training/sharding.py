@@ -13,7 +13,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from losses.mesh_axes import FSDP_AXIS, MODEL_AXIS
+from models.mesh_axes import FSDP_AXIS, MODEL_AXIS
 
 # Path pattern -> the axis each dimension is split over, before the size and divisibility checks.
 # Column-parallel in, row-parallel out: a block's attention and MLP each need one all-reduce over

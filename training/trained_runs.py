@@ -27,6 +27,8 @@ from training.optimizer import make_optimizer
 from training.partitioning import abstract_params, create_train_state
 
 IMAGE_KEYS, TEXT_KEYS = ("image_features", "image_embedding"), ("text_embedding",)
+# Model settings that change how the step runs, not the parameters: a run may be evaluated with others.
+EXECUTION_ONLY = ("model.remat.", "model.scan_layers.", "model.attention.")
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -46,7 +48,7 @@ def check_config_matches_run(config: ml_collections.ConfigDict, workdir: str) ->
     current = _flat(json.loads(json.dumps(config.model.to_dict(), default=str)), "model.")
     # A key the run's record lacks was added to the code after it trained, which then had that key's default.
     for key in sorted(set(trained) | set(current)):
-        if key in trained and trained.get(key) != current.get(key):
+        if key in trained and key not in EXECUTION_ONLY and trained.get(key) != current.get(key):
             raise ConfigError(
                 f"config.{key.rstrip('.')} is {current.get(key)!r} but the run in {workdir} was trained with "
                 f"{trained.get(key)!r}; pass the --config and overrides of that run (see its run_info.json)."

@@ -218,6 +218,11 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
+    if c.model.scan_layers and c.model.kind != "two_tower":
+        raise ConfigError(
+            f"config.model.scan_layers scans the two-tower model's towers, and config.model.kind is {c.model.kind!r}; "
+            "set config.model.scan_layers=False."
+        )
     _check_language_model(c)
     if c.loss.implementation == FUSED and c.loss.tile_size & (c.loss.tile_size - 1):
         raise ConfigError(
