@@ -150,7 +150,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.logit_bias_init = 0.0
     c.model.dtype = "float32"
     c.model.remat = False
-    c.model.scan_layers = False  # each tower's blocks as one lax.scan: compile time independent of depth
+    c.model.scan_layers = False  # each tower's blocks as one lax.scan: XLA compiles one block, not depth
     c.model.attention = "dense"  # or xla | cudnn (fused flash attention on NVIDIA GPUs, bf16)
     c.model.layer_norm_dtype = "float32"  # bfloat16: LayerNorm outputs and the ViT's residual stream in bf16
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
