@@ -27,10 +27,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import PartitionSpec
 
 from losses.objectives import Objective
-from models.mesh_axes import batch_axes
+from models.mesh_axes import pin_batch
 
 
 def split_microbatches(tree: Any, microbatches: int) -> Any:
@@ -47,11 +46,7 @@ def merge_microbatches(tree: Any) -> Any:
 
 def _keep_batch_sharded(tree: Any) -> Any:
     """Under a mesh context, pins [k, B/k, ...] leaves' B/k dimension to the mesh's batch axes."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or not batch_axes(mesh):
-        return tree
-    spec = PartitionSpec(None, batch_axes(mesh))
-    return jax.tree.map(lambda x: lax.with_sharding_constraint(x, spec), tree)
+    return jax.tree.map(lambda x: pin_batch(x, dim=1), tree)
 
 
 def grad_cache_value_and_grad(
