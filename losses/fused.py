@@ -99,21 +99,30 @@ def _call(kernel, name, block, a, a_vectors, b, b_vectors, out_shape, scalars=()
                          "to 'tiled' or 'ring_tiled'.")  # fmt: skip
     a_spec, a_vec, b_spec, b_vec = _row_specs(block, b.shape[0], a.shape[1])
     out_specs = [a_spec if len(shape.shape) == 2 else a_vec for shape in out_shape]
-    return pl.pallas_call(
-        kernel,
-        grid=(a.shape[0] // block,),
-        in_specs=[a_spec]
-        + [a_vec] * len(a_vectors)
-        + [b_spec]
-        + [b_vec] * len(b_vectors)
-        + [pl.BlockSpec((1,), lambda i: (0,))] * len(scalars),
-        out_specs=out_specs,
-        out_shape=out_shape,
-        # Pallas has no CPU compiler: there the kernels are interpreted (exact, slow; for tests).
-        interpret=jax.default_backend() == "cpu",
-        compiler_params=TRITON,
-        name=name,
-    )(a, *a_vectors, b, *b_vectors, *scalars)
+    operands = (a, *a_vectors, b, *b_vectors, *scalars)
+
+    def call(*operands, interpret: bool):
+        return pl.pallas_call(
+            kernel,
+            grid=(a.shape[0] // block,),
+            in_specs=[a_spec]
+            + [a_vec] * len(a_vectors)
+            + [b_spec]
+            + [b_vec] * len(b_vectors)
+            + [pl.BlockSpec((1,), lambda i: (0,))] * len(scalars),
+            out_specs=out_specs,
+            out_shape=out_shape,
+            interpret=interpret,
+            compiler_params=TRITON,
+            name=name,
+        )(*operands)
+
+    # Pallas has no CPU compiler: there the kernels are interpreted (exact, slow; for tests). Chosen when the
+    # step is lowered, not when it is traced, so a CPU host can lower the Triton kernels for a GPU too
+    # (jax.export, ahead-of-time compilation; tests/test_fused_loss.py checks that they lower).
+    return lax.platform_dependent(
+        *operands, cpu=functools.partial(call, interpret=True), default=functools.partial(call, interpret=False)
+    )
 
 
 def _vector(n, dtype):
