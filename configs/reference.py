@@ -105,8 +105,8 @@ DESCRIPTIONS = {
         "kernels; plain pairs, one device)."
     ),
     "loss.tile_size": (
-        "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU; `fused`: 64, a power "
-        "of two)."
+        "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU; `fused`: a power of "
+        "two, 0 = the largest up to 64 whose tiles fit the GPU's shared memory)."
     ),
     "loss.matmul_dtype": "Operand dtype of the in-batch logits' matmuls: float32, or bfloat16 (bf16 rate; fp32 sums).",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",

@@ -27,11 +27,38 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-# Triton wants power-of-two blocks. A gradient kernel holds a [block, d] float32 accumulator, at block 64 and
-# d = 512 128 registers per thread of 8 warps, beside the tile; not yet tuned on a device
-# (benchmarks/gpu_b16.sh fused: blocks 32, 64, 128).
-DEFAULT_BLOCK = 64
+# Triton wants power-of-two blocks, and stages each program's [block, d] tiles of a and b in shared memory:
+# compiled for sm_90 by Triton 3.9 (benchmarks/triton_resources.py, no GPU needed) a kernel takes up to
+# 3 x block x d x operand bytes (d padded to a power of two), so at d = 512 in float32 block 64 asks for 384 KiB
+# where an H100 / H200 block gets 227 KiB and cannot launch. block 0 (the default) picks the largest block up to
+# MAX_BLOCK that fits the GPU's shared memory (an H100's when traced on a CPU); speed per block is not yet
+# measured on a device (benchmarks/gpu_b16.sh fused).
+MAX_BLOCK, MIN_BLOCK = 64, 16  # 16: the smallest matmul Triton's dot takes
+SHARED_MEMORY_FACTOR = 3
+# Shared memory one block may use, by compute capability (CUDA programming guide).
+SHARED_MEMORY_BYTES = {"10.0": 232_448, "9.0": 232_448, "8.0": 166_912, "8.7": 166_912}
+OTHER_GPU_SHARED_MEMORY_BYTES = 101_376  # sm_86 / sm_89 (consumer Ampere, Ada) and what is not listed
 TRITON = plgpu.CompilerParams(num_warps=8, num_stages=2)
+
+
+def shared_memory_limit() -> int:
+    """Bytes of shared memory a kernel's block may use on the GPU jax runs on (an H100's elsewhere)."""
+    device = jax.devices()[0]
+    if device.platform != "gpu":
+        return SHARED_MEMORY_BYTES["9.0"]
+    capability = str(getattr(device, "compute_capability", ""))
+    return SHARED_MEMORY_BYTES.get(capability, OTHER_GPU_SHARED_MEMORY_BYTES)
+
+
+def default_block(width: int, operand_bytes: int, limit: int | None = None) -> int:
+    """The largest power-of-two block <= MAX_BLOCK whose tiles of [block, width] operands (width padded to a
+    power of two) fit `limit` bytes of shared memory (default: this GPU's); MIN_BLOCK at least."""
+    limit = shared_memory_limit() if limit is None else limit
+    tile_bytes = SHARED_MEMORY_FACTOR * pl.next_power_of_2(width) * operand_bytes
+    block = MAX_BLOCK
+    while block > MIN_BLOCK and block * tile_bytes > limit:
+        block //= 2
+    return block
 
 
 def _acc(dtype):
