@@ -146,7 +146,7 @@ def _call(kernel, name, block, a, a_vectors, b, b_vectors, out_shape, scalars=()
 
     # Pallas has no CPU compiler: there the kernels are interpreted (exact, slow; for tests). Chosen when the
     # step is lowered, not when it is traced, so a CPU host can lower the Triton kernels for a GPU too
-    # (jax.export, ahead-of-time compilation; tests/test_fused_loss.py checks that they lower).
+    # (jax.export, ahead-of-time compilation; tests/test_triton_resources.py checks that they lower).
     return lax.platform_dependent(
         *operands, cpu=functools.partial(call, interpret=True), default=functools.partial(call, interpret=False)
     )
