@@ -5,14 +5,14 @@
     python benchmarks/contrastive_loss.py --budget_gib=16           # (c) + largest batch within 16 GiB
     python benchmarks/contrastive_loss.py --skip_memory_table --accuracy=4096 --implementations=dense,tiled \
         --matmul_dtypes=float32,bfloat16                            # (d) loss and gradients against float64
-    python benchmarks/contrastive_loss.py --skip_memory_table --implementations=tiled,fused@16,fused@32 \
+    python benchmarks/contrastive_loss.py --skip_memory_table --implementations=tiled,fused@32,fused@64 \
         --execute=65536                                             # (b) with the fused kernels' block sizes
 
 (a) and (c) only compile (XLA's memory analysis of the jitted value-and-grad); nothing runs.
 --matmul_dtypes (config.loss.matmul_dtype) multiplies (b) and (d) by the operand dtypes; float32 runs at
 jax's default matmul precision (TF32 on NVIDIA GPUs; --jax_default_matmul_precision=float32 for full fp32).
 On an accelerator (b) also reports the device's peak memory.
-`fused` (or `fused@<block>`; default: the largest block that fits the GPU's shared memory) runs the Pallas
+`fused` (or `fused@<block>`; default: fused.DEFAULT_BLOCK, 64) runs the Pallas
 kernels: on a GPU compiled by Triton, on the CPU interpreted (correct, not fast: time it on a GPU). `dense`,
 `tiled` and `fused` compile for one CPU device;
 `gathered`, `ring` and `ring_tiled` for --devices fake CPU devices with the batch sharded over them, and

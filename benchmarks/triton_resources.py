@@ -7,9 +7,10 @@ For each kind, operand dtype, embedding width and block, the loss's forward + ba
 (jax.export: Pallas lowers the kernels to Triton IR in Python), each kernel's Triton IR is compiled by OpenAI
 Triton for --arch (default sm_90: H100, H200) with the kernels' warps and stages, and the table gives its shared
 memory per block (against --shared_kib, an H100's 227 KiB by default: above it the kernel cannot launch), its
-registers per thread and its local (spilled) bytes, read from the cubin by cuobjdump. "default" marks the block
-that tile_size 0 picks (fused.default_block). jaxlib compiles the same IR with the Triton it bundles, whose
-allocation can differ a little from the pip package's.
+registers per thread and the bytes per thread it spills to local memory when registers run out (cuobjdump's
+STACK: the stack frame ptxas spills to; its LOCAL counts only declared local arrays, 0 here), read from the cubin
+by cuobjdump. "default" marks the block that tile_size 0 picks (fused.DEFAULT_BLOCK). jaxlib compiles the same IR
+with the Triton it bundles, whose allocation can differ a little from the pip package's.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def triton_kernels(module_text: str) -> dict[str, tuple[str, dict]]:
 
 
 def compile_for(triton_ir: str, options: dict, arch: int) -> tuple[int, str, str]:
-    """(shared memory bytes, registers, local bytes) of one kernel compiled by OpenAI Triton for sm_<arch>."""
+    """(shared memory bytes, registers, spilled bytes) a thread of one kernel compiled by OpenAI Triton for
+    sm_<arch> uses; spills are the stack frame (cuobjdump's STACK)."""
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -101,8 +103,8 @@ def compile_for(triton_ir: str, options: dict, arch: int) -> tuple[int, str, str
         cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
         usage = subprocess.run([cuobjdump, "-res-usage", cubin], capture_output=True, text=True, check=True).stdout
     registers = re.search(r"REG:(\d+)", usage)
-    local = re.search(r"LOCAL:(\d+)", usage)
-    return kernel.metadata.shared, registers.group(1) if registers else "?", local.group(1) if local else "?"
+    spilled = re.search(r"STACK:(\d+)", usage)
+    return kernel.metadata.shared, registers.group(1) if registers else "?", spilled.group(1) if spilled else "?"
 
 
 def main() -> None:
@@ -119,22 +121,19 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="triton")
     limit = args.shared_kib * 1024
     print(f"sm_{args.arch}, {args.shared_kib} KiB of shared memory per block; jax {jax.__version__}\n")
-    print("| kernel | operands | width | block | shared memory | fits | registers | local bytes |")
+    print("| kernel | operands | width | block | shared memory | fits | registers | spilled bytes |")
     print("|---|---|---|---|---|---|---|---|")
     grid = itertools.product(
         args.kinds.split(","), args.matmul_dtypes.split(","), map(int, args.widths.split(",")),
         map(int, args.blocks.split(",")),
     )  # fmt: skip
     for kind, dtype, width, block in grid:
-        default = fused.default_block(width, jnp.dtype(dtype).itemsize, limit)
         for name, (triton_ir, options) in triton_kernels(cuda_module(kind, dtype, width, block, args.batch)).items():
-            shared, registers, local = compile_for(triton_ir, options, args.arch)
+            shared, registers, spilled = compile_for(triton_ir, options, args.arch)
             fits = "yes" if shared <= limit else "**no**"
-            label = f"{block} (default)" if block == default else str(block)
-            print(
-                f"| {name} | {dtype} | {width} | {label} | {shared / 1024:.0f} KiB | {fits} | {registers} | {local} |",
-                flush=True,
-            )
+            label = f"{block} (default)" if block == fused.DEFAULT_BLOCK else str(block)
+            size = f"{shared / 1024:.0f} KiB"
+            print(f"| {name} | {dtype} | {width} | {label} | {size} | {fits} | {registers} | {spilled} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ DESCRIPTIONS = {
     "unrolled, so checkpoints and seeds are unchanged): XLA compiles one block, not `depth` (L/14: 75 s, not 127); "
     "dropout draws other masks. Two-tower models only (models/layer_scan.py).",
     "model.attention": "Attention kernel of the transformer towers: `dense` (Flax's einsum softmax), `xla` "
-    "(`jax.nn.dot_product_attention`'s portable path) or `cudnn` (its fused flash attention: NVIDIA GPUs, bfloat16).",
+    "(`jax.nn.dot_product_attention`'s portable path), `cudnn` (its fused flash attention: NVIDIA GPUs, bfloat16) "
+    "or `pallas` (JAX's Pallas flash attention: NVIDIA GPUs, any float dtype; interpreted, slowly, on a CPU).",
     "model.layer_norm_dtype": "Output dtype of the towers' LayerNorms, which also sets the ViT's residual stream "
     "(`float32` or `bfloat16`; statistics are float32 either way).",
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
@@ -106,7 +107,7 @@ DESCRIPTIONS = {
     ),
     "loss.tile_size": (
         "Tile side of the tiled implementations; 0 = the backend's (512 CPU, 4,096 GPU/TPU; `fused`: a power of "
-        "two, 0 = the largest up to 64 whose tiles fit the GPU's shared memory)."
+        "two, 0 = 64)."
     ),
     "loss.matmul_dtype": "Operand dtype of the in-batch logits' matmuls: float32, or bfloat16 (bf16 rate; fp32 sums).",
     "optimizer.learning_rate": "Peak learning rate of AdamW.",

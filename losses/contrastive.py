@@ -348,9 +348,7 @@ def contrastive_loss(
     losses.sigmoid.sigmoid_contrastive_loss (accuracies over in-batch ids and extra candidates).
     """
     check_loss_options(kind, implementation, tile_size, matmul_dtype)
-    operand = jnp.bfloat16 if matmul_dtype == "bfloat16" else jnp.result_type(image_embedding, text_embedding)
-    width, operand_bytes = image_embedding.shape[-1], jnp.dtype(operand).itemsize
-    tile_size = resolve_tile_size(tile_size, implementation=implementation, width=width, operand_bytes=operand_bytes)
+    tile_size = resolve_tile_size(tile_size, implementation=implementation)
     text = text_embedding[:, None] if text_embedding.ndim == 2 else text_embedding
     if image_embedding.ndim != 2 or text.ndim != 3 or text.shape[::2] != image_embedding.shape:
         raise ValueError(

@@ -4,8 +4,9 @@ losses/tiled.py computes the same per-anchor statistics with jnp ops on [tile, t
 goes to device memory between the matmul and the max / exp / sum passes; at large batch that traffic, not
 the matmuls, bounds it. Here one kernel per pass does the matmul and the reductions on a [block, block]
 tile in registers (Triton on GPU), in the flash-attention pattern: the grid runs over row blocks, each
-program loops over column blocks. On the CPU the same kernels run in Pallas' interpret mode (slow,
-exact: for tests). TPU would need a (row, column) grid with VMEM scratch: not written yet.
+program loops over column blocks, and each tile's matmul loops over the features in chunks. On the CPU
+the same kernels run in Pallas' interpret mode (slow, exact: for tests). TPU would need a (row, column)
+grid with VMEM scratch: not written yet.
 
 Scope: positives by equal `index` (one-to-one pairs, several texts per image, positive groups) and a
 `valid` mask, softmax (both directions) and sigmoid. Group / domain false negatives, margins, extra
@@ -27,38 +28,17 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-# Triton wants power-of-two blocks, and stages each program's [block, d] tiles of a and b in shared memory:
-# compiled for sm_90 by Triton 3.9 (benchmarks/triton_resources.py, no GPU needed) a kernel takes up to
-# 3 x block x d x operand bytes (d padded to a power of two), so at d = 512 in float32 block 64 asks for 384 KiB
-# where an H100 / H200 block gets 227 KiB and cannot launch. block 0 (the default) picks the largest block up to
-# MAX_BLOCK that fits the GPU's shared memory (an H100's when traced on a CPU); speed per block is not yet
-# measured on a device (benchmarks/gpu_b16.sh fused).
-MAX_BLOCK, MIN_BLOCK = 64, 16  # 16: the smallest matmul Triton's dot takes
-SHARED_MEMORY_FACTOR = 3
-# Shared memory one block may use, by compute capability (CUDA programming guide).
-SHARED_MEMORY_BYTES = {"10.0": 232_448, "9.0": 232_448, "8.0": 166_912, "8.7": 166_912}
-OTHER_GPU_SHARED_MEMORY_BYTES = 101_376  # sm_86 / sm_89 (consumer Ampere, Ada) and what is not listed
+# The kernels' shape on a GPU, chosen by compiling their Triton IR for sm_90 (H100 / H200) on a CPU host with OpenAI
+# Triton (benchmarks/triton_resources.py; speed not yet measured on a device). Each matmul steps over the features
+# CHUNK at a time (the GEMM pattern: _logits), so a program stages only [block, CHUNK] slices in shared memory
+# (32 KiB at block 64 in float32, whatever d) and d needs padding to a multiple of CHUNK only. What bounds the block
+# is the gradient kernels' [block, d] float32 accumulator in registers: at block 64 and 8 warps it takes 128
+# registers a thread at d = 512, and the kernels compile without spilling up to d = 512 (d = 768: 80-264 bytes
+# a thread). Block 128 spills in every gradient kernel, block 32 more than 64 (Hopper's warpgroup matmuls take
+# 64 rows); 16 warps cap a thread at 128 registers and spill too (BENCHMARKS.md "What the kernels ask of a GPU").
+DEFAULT_BLOCK = 64  # tile_size 0
+CHUNK = 32  # features per matmul step
 TRITON = plgpu.CompilerParams(num_warps=8, num_stages=2)
-
-
-def shared_memory_limit() -> int:
-    """Bytes of shared memory a kernel's block may use on the GPU jax runs on (an H100's elsewhere)."""
-    device = jax.devices()[0]
-    if device.platform != "gpu":
-        return SHARED_MEMORY_BYTES["9.0"]
-    capability = str(getattr(device, "compute_capability", ""))
-    return SHARED_MEMORY_BYTES.get(capability, OTHER_GPU_SHARED_MEMORY_BYTES)
-
-
-def default_block(width: int, operand_bytes: int, limit: int | None = None) -> int:
-    """The largest power-of-two block <= MAX_BLOCK whose tiles of [block, width] operands (width padded to a
-    power of two) fit `limit` bytes of shared memory (default: this GPU's); MIN_BLOCK at least."""
-    limit = shared_memory_limit() if limit is None else limit
-    tile_bytes = SHARED_MEMORY_FACTOR * pl.next_power_of_2(width) * operand_bytes
-    block = MAX_BLOCK
-    while block > MIN_BLOCK and block * tile_bytes > limit:
-        block //= 2
-    return block
 
 
 def _acc(dtype):
@@ -98,15 +78,49 @@ def _sigmoid(t):
     return jnp.where(t >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _tile(a, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block):
-    """(logits, positive, keep) of rows `a` against columns [start, start + block) of b."""
+def _logits(a_ref, b_ref, cols):
+    """a_ref's rows @ b_ref[cols]^T [rows, block], accumulated over the features `CHUNK` at a time (the GEMM
+    pattern): only [block, CHUNK] slices of the operands are on chip at once, so the block need not shrink as d
+    grows, and Triton pipelines the loads of the next slice behind the current matmul."""
+
+    def step(k, logits):
+        features = pl.ds(pl.multiple_of(k * CHUNK, CHUNK), CHUNK)
+        return logits + _dot_t(a_ref[:, features], b_ref[cols, features])
+
+    zeros = jnp.zeros((a_ref.shape[0], cols.size), _acc(a_ref.dtype))
+    return lax.fori_loop(0, a_ref.shape[1] // CHUNK, step, zeros)
+
+
+def _tile(a_ref, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block):
+    """(logits, positive, keep) of a_ref's rows against columns [start, start + block) of b."""
     cols = pl.ds(start, block)
-    logits = _dot_t(a, b_ref[cols, :])
+    logits = _logits(a_ref, b_ref, cols)
     keep = b_valid_ref[cols][None, :] != 0
     if a_valid is not None:
         keep = keep & (a_valid[:, None] != 0)
     positive = keep & (a_index[:, None] == b_index_ref[cols][None, :])
     return logits, positive, keep
+
+
+def _feature_chunks(d):
+    """Static slices of the features, CHUNK wide: the gradient's [rows, d] accumulator is kept as one register
+    tile per slice, each fed by a [block, CHUNK] slice of b."""
+    return [pl.ds(start, CHUNK) for start in range(0, d, CHUNK)]
+
+
+def _add_products(grads, dlogits, b_ref, cols):
+    """grads[c] + dlogits @ b[cols, chunk c] for each feature chunk c."""
+    chunks = _feature_chunks(b_ref.shape[1])
+    return tuple(g + _dot(dlogits.astype(b_ref.dtype), b_ref[cols, f]) for g, f in zip(grads, chunks, strict=True))
+
+
+def _zero_grads(rows, d, dtype):
+    return tuple(jnp.zeros((rows, f.size), dtype) for f in _feature_chunks(d))
+
+
+def _store_grads(ref, grads):
+    for g, f in zip(grads, _feature_chunks(ref.shape[1]), strict=True):
+        ref[:, f] = g
 
 
 def _row_specs(block, n_b, d):
@@ -163,13 +177,12 @@ def _softmax_stats(block, a, a_index, b, b_index, b_valid):
     lowest = jnp.finfo(acc).min
 
     def kernel(a_ref, a_index_ref, b_ref, b_index_ref, b_valid_ref, term_ref, lse_ref, count_ref, arg_ref):
-        a, a_index = a_ref[...], a_index_ref[...]
-        rows = a.shape[0]
+        a_index, rows = a_index_ref[...], a_ref.shape[0]
 
         def body(j, carry):
             top, total, arg, pos, count = carry
             start = j * block
-            logits, positive, keep = _tile(a, b_ref, a_index, b_index_ref, b_valid_ref, None, start, block)
+            logits, positive, keep = _tile(a_ref, b_ref, a_index, b_index_ref, b_valid_ref, None, start, block)
             masked = jnp.where(keep, logits, lowest)
             block_top = jnp.max(masked, 1)
             position = start + jnp.arange(block, dtype=jnp.int32)[None, :]
@@ -208,38 +221,38 @@ def _softmax_grad(block, with_scale, a, a_side, b, b_side):
     (n_rows, d), acc = a.shape, _acc(a.dtype)
 
     def kernel(a_ref, ai_ref, av_ref, al_ref, ac_ref, ag_ref, b_ref, bi_ref, bv_ref, bl_ref, bc_ref, bg_ref, *out):
-        a, a_valid = a_ref[...], av_ref[...]
+        a_valid = av_ref[...]
         a_lse, a_w, a_g = al_ref[...], 1.0 / jnp.maximum(ac_ref[...], 1.0), ag_ref[...]
 
         def body(j, carry):
             grad, scale_part = carry
             cols = pl.ds(j * block, block)
-            logits, positive, keep = _tile(a, b_ref, ai_ref[...], bi_ref, bv_ref, a_valid, j * block, block)
+            logits, positive, keep = _tile(a_ref, b_ref, ai_ref[...], bi_ref, bv_ref, a_valid, j * block, block)
             b_lse, b_w, b_g = bl_ref[cols], 1.0 / jnp.maximum(bc_ref[cols], 1.0), bg_ref[cols]
             shift_a = jnp.where(keep, logits - a_lse[:, None], 0.0)
             shift_b = jnp.where(keep, logits - b_lse[None, :], 0.0)
             part_a = a_g[:, None] * (jnp.where(keep, jnp.exp(shift_a), 0.0) - jnp.where(positive, a_w[:, None], 0.0))
             part_b = b_g[None, :] * (jnp.where(keep, jnp.exp(shift_b), 0.0) - jnp.where(positive, b_w[None, :], 0.0))
-            b_cols = b_ref[cols, :]
-            grad = grad + _dot((part_a + part_b).astype(b_cols.dtype), b_cols)
+            grad = _add_products(grad, part_a + part_b, b_ref, cols)
             if with_scale:
                 scale_part = scale_part + jnp.sum(part_a * shift_a + part_b * shift_b, 1)
             return grad, scale_part
 
-        init = (jnp.zeros((a.shape[0], d), acc), jnp.zeros((a.shape[0],), acc))
-        out[0][...], out[1][...] = lax.fori_loop(0, b_ref.shape[0] // block, body, init)
+        init = (_zero_grads(a_ref.shape[0], d, acc), jnp.zeros((a_ref.shape[0],), acc))
+        grad, out[1][...] = lax.fori_loop(0, b_ref.shape[0] // block, body, init)
+        _store_grads(out[0], grad)
 
     out_shape = [jax.ShapeDtypeStruct((n_rows, d), acc), _vector(n_rows, acc)]
     return _call(kernel, "contrastive_softmax_grad", block, a, a_side, b, b_side, out_shape)
 
 
 def _operands(x, y, logit_scale, matmul_dtype):
-    """(s x, y) in the matmul dtype, features zero-padded to a power of two (Triton's blocks need it)."""
+    """(s x, y) in the matmul dtype, features zero-padded to a multiple of CHUNK (the kernels' matmul step)."""
     dtype = jnp.result_type(x.dtype, y.dtype, logit_scale.dtype, jnp.float32)
     a, b = jnp.exp(logit_scale).astype(dtype) * x.astype(dtype), y.astype(dtype)
     if matmul_dtype is not None:
         a, b = a.astype(matmul_dtype), b.astype(matmul_dtype)
-    pad = pl.next_power_of_2(x.shape[1]) - x.shape[1]
+    pad = -x.shape[1] % CHUNK
     if pad:
         a, b = jnp.pad(a, ((0, 0), (0, pad))), jnp.pad(b, ((0, 0), (0, pad)))
     return a, b
@@ -290,9 +303,9 @@ def _softmax_backward(block, matmul_dtype, residuals, cotangents):
 softmax_terms.defvjp(_softmax_forward, _softmax_backward)
 
 
-def _sigmoid_tile(a, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block, bias):
+def _sigmoid_tile(a_ref, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block, bias):
     """(logits without the bias, labels z = +1 / -1, keep) of a tile."""
-    logits, positive, keep = _tile(a, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block)
+    logits, positive, keep = _tile(a_ref, b_ref, a_index, b_index_ref, b_valid_ref, a_valid, start, block)
     return logits, jnp.where(positive, 1.0, -1.0).astype(logits.dtype), keep
 
 
@@ -300,13 +313,13 @@ def _sigmoid_loss(block, a, a_side, b, b_side, bias):
     """Per row: sum over kept columns of softplus(-z (logit + bias)) = -log sigmoid(z (logit + bias)), [R]."""
 
     def kernel(a_ref, ai_ref, av_ref, b_ref, bi_ref, bv_ref, bias_ref, loss_ref):
-        a, a_index, a_valid, bias = a_ref[...], ai_ref[...], av_ref[...], bias_ref[...]
+        a_index, a_valid, bias = ai_ref[...], av_ref[...], bias_ref[...]
 
         def body(j, loss):
-            logits, sign, keep = _sigmoid_tile(a, b_ref, a_index, bi_ref, bv_ref, a_valid, j * block, block, bias)
+            logits, sign, keep = _sigmoid_tile(a_ref, b_ref, a_index, bi_ref, bv_ref, a_valid, j * block, block, bias)
             return loss + jnp.sum(jnp.where(keep, _softplus(-sign * (logits + bias[None, :])), 0.0), 1)
 
-        loss_ref[...] = lax.fori_loop(0, b_ref.shape[0] // block, body, jnp.zeros((a.shape[0],), _acc(a.dtype)))
+        loss_ref[...] = lax.fori_loop(0, b_ref.shape[0] // block, body, jnp.zeros((a_ref.shape[0],), _acc(a.dtype)))
 
     out_shape = [_vector(a.shape[0], _acc(a.dtype))]
     return _call(kernel, "contrastive_sigmoid_loss", block, a, a_side, b, b_side, out_shape, (bias,))[0]
@@ -321,21 +334,21 @@ def _sigmoid_grad(block, cotangent_on_rows, a, a_side, b, b_side, bias):
     (n_rows, d), acc = a.shape, _acc(a.dtype)
 
     def kernel(a_ref, ai_ref, av_ref, ag_ref, b_ref, bi_ref, bv_ref, bg_ref, bias_ref, *out):
-        a, a_index, a_valid, bias = a_ref[...], ai_ref[...], av_ref[...], bias_ref[...]
+        a_index, a_valid, bias = ai_ref[...], av_ref[...], bias_ref[...]
 
         def body(j, carry):
             grad, scale_part, bias_part = carry
             cols = pl.ds(j * block, block)
-            logits, sign, keep = _sigmoid_tile(a, b_ref, a_index, bi_ref, bv_ref, a_valid, j * block, block, bias)
+            logits, sign, keep = _sigmoid_tile(a_ref, b_ref, a_index, bi_ref, bv_ref, a_valid, j * block, block, bias)
             g = ag_ref[...][:, None] if cotangent_on_rows else bg_ref[cols][None, :]
             dlogits = jnp.where(keep, -sign * _sigmoid(-sign * (logits + bias[None, :])) * g, 0.0)
-            b_cols = b_ref[cols, :]
-            grad = grad + _dot(dlogits.astype(b_cols.dtype), b_cols)
+            grad = _add_products(grad, dlogits, b_ref, cols)
             return grad, scale_part + jnp.sum(dlogits * logits, 1), bias_part + jnp.sum(dlogits, 1)
 
-        zeros = jnp.zeros((a.shape[0],), acc)
-        init = (jnp.zeros((a.shape[0], d), acc), zeros, zeros)
-        out[0][...], out[1][...], out[2][...] = lax.fori_loop(0, b_ref.shape[0] // block, body, init)
+        zeros = jnp.zeros((a_ref.shape[0],), acc)
+        init = (_zero_grads(a_ref.shape[0], d, acc), zeros, zeros)
+        grad, out[1][...], out[2][...] = lax.fori_loop(0, b_ref.shape[0] // block, body, init)
+        _store_grads(out[0], grad)
 
     out_shape = [jax.ShapeDtypeStruct((n_rows, d), acc), _vector(n_rows, acc), _vector(n_rows, acc)]
     return _call(kernel, "contrastive_sigmoid_grad", block, a, a_side, b, b_side, out_shape, (bias,))

@@ -35,16 +35,14 @@ MATMUL_DTYPES = ("float32", "bfloat16")
 LOW_PRECISION_IMPLEMENTATIONS = ("dense", "ring", "tiled", "ring_tiled", FUSED)
 
 
-def resolve_tile_size(
-    tile_size: int, platform: str | None = None, implementation: str = "tiled", width: int = 0, operand_bytes: int = 4
-) -> int:
-    """tile_size itself if positive; for 0, the fused kernels' block for `width`-wide operands of `operand_bytes`
-    (fused.default_block) or the edge of TILE_SIZE_BY_PLATFORM for `platform` (default: the backend jax compiles
-    for now, so call it while tracing the loss, never in validation)."""
+def resolve_tile_size(tile_size: int, platform: str | None = None, implementation: str = "tiled") -> int:
+    """tile_size itself if positive; for 0, the fused kernels' block (fused.DEFAULT_BLOCK) or the edge of
+    TILE_SIZE_BY_PLATFORM for `platform` (default: the backend jax compiles for now, so call it while tracing the
+    loss, never in validation)."""
     if tile_size:
         return tile_size
     if implementation == FUSED:
-        return fused.default_block(width, operand_bytes)
+        return fused.DEFAULT_BLOCK
     platform = platform or jax.default_backend()
     return TILE_SIZE_BY_PLATFORM.get("gpu" if platform in ("cuda", "rocm") else platform, TILE_SIZE_BY_PLATFORM["cpu"])
 

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.flash_attention import pallas_flash_attention
 from models.layer_scan import apply_blocks
 
 
@@ -39,10 +40,11 @@ class MlpBlock(nn.Module):
 
 
 # Attention kernels by config name (config.model.attention). `dense` is Flax's einsum-softmax-einsum
-# with a materialised [B, heads, N, N] mask; the other two go through jax.nn.dot_product_attention,
+# with a materialised [B, heads, N, N] mask; `xla` and `cudnn` go through jax.nn.dot_product_attention,
 # which takes causality as a flag: `xla` is its portable XLA path (the same math, any backend), `cudnn`
-# cuDNN's fused flash attention (NVIDIA GPUs, bf16/fp16, no attention dropout).
-ATTENTION = ("dense", "xla", "cudnn")
+# cuDNN's fused flash attention (NVIDIA GPUs, bf16/fp16, no attention dropout). `pallas` is JAX's Pallas
+# flash attention (Triton on NVIDIA GPUs, any float dtype, interpreted on the CPU; models/flash_attention.py).
+ATTENTION = ("dense", "xla", "cudnn", "pallas")
 
 # cuDNN's training kernels refused ViT-B/16's 197 tokens on one H200 with JAX 0.11.2 ("Unsupported sequence
 # length Q 197, KV 197", 2026-12-04) although no mask or bias was passed; JAX raises that for odd lengths. So
@@ -61,10 +63,13 @@ def fused_attention(
     causal: bool,
     length_multiple: int | None = None,
 ) -> jax.Array:
-    """q, k, v [B, N, heads, head_dim] -> [B, N, heads, head_dim] via jax.nn.dot_product_attention.
+    """q, k, v [B, N, heads, head_dim] -> [B, N, heads, head_dim] via jax.nn.dot_product_attention (`pallas`:
+    models/flash_attention.py).
 
     `length_multiple` (default CUDNN_LENGTH_MULTIPLE for `cudnn`, 1 otherwise): N is zero-padded up to a
     multiple of it and the padded keys are masked by length, so the output is the unpadded attention's."""
+    if implementation == "pallas":
+        return pallas_flash_attention(query, key, value, causal=causal)
     if length_multiple is None:
         length_multiple = CUDNN_LENGTH_MULTIPLE if implementation == "cudnn" else 1
     batch, length = query.shape[:2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -52,14 +53,52 @@ def test_padding_to_a_length_multiple_leaves_values_and_gradients_unchanged(caus
     padded = fused_attention(q, k, v, implementation="xla", causal=causal, length_multiple=multiple)
     assert padded.shape == q.shape
     np.testing.assert_allclose(padded, _numpy_attention(q, k, v, causal), atol=1e-5)
+    kernel = functools.partial(fused_attention, implementation="xla", causal=causal, length_multiple=multiple)
+    _assert_gradients_match_jnp(kernel, q, k, v, causal, rng)
+
+
+def _assert_gradients_match_jnp(kernel, q, k, v, causal, rng):
+    """d <kernel(q, k, v), c> / d (q, k, v) equal the textbook attention's, for a random cotangent c."""
     cotangent = jnp.asarray(rng.normal(size=q.shape), jnp.float32)
 
     def grads(attention):
         return jax.grad(lambda *qkv: jnp.sum(attention(*qkv) * cotangent), argnums=(0, 1, 2))(q, k, v)
 
-    kernel = functools.partial(fused_attention, implementation="xla", causal=causal, length_multiple=multiple)
     for got, want in zip(grads(kernel), grads(functools.partial(_jnp_attention, causal=causal)), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_pallas_flash_attention_matches_numpy_and_its_gradients_at_an_odd_length(causal):
+    """7 tokens padded to the kernel's 64-row blocks, the padding masked by segment ids (interpreted on the CPU)."""
+    rng = np.random.default_rng(3)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 7, 3, 8)), jnp.float32) for _ in range(3))
+    out = fused_attention(q, k, v, implementation="pallas", causal=causal)
+    assert out.shape == q.shape
+    np.testing.assert_allclose(out, _numpy_attention(q, k, v, causal), atol=1e-5)
+    _assert_gradients_match_jnp(functools.partial(fused_attention, implementation="pallas", causal=causal), q, k, v,
+                                causal, rng)  # fmt: skip
+
+
+def test_pallas_attention_lowers_to_triton_for_a_gpu_from_this_host():
+    """ViT-B/16's 197 tokens, bf16: forward and backward as Triton calls on 256 padded tokens with segment ids; the CPU
+    lowering of the same step interprets them. Compiled by OpenAI Triton for sm_90 (not installed in CI), the
+    kernels use 127-139 registers and spill nothing (BENCHMARKS.md)."""
+
+    def loss(q, k, v):
+        return jnp.sum(fused_attention(q, k, v, implementation="pallas", causal=False).astype(jnp.float32))
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    args = [jax.ShapeDtypeStruct((2, 197, 12, 64), jnp.bfloat16)] * 3
+    checks = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+    cuda = jax.export.export(step, platforms=["cuda"], disabled_checks=checks)(*args).mlir_module()
+    calls = [line for line in cuda.splitlines() if "stablehlo.custom_call @__gpu$xla.gpu.triton" in line]
+    names = sorted(re.search(r'name = "(\w+)", num_stages', line).group(1) for line in calls)
+    assert names == ["mha_backward", "mha_forward", "mha_preprocess_backward"]
+    forward = next(line for line in calls if '"mha_forward"' in line).split("} : (")[-1]
+    assert forward.startswith("tensor<2x256x12x64xbf16>, tensor<2x256x12x64xbf16>, tensor<2x256x12x64xbf16>, "
+                              "tensor<2x256xi32>)")  # fmt: skip
+    assert "xla.gpu.triton" not in step.trace(*args).lower().as_text()
 
 
 def test_cudnn_kernel_is_given_a_padded_sequence_and_the_true_length(monkeypatch):
@@ -92,17 +131,18 @@ def _embeddings(config, params=None):
     return params, out
 
 
-def test_xla_attention_gives_the_dense_towers_outputs_with_the_same_params():
+@pytest.mark.parametrize("kernel", ["xla", "pallas"])
+def test_fused_attention_gives_the_dense_towers_outputs_with_the_same_params(kernel):
     params, dense = _embeddings(tiny_config())
-    fused_params, _ = _embeddings(tiny_config(**{"model.attention": "xla"}))
+    fused_params, _ = _embeddings(tiny_config(**{"model.attention": kernel}))
     # Same parameter tree: checkpoints move between kernels.
     assert jax.tree.structure(params) == jax.tree.structure(fused_params)
-    _, fused = _embeddings(tiny_config(**{"model.attention": "xla"}), params)
+    _, fused = _embeddings(tiny_config(**{"model.attention": kernel}), params)
     for key in ("image_embedding", "text_embedding", "image_tokens"):
         np.testing.assert_allclose(fused[key], dense[key], atol=2e-5)
     # And the same gradients (the train step differentiates through the kernel), to float32 rounding: the two
     # kernels sum in different orders.
-    grads = [_similarity_grads(tiny_config(**{"model.attention": kernel}), params) for kernel in ("dense", "xla")]
+    grads = [_similarity_grads(tiny_config(**{"model.attention": k}), params) for k in ("dense", kernel)]
     jax.tree.map(lambda d, x: np.testing.assert_allclose(x, d, rtol=1e-6, atol=1e-5), *grads)
 
 
@@ -117,9 +157,10 @@ def _similarity_grads(config, params):
     return jax.grad(similarity)(params)
 
 
-def test_text_tower_stays_causal_with_the_fused_kernel():
+@pytest.mark.parametrize("kernel", ["xla", "pallas"])
+def test_text_tower_stays_causal_with_the_fused_kernel(kernel):
     """Changing the last token must leave every earlier position of the text tower unchanged."""
-    config = tiny_config(**{"model.attention": "xla"})
+    config = tiny_config(**{"model.attention": kernel})
     model = build_model(config, VOCAB)
     tokens = batch(config, size=2)["text"]
     changed = tokens.copy()
@@ -159,10 +200,11 @@ def test_cudnn_attention_off_a_gpu_says_what_to_set():
         build_model(config, VOCAB)
 
 
-@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN flash attention needs an NVIDIA GPU")
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN's and Triton's flash attention need an NVIDIA GPU")
+@pytest.mark.parametrize("kernel", ["cudnn", "pallas"])
 @pytest.mark.parametrize(("length", "causal"), [(197, False), (77, True)])  # ViT-B/16's tokens, CLIP's captions
-def test_cudnn_attention_matches_numpy_on_a_gpu(length, causal):
+def test_flash_attention_matches_numpy_on_a_gpu(length, causal, kernel):
     rng = np.random.default_rng(0)
     q, k, v = (rng.normal(size=(4, length, 12, 64)).astype(np.float32) for _ in range(3))
-    out = fused_attention(*(jnp.asarray(x, jnp.bfloat16) for x in (q, k, v)), implementation="cudnn", causal=causal)
+    out = fused_attention(*(jnp.asarray(x, jnp.bfloat16) for x in (q, k, v)), implementation=kernel, causal=causal)
     np.testing.assert_allclose(np.asarray(out, np.float32), _numpy_attention(q, k, v, causal), atol=3e-2)

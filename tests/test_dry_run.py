@@ -46,11 +46,13 @@ def test_b16_state_per_device_matches_a_count_by_hand():
     assert report["other_state_gib"] * GIB == 4 + 8  # step (int32) and the rng key (2 x uint32)
 
 
-def test_a_cudnn_attention_config_is_planned_with_xla_attention(capsys):
-    """cuDNN's kernel cannot lower on the fake CPU devices; the plan swaps in XLA's and says so."""
-    config = _b16_on_8_devices(**{"model.attention": "cudnn", "model.dtype": "bfloat16"})
+@pytest.mark.parametrize("kernel", ["cudnn", "pallas"])
+def test_a_flash_attention_config_is_planned_with_xla_attention(capsys, kernel):
+    """cuDNN's kernel cannot lower on the fake CPU devices, Pallas' would be its interpreter; the plan swaps in
+    XLA's and says so."""
+    config = _b16_on_8_devices(**{"model.attention": kernel, "model.dtype": "bfloat16"})
     p = plan(config)
-    assert p.model.attention == "xla" and config.model.attention == "cudnn"  # the caller's config is untouched
+    assert p.model.attention == "xla" and config.model.attention == kernel  # the caller's config is untouched
     assert "compiled with 'xla'" in capsys.readouterr().out
 
 

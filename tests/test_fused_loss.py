@@ -34,11 +34,12 @@ def _pairs(rng, batch, dim, noise=0.7):
     return image, unit_rows(image + noise * rng.normal(size=image.shape))
 
 
-@pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
-def test_fused_loss_and_gradients_are_the_float64_references(kind):
-    # 37 rows of which 33 valid, block 16: three row blocks, the last one mostly padding.
+@pytest.mark.parametrize("kind, width", [("softmax", 24), ("sigmoid", 24), ("softmax", 70), ("sigmoid", 70)])
+def test_fused_loss_and_gradients_are_the_float64_references(kind, width):
+    # 37 rows of which 33 valid, block 16: three row blocks, the last one mostly padding. Width 70: three chunks
+    # of the features (fused.CHUNK), the last one mostly padding.
     rng = np.random.default_rng(0)
-    image, text = _pairs(rng, 37, 24)
+    image, text = _pairs(rng, 37, width)
     valid = np.arange(37) < 33
     logit_scale, logit_bias = np.log(30.0), -4.0
     ref = reference(kind, image, text, logit_scale, logit_bias, valid)

@@ -50,6 +50,11 @@ def test_fused_kernels_lower_to_triton_for_a_gpu_from_this_host(kind, matmul_dty
     assert "xla.gpu.triton" not in cpu
 
 
+def _tile_shapes(triton_ir: str) -> set[str]:
+    """The 2-d tensor shapes ("16x32", ...) a kernel's Triton IR computes on."""
+    return set(re.findall(r"tensor<(\d+x\d+)x", triton_ir))
+
+
 def test_each_kernel_comes_out_as_triton_ir_with_its_launch_options():
     kernels = triton_resources.triton_kernels(triton_resources.cuda_module("sigmoid", "bfloat16", 48, 16, 64))
     assert set(kernels) == {"contrastive_sigmoid_loss", "contrastive_sigmoid_grad"}
@@ -57,36 +62,31 @@ def test_each_kernel_comes_out_as_triton_ir_with_its_launch_options():
         assert f"tt.func public @{name}" in triton_ir
         assert "tt.dot" in triton_ir  # the logits tile is a matmul in the kernel
         assert "bf16" in triton_ir  # bfloat16 operands reach the kernel as such
-        assert "64x" in triton_ir  # the width, padded from 48 to a power of two
         assert options == {"num_warps": 8, "num_stages": 2}
+    # The GEMM pattern: width 48, padded to 64, is read 32 features at a time, never whole; the logits tile is
+    # [16, 16] and the gradient's accumulator one [16, 32] tile per chunk.
+    grad_ir = kernels["contrastive_sigmoid_grad"][0]
+    assert {"16x32", "32x16", "16x16"} <= _tile_shapes(grad_ir)
+    assert not {shape for shape in _tile_shapes(grad_ir) if "64" in shape.split("x")}
+    dots = re.findall(r"tensor<(\d+x\d+)xbf16> \* tensor<(\d+x\d+)xbf16> -> tensor<(\d+x\d+)xf32>", grad_ir)
+    assert set(dots) == {("16x32", "32x16", "16x16"), ("16x16", "16x32", "16x32")}
+    # Two chunks: two logits steps in a loop (one dot in the IR) and one gradient product per chunk.
+    assert len(dots) == 3
 
 
-H100_SHARED_MEMORY = 232_448  # bytes per block on sm_90 (227 KiB)
+def test_the_width_is_padded_to_a_multiple_of_the_chunk_not_a_power_of_two():
+    """d = 768 reaches the kernels as 768 (24 chunks of 32); padding it to 1,024 would be a third more work."""
+    cuda = triton_resources.cuda_module("softmax", "float32", 768, 64, 256)
+    calls = [line for line in cuda.splitlines() if "stablehlo.custom_call @__gpu$xla.gpu.triton" in line]
+    assert len(calls) == 4
+    for call in calls:  # the operands: a [256, 768], its vectors, b [256, 768], b's vectors
+        assert call.split("} : (")[-1].split(") ->")[0].count("tensor<256x768xf32>") == 2
 
 
-@pytest.mark.parametrize(
-    "width, operand_bytes, limit, block",
-    [
-        # 3 x block x width x bytes must fit: 3 * 32 * 512 * 4 = 192 KiB fits 227 KiB, block 64 (384 KiB) does not.
-        (512, 4, H100_SHARED_MEMORY, 32),
-        (512, 2, H100_SHARED_MEMORY, 64),  # bf16: 3 * 64 * 512 * 2 = 192 KiB
-        (768, 4, H100_SHARED_MEMORY, 16),  # padded to 1,024: 3 * 16 * 1024 * 4 = 192 KiB
-        (768, 2, H100_SHARED_MEMORY, 32),
-        (256, 4, H100_SHARED_MEMORY, 64),  # never above 64
-        (512, 4, 166_912, 16),  # an A100's 163 KiB: 3 * 32 * 512 * 4 = 192 KiB does not fit
-        (4096, 4, 101_376, 16),  # nothing fits: the smallest block Triton's dot takes, and its launch error
-    ],
-)
-def test_the_default_block_is_the_largest_whose_tiles_fit_shared_memory(width, operand_bytes, limit, block):
-    assert fused.default_block(width, operand_bytes, limit) == block
-
-
-DEFAULT_BLOCKS = [("float32", 512, 32), ("bfloat16", 512, 64), ("float32", 24, 64)]  # on an H100
-
-
-@pytest.mark.parametrize("matmul_dtype, width, block", DEFAULT_BLOCKS)
-def test_tile_size_0_lowers_the_kernels_with_the_default_block(matmul_dtype, width, block):
-    """Lowered for a GPU from this host, tile_size 0 launches a program per default block of rows (an H100's
-    shared memory: this host has no GPU)."""
+@pytest.mark.parametrize("matmul_dtype, width", [("float32", 512), ("bfloat16", 768), ("float32", 24)])
+def test_tile_size_0_lowers_the_kernels_with_the_default_block(matmul_dtype, width):
+    """Lowered for a GPU from this host, tile_size 0 launches a program per 64 rows, whatever the width and dtype:
+    the features' chunks keep each program's shared memory independent of d (benchmarks/triton_resources.py)."""
     batch = 512
-    assert _grids(triton_resources.cuda_module("softmax", matmul_dtype, width, 0, batch)) == {batch // block}
+    assert fused.DEFAULT_BLOCK == 64
+    assert _grids(triton_resources.cuda_module("softmax", matmul_dtype, width, 0, batch)) == {batch // 64}

@@ -125,10 +125,12 @@ def plan(config: ml_collections.ConfigDict) -> Plan:
     objective = get_objective(config.objective)
     mesh = mesh_from_config(config, jax.devices()[:count])
     validate_batch_division(config.batch_size, mesh_lib.batch_device_count(mesh), 1, config.microbatches)
-    if config.model.attention == "cudnn":
-        # cuDNN's kernel lowers only for a GPU. XLA's attention computes the same function but keeps the
-        # [B, heads, N, N] weights that flash attention recomputes: the activations reported are an upper bound.
-        print("Dry run: config.model.attention='cudnn' lowers only on a GPU; compiled with 'xla' (an upper bound).")
+    if config.model.attention in ("cudnn", "pallas"):
+        # cuDNN's kernel lowers only for a GPU, and Pallas' would compile here as its CPU interpreter. XLA's
+        # attention computes the same function but keeps the [B, heads, N, N] weights that flash attention
+        # recomputes: the activations reported are an upper bound.
+        print(f"Dry run: config.model.attention={config.model.attention!r} compiles for a GPU only; compiled with "
+              "'xla' (an upper bound).")  # fmt: skip
         config = config.copy_and_resolve_references()
         config.model.attention = "xla"
     model = build_model(config, config.text.vocab_size)
