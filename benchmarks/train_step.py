@@ -100,6 +100,22 @@ def peak_tflops(config) -> tuple[float, str]:
     return measured_matmul_tflops(), f"measured fp32 2048^3 matmul on {kind}"
 
 
+def model_flops(config, params, batch) -> float:
+    """Model FLOPs per step: 3 x the forward loss's matmul FLOPs, with the towers' attention counted as `xla`'s.
+
+    The flash kernels (`cudnn`, `pallas`) compute the same products inside calls whose jaxpr hides them (a
+    kernel's loop body counts once), so counting their own jaxpr would drop the attention matmuls from MFU.
+    """
+    counted = config.copy_and_resolve_references()
+    counted.model.attention = "xla"
+    model, objective = build_model(counted, _VOCAB), get_objective(counted.objective)
+
+    def forward(params, batch):
+        return objective.loss(params, batch, {}, jax.random.PRNGKey(0), model=model, config=counted)[0]
+
+    return 3 * matmul_flops(forward, params, batch)
+
+
 class JaxStep:
     """The repo's sharded, jitted train step on every local device."""
 
@@ -113,12 +129,9 @@ class JaxStep:
         step = jit_train_step(config, model, objective, optimizer, learning_rate_schedule(config), mesh, shardings)
         self.mesh, self.batch = mesh, global_batch(_batch(config), mesh)
 
-        def forward(params, batch):
-            return objective.loss(params, batch, {}, jax.random.PRNGKey(0), model=model, config=config)[0]
-
         with jax.set_mesh(mesh):
             self.step = step.lower(self.state, self.batch).compile()  # compiled once; its HLO feeds profile()
-            self.model_flops = 3 * matmul_flops(forward, self.state.params, self.batch)
+            self.model_flops = model_flops(config, self.state.params, self.batch)
         self.run(2)  # warm up
 
     def run(self, steps: int) -> float:
