@@ -109,16 +109,18 @@ def _feature_chunks(d):
 
 
 def _add_products(grads, dlogits, b_ref, cols):
-    """grads[c] + dlogits @ b[cols, chunk c] for each feature chunk c."""
-    chunks = _feature_chunks(b_ref.shape[1])
-    return tuple(g + _dot(dlogits.astype(b_ref.dtype), b_ref[cols, f]) for g, f in zip(grads, chunks, strict=True))
+    """grads[c] + dlogits @ b[cols, chunk c] for each feature chunk c; dlogits [rows, block] in b's dtype."""
+    dlogits, chunks = dlogits.astype(b_ref.dtype), _feature_chunks(b_ref.shape[1])
+    return tuple(g + _dot(dlogits, b_ref[cols, f]) for g, f in zip(grads, chunks, strict=True))
 
 
 def _zero_grads(rows, d, dtype):
+    """The gradient accumulator of `rows` rows: one [rows, CHUNK] zero tile per feature chunk."""
     return tuple(jnp.zeros((rows, f.size), dtype) for f in _feature_chunks(d))
 
 
 def _store_grads(ref, grads):
+    """Writes the per-chunk accumulator into the [rows, d] output `ref`."""
     for g, f in zip(grads, _feature_chunks(ref.shape[1]), strict=True):
         ref[:, f] = g
 
