@@ -111,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kinds", default="softmax,sigmoid")
     parser.add_argument("--matmul_dtypes", default="float32,bfloat16")
-    parser.add_argument("--widths", default="512,768", help="embedding widths (padded to a power of two)")
+    parser.add_argument("--widths", default="512,768", help="embedding widths (padded to a multiple of fused.CHUNK)")
     parser.add_argument("--blocks", default="16,32,64,128")
     parser.add_argument("--batch", type=int, default=4096, help="the batch does not change a kernel's resources")
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10: 90 = H100 / H200")
