@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.flash_attention import pallas_flash_attention
+from models import flash_attention
 from models.layer_scan import apply_blocks
 
 
@@ -66,23 +66,24 @@ def fused_attention(
     """q, k, v [B, N, heads, head_dim] -> [B, N, heads, head_dim] via jax.nn.dot_product_attention (`pallas`:
     models/flash_attention.py).
 
-    `length_multiple` (default CUDNN_LENGTH_MULTIPLE for `cudnn`, 1 otherwise): N is zero-padded up to a
-    multiple of it and the padded keys are masked by length, so the output is the unpadded attention's."""
-    if implementation == "pallas":
-        return pallas_flash_attention(query, key, value, causal=causal)
+    `length_multiple` (default CUDNN_LENGTH_MULTIPLE for `cudnn`, flash_attention.BLOCK for `pallas`, 1 otherwise):
+    N is zero-padded up to a multiple of it and the padded keys are masked by length, so the output is the unpadded
+    attention's."""
     if length_multiple is None:
-        length_multiple = CUDNN_LENGTH_MULTIPLE if implementation == "cudnn" else 1
+        length_multiple = {"cudnn": CUDNN_LENGTH_MULTIPLE, "pallas": flash_attention.BLOCK}.get(implementation, 1)
     batch, length = query.shape[:2]
     padded = -(-length // length_multiple) * length_multiple
-    if padded == length:
-        return jax.nn.dot_product_attention(query, key, value, is_causal=causal, implementation=implementation)
-    widths = [(0, 0), (0, padded - length), (0, 0), (0, 0)]
-    query, key, value = (jnp.pad(x, widths) for x in (query, key, value))
-    # Padded queries attend to the real keys and are sliced off: only the keys need the length.
-    lengths = jnp.full((batch,), length, jnp.int32)
-    out = jax.nn.dot_product_attention(
-        query, key, value, is_causal=causal, implementation=implementation, key_value_seq_lengths=lengths
-    )
+    if padded > length:
+        widths = [(0, 0), (0, padded - length), (0, 0), (0, 0)]
+        query, key, value = (jnp.pad(x, widths) for x in (query, key, value))
+    if implementation == "pallas":
+        out = flash_attention.pallas_flash_attention(query, key, value, length=length, causal=causal)
+    else:
+        # Padded queries attend to the real keys and are sliced off: only the keys need the length.
+        masking = {"key_value_seq_lengths": jnp.full((batch,), length, jnp.int32)} if padded > length else {}
+        out = jax.nn.dot_product_attention(
+            query, key, value, is_causal=causal, implementation=implementation, **masking
+        )
     return out[:, :length]
 
 
