@@ -151,7 +151,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.remat = False
     c.model.scan_layers = False  # each tower's blocks as one lax.scan: XLA compiles one block, not depth
-    c.model.attention = "dense"  # or xla | cudnn (fused flash attention on NVIDIA GPUs, bf16)
+    c.model.attention = "dense"  # or xla | cudnn | pallas (flash attention on NVIDIA GPUs): docs/config.md
     c.model.layer_norm_dtype = "float32"  # bfloat16: LayerNorm outputs and the ViT's residual stream in bf16
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.region_depth = 0  # CLOC's box prompter and grounding head: cross-attention blocks each; 0 = none

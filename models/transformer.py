@@ -87,6 +87,54 @@ def fused_attention(
     return out[:, :length]
 
 
+class _ProjectionParams(nn.Module):
+    """The kernel [W, heads, head_dim] and bias [heads, head_dim] of one of flax's q/k/v DenseGeneral layers,
+    created as flax creates them (same names, initialisers, order, so the same values from the same rng)."""
+
+    heads: int
+    head_dim: int
+
+    @nn.compact
+    def __call__(self, width: int) -> tuple[jax.Array, jax.Array]:
+        def kernel_init(rng, shape, dtype=jnp.float32):  # lecun_normal over the flat [W, heads * head_dim]
+            return nn.initializers.lecun_normal()(rng, (shape[0], self.heads * self.head_dim), dtype).reshape(shape)
+
+        kernel = self.param("kernel", kernel_init, (width, self.heads, self.head_dim), jnp.float32)
+        return kernel, self.param("bias", nn.initializers.zeros_init(), (self.heads, self.head_dim), jnp.float32)
+
+
+class FusedQKVAttention(nn.Module):
+    """Self-attention over x [B, N, W] -> [B, N, W] whose query, key and value come from one matmul.
+
+    The parameters are flax MultiHeadDotProductAttention's (query/key/value/out, same shapes, same initial
+    values), so checkpoints and converted weights load unchanged; the three kernels are stacked on a new axis
+    [W, 3, heads, head_dim] and x is multiplied once, as open_clip's in_proj does: one GEMM reads x once
+    forward, and backward x's gradient is one GEMM over 3W, not three summed (XLA:GPU's dot merger would not
+    merge them at ViT-B/16's batch 256). Stacked, not concatenated along heads, so heads split over the `model`
+    axis stay split (training/sharding.py). `implementation` is a fused_attention kernel (not `dense`)."""
+
+    heads: int
+    implementation: str
+    causal: bool = False
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        if width % self.heads:
+            raise ValueError(f"Width {width} is not divisible by {self.heads} heads; choose heads that divide it.")
+        projections = [
+            _ProjectionParams(self.heads, width // self.heads, name=n)(width) for n in ("query", "key", "value")
+        ]
+        kernel = jnp.stack([k for k, _ in projections], axis=1)  # [W, 3, heads, head_dim]
+        bias = jnp.stack([b for _, b in projections], axis=0)  # [3, heads, head_dim]
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        qkv = jnp.einsum("bnw,wthd->bnthd", x, kernel) + bias  # [B, N, 3, heads, head_dim]
+        query, key, value = (qkv[:, :, i] for i in range(3))
+        out = fused_attention(query, key, value, implementation=self.implementation, causal=self.causal)
+        return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, name="out")(out)
+
+
 class EncoderBlock(nn.Module):
     """x + attn(ln(x)), then x + mlp(ln(x)); `causal` lets token i attend only to tokens <= i.
 
@@ -112,22 +160,20 @@ class EncoderBlock(nn.Module):
 
     def _attention(self, x: jax.Array) -> jax.Array:
         """attn(ln(x)) [B, N, W], the residual branch of the block's self-attention."""
-        mask, attention_fn = None, nn.dot_product_attention
-        if self.attention == "dense":
-            mask = nn.make_causal_mask(x[..., 0], dtype=bool) if self.causal else None
-        else:
+        y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln1")(x)
+        if self.attention != "dense":
             if self.dropout_rate:
                 raise ValueError(f"model.attention={self.attention!r} has no attention dropout; use 'dense'.")
-            attention_fn = functools.partial(fused_attention, implementation=self.attention, causal=self.causal)
-        y = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.layer_norm_dtype, name="ln1")(x)
+            return FusedQKVAttention(self.heads, self.attention, self.causal, self.dtype, name="attn")(y)
+        # `dense` stays flax's own module, the reference the kernels are tested against: its separate q/k/v
+        # matmuls sum the biases' gradients in the order the documented CPU runs were trained with.
         return nn.MultiHeadDotProductAttention(
             num_heads=self.heads,
             dtype=self.dtype,
             dropout_rate=self.dropout_rate,
             deterministic=self.deterministic,
-            attention_fn=attention_fn,
             name="attn",
-        )(y, y, mask=mask)
+        )(y, y, mask=nn.make_causal_mask(x[..., 0], dtype=bool) if self.causal else None)
 
     def _mlp(self, x: jax.Array, dropout: nn.Dropout) -> jax.Array:
         """x + mlp(ln(x))."""

@@ -12,7 +12,7 @@ import pytest
 from tiny_training import VOCAB, batch, tiny_config
 
 from configs.errors import ConfigError
-from models.transformer import CUDNN_LENGTH_MULTIPLE, fused_attention
+from models.transformer import CUDNN_LENGTH_MULTIPLE, EncoderBlock, fused_attention
 from models.two_tower import build_model
 from training.validation import validate_config
 
@@ -144,6 +144,44 @@ def test_fused_attention_gives_the_dense_towers_outputs_with_the_same_params(ker
     # kernels sum in different orders.
     grads = [_similarity_grads(tiny_config(**{"model.attention": k}), params) for k in ("dense", kernel)]
     jax.tree.map(lambda d, x: np.testing.assert_allclose(x, d, rtol=1e-6, atol=1e-5), *grads)
+
+
+def _dot_operand_shapes(jaxpr) -> list[tuple[tuple[int, ...], ...]]:
+    """The operand shapes of every dot_general in `jaxpr` and in the jaxprs its equations call."""
+    shapes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            shapes.append(tuple(tuple(v.aval.shape) for v in eqn.invars))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    shapes += _dot_operand_shapes(inner)
+    return shapes
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kernel_paths_multiply_by_query_key_value_once(causal):
+    """A block with a fused kernel keeps flax's attention parameters, bit for bit from the same rng (checkpoints
+    move between kernels), gives flax's outputs, and multiplies by one stacked [W, 3, heads, head_dim] kernel:
+    once forward, once for x's gradient, where flax multiplies by three [W, heads, head_dim] kernels each time."""
+    x = np.random.default_rng(0).normal(size=(2, 5, 32)).astype(np.float32)
+    blocks = {a: EncoderBlock(heads=2, mlp_dim=64, attention=a, causal=causal) for a in ("dense", "xla")}
+    params = {a: block.init(jax.random.PRNGKey(1), x) for a, block in blocks.items()}
+    jax.tree.map(np.testing.assert_array_equal, params["xla"], params["dense"])
+    outputs = {a: block.apply(params["dense"], x) for a, block in blocks.items()}
+    np.testing.assert_allclose(outputs["xla"], outputs["dense"], atol=1e-5)
+
+    def dots(attention, kernel_shape):
+        loss = lambda p: jnp.sum(blocks[attention].apply(p, x) ** 2)  # noqa: E731
+        return sum(
+            kernel_shape in operands
+            for operands in _dot_operand_shapes(jax.make_jaxpr(jax.grad(loss))(params[attention]).jaxpr)
+        )
+
+    separate, stacked = (32, 2, 16), (32, 3, 2, 16)
+    assert (dots("dense", separate), dots("dense", stacked)) == (6, 0)
+    assert (dots("xla", separate), dots("xla", stacked)) == (0, 2)
 
 
 def _similarity_grads(config, params):

@@ -9,7 +9,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from tiny_training import assert_same_params, batch, build, initial_state, run_steps, tiny_config
 
-from training.mesh import make_mesh
+from training.collectives import collective_traffic
+from training.mesh import global_batch, make_mesh
 from training.sharding import bytes_per_device, partition_spec
 
 if jax.device_count() < 8:
@@ -46,6 +47,29 @@ def test_sharded_step_matches_single_device(single_device, mesh_name, implementa
         np.testing.assert_allclose(m["loss"], r["loss"], rtol=LOSS_RTOL)
         np.testing.assert_allclose(m["grad_norm"], r["grad_norm"], rtol=1e-4)
     assert_same_params(params, ref_params)
+
+
+def test_fused_query_key_value_keep_heads_on_their_devices(single_device):
+    """attention=xla stacks the q/k/v kernels (models/transformer.py FusedQKVAttention): on a mesh that splits
+    heads over `model` it trains as the single device does, and moves no head between devices (no more
+    all-to-all or permute traffic than flax's separate projections; concatenating them along heads would)."""
+    start, batches, (ref_params, ref_metrics) = single_device
+    mesh = make_mesh(MESHES["data=2,fsdp=2,model=2"])
+    config = tiny_config(**{"model.attention": "xla"})
+    params, metrics = run_steps(config, mesh, batches, start)
+    for m, r in zip(metrics, ref_metrics, strict=True):
+        np.testing.assert_allclose(m["loss"], r["loss"], rtol=LOSS_RTOL)
+    assert_same_params(params, ref_params)
+    traffic = {}
+    for attention in ("dense", "xla"):
+        config = tiny_config(**{"model.attention": attention})
+        state, step, _ = build(config, mesh, start)
+        with jax.set_mesh(mesh):
+            hlo = step.lower(state, global_batch(batches[0], mesh)).compile().as_text()
+        traffic[attention] = collective_traffic(hlo, mesh.size).bytes_by_kind
+    for kind in ("all-to-all", "collective-permute"):
+        assert traffic["xla"].get(kind, 0) <= traffic["dense"].get(kind, 0), kind
+    assert traffic["xla"]["all-reduce"] < traffic["dense"]["all-reduce"]  # x's gradient: one sum over `model`
 
 
 def test_parameters_and_adam_moments_are_created_sharded_by_their_paths(single_device):
