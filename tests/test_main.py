@@ -54,6 +54,13 @@ def test_main_job_trains_and_beats_chance(laclip_run):
     assert (workdir / "tokenizer.model").is_file() and (workdir / "run_info.json").is_file()
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "train/loss" in r] == list(range(20, 201, 20))
+    # Every logged interval has rates (the compiling first step is left out of the first), and the
+    # share of training time spent waiting for batches lies in (0, 1].
+    rates = [r for r in lines if "train/steps_per_s" in r]
+    assert len(rates) == 10 and all(
+        r["train/steps_per_s"] > 0 and 0 < r["train/data_wait_fraction"] <= 1 for r in rates
+    )
+    assert "data wait" in result.stderr
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir / "tensorboard"))
 
 

@@ -35,7 +35,10 @@ TINY = [
     "--config.checkpoint_every_steps=3",
     "--config.eval_every_steps=1000",
 ]
-SPEED_KEYS = {"time", "train/steps_per_s", "train/examples_per_s", "train/host_peak_memory_gib"}  # vary run to run
+# Vary run to run (and a run's first step after a start or resume compiles, so it has no rates).
+SPEED_KEYS = {
+    "time", "train/steps_per_s", "train/examples_per_s", "train/data_wait_fraction", "train/host_peak_memory_gib"
+}  # fmt: skip
 
 
 class Run:

@@ -37,6 +37,7 @@ from training.partitioning import (
     mesh_from_config,
     state_shardings,
 )
+from training.step_timer import StepTimer
 from training.summary import format_summary
 from training.task import make_task
 from training.train_state import TrainState
@@ -121,41 +122,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pending: list[dict] = []
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
-    interval_start, interval_step = time.time(), first_step
+    timer = StepTimer(first_step)  # steps/s without evals, checkpoints and compilation; the data-wait share
     guard = NonFiniteGuard(config.max_consecutive_skipped_steps)
     data_problems = ProblemCounter()  # skipped and repaired examples: train/data_* metrics
     step = first_step
     try:
         for step in range(first_step + 1, config.total_steps + 1):
-            batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
+            with timer.waiting_for_data():
+                batch = mesh_lib.global_batch(data_problems.take(next(data_iter)), mesh)
             with jax.set_mesh(mesh):  # distributed losses shard_map over the trainer's mesh
                 state, metrics = step_fn(state, batch)
+            if step == first_step + 1:
+                timer.restart(step)  # the first step compiled the program: rates start after it
             pending.append(metrics)
             guard.record(metrics["skipped"])
             last = step == config.total_steps
             if step % config.log_every_steps == 0 or last:
                 train_metrics = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(pending)).items()}
                 pending = []
-                elapsed = time.time() - interval_start
-                steps_per_s = (step - interval_step) / max(elapsed, 1e-9)
-                interval_start, interval_step = time.time(), step
-                train_metrics.update(steps_per_s=steps_per_s, examples_per_s=steps_per_s * config.batch_size)
+                rates = timer.interval(step)  # {} for an interval of the first step alone
+                if rates:
+                    rates["examples_per_s"] = rates["steps_per_s"] * config.batch_size
+                train_metrics.update(rates)
                 train_metrics["host_peak_memory_gib"] = _peak_host_memory_gib()  # read back after an OOM kill
                 train_metrics.update(data_problems.interval_metrics())
                 writer.write(step, {f"train/{k}": v for k, v in train_metrics.items()})
-                eta = (config.total_steps - step) / max(steps_per_s, 1e-9)
                 logging.info(
-                    "step %d/%d | loss %.4f | %.2f steps/s | %.0f examples/s | ETA %s",
-                    step, config.total_steps, train_metrics["loss"], steps_per_s,
-                    steps_per_s * config.batch_size, _duration(eta),
+                    "step %d/%d | loss %.4f%s", step, config.total_steps, train_metrics["loss"],
+                    _rates_text(rates, config.total_steps - step),
                 )  # fmt: skip
                 guard.check(step, checkpointer)
             if step % config.eval_every_steps == 0 or last:
-                eval_metrics = evaluator.evaluate(state.params)
+                with timer.paused():
+                    eval_metrics = evaluator.evaluate(state.params)
                 writer.write(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
                 logging.info("eval at step %d: %s", step, _short(eval_metrics))
             if (step % config.checkpoint_every_steps == 0 or last) and guard.check(step, checkpointer):
-                checkpointer.save(state, data_iter.get_state())
+                with timer.paused():
+                    checkpointer.save(state, data_iter.get_state())
             if preemption.requested and not last:
                 return _stop_for_preemption(state, data_iter.get_state(), checkpointer, writer, preemption)
     except (Exception, KeyboardInterrupt) as error:  # one clear line in train.INFO and on stderr (main.py)
@@ -186,6 +190,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             json.dump(summary, f, indent=2)
         print(format_summary(config, summary), flush=True)
     return summary
+
+
+def _rates_text(rates: dict[str, float], remaining_steps: int) -> str:
+    """The log line's rates, as in "... | 4.21 steps/s | 539 examples/s | data wait 12% | ETA 3m10s"; "" without."""
+    if not rates:
+        return ""
+    eta = _duration(remaining_steps / max(rates["steps_per_s"], 1e-9))
+    return (
+        f" | {rates['steps_per_s']:.2f} steps/s | {rates['examples_per_s']:.0f} examples/s"
+        f" | data wait {rates['data_wait_fraction']:.0%} | ETA {eta}"
+    )
 
 
 def _read_summary(workdir: str) -> dict:
