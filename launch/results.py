@@ -19,6 +19,7 @@ COLUMNS = {
     "T→I R@1": ("retrieval/text_to_image_R@1", 100, 1),
     "I→T R@1 (paraphrases)": ("retrieval_rewrites/image_to_text_R@1", 100, 1),
     "T→I R@1 (paraphrases)": ("retrieval_rewrites/text_to_image_R@1", 100, 1),
+    "I→T R@10 (paraphrases)": ("retrieval_rewrites/image_to_text_R@10", 100, 1),
     "compositional (mean)": ("compositional/mean", 100, 1),
     "binding (mean)": ("binding/mean", 100, 1),
     "modality gap": ("geometry/modality_gap", 1, 3),
@@ -133,14 +134,16 @@ def results_table(results: dict[str, list[dict]], name_header: str = "config", w
     return "\n".join(lines)
 
 
-# Columns of the paired table: the headline metrics of the shapes evaluation.
+# Columns of the paired table: the headline metrics of the shapes evaluation (docs/results.md's paired tables).
 PAIRED_COLUMNS = (
     "zero-shot shape+colour",
     "zero-shot shape",
     "I→T R@1",
     "T→I R@1",
     "I→T R@1 (paraphrases)",
+    "I→T R@10 (paraphrases)",
     "binding (mean)",
+    "modality gap",
     "STS",
     "STS calibrated",
     *LANGUAGE_COLUMNS,

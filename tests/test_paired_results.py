@@ -44,6 +44,19 @@ def test_paired_table_pairs_runs_of_the_same_seed_and_skips_unfinished_ones():
     assert "| clip |" not in table
 
 
+def test_paired_table_has_the_paraphrase_recall_at_10_and_the_modality_gap():
+    def summary(recall, gap):
+        return {"eval": {"retrieval_rewrites/image_to_text_R@10": recall, "geometry/modality_gap": gap}}
+
+    results = {"clip": [summary(0.2, 0.2), summary(0.3, 0.2)], "alip": [summary(0.1, 0.5), summary(0.1, 0.6)]}
+    header, _, row = (line.strip("| ").split(" | ") for line in paired_table(results, "clip", [0, 1]).splitlines()[1:])
+    cells = dict(zip(header, row, strict=True))
+    # Recall in points: differences -10, -20 (mean -15, sd 7.071, t(0.975, 1) = 12.7062 -> half 63.53); the gap
+    # unscaled to 3 decimals: +0.3, +0.4 (mean 0.35, sd 0.0707 -> half 0.635).
+    assert cells["I→T R@10 (paraphrases)"] == "-15.0 [-78.5, +48.5] 0/2 (n.d.)"
+    assert cells["modality gap"] == "+0.350 [-0.285, +0.985] 2/2 (n.d.)"
+
+
 def test_configs_split_at_paths_and_their_arguments_name_the_runs():
     configs = split_configs(
         "configs/simcse.py:mode=unsup,text=minilm,configs/ccp.py,configs/multicsr.py:threshold=1.01"
