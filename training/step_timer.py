@@ -2,8 +2,8 @@
 of that time the loop waited for its input pipeline.
 
 Evaluation, checkpoint writes and the first step's compilation are paused out, as big_vision's chrono does:
-counted in, an interval holding an eval reads as a slow step rate (the quick start on an H200 logged 28-61
-steps/s, its slowest intervals those with the compile and the checkpoint). The data-wait share says which side
+counted in, the interval holding an eval, a checkpoint or the compile reads as a slow step rate, and the spread
+says nothing about the step (the quick start on an H200 logged 28-61 steps/s). The data-wait share says which side
 bounds a run: JAX dispatches steps asynchronously, so an input-bound loop spends its time in `next(data)`, a
 device-bound one runs ahead and waits at the interval's metric read instead.
 """
