@@ -82,7 +82,8 @@ DESCRIPTIONS = {
     "model.video_frames": "Frames per clip of X-CLIP's video modules (cross-frame messages, MIT, prompts; "
     "docs/video.md); 0 = none.",
     "model.kind": "`two_tower` (image and text towers: every contrastive method), `decoder` (the language model of "
-    "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`; docs/language.md) or `captioner` (that "
+    "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`, `configs/salt.py`; docs/language.md) or "
+    "`captioner` (that "
     "language model reading a prefix mapped from a frozen CLIP run's embedding, models/captioner.py: "
     "`configs/limber.py`, `configs/close.py`).",
     "model.decoder.width": "`decoder`: the language model's width.",

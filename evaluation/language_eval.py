@@ -65,7 +65,9 @@ class LanguageEvaluator:
         fixed = dict(generation, min_new_tokens=generation.max_new_tokens)
         self.decodings = {s: Decoding(**{**fixed, "strategy": s}) for s in strategies}
         self.rng = jax.random.PRNGKey(seed)
-        self.description = f"perplexity on {len(texts)} held-out texts; {len(prompts)} prompts x {list(strategies)}"
+        self.description = f"perplexity on {len(texts)} held-out texts" + (
+            f"; {len(prompts)} prompts x {list(strategies)}" if strategies else ""
+        )
         self._loss = jax.jit(self._token_losses)
 
     def _token_losses(self, params, tokens):

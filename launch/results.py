@@ -32,6 +32,7 @@ TEXT_COLUMNS = {
 # Language-model runs (evaluation/language_eval.py): perplexity, what each decoding generates, conflict QA.
 LANGUAGE_COLUMNS = {
     "perplexity": ("language/perplexity", 1, 3),
+    "held-out NLL": ("language/token_loss", 1, 4),
     **{
         f"{strategy} {metric}": (f"language/{strategy}/{metric}", 1, 3 if metric == "coherence" else 1)
         for strategy in ("greedy", "beam", "nucleus", "contrastive")

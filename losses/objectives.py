@@ -55,6 +55,7 @@ from losses import (
     language,
     proclip,
     protoclip,
+    salt,
     simcse,
     uclip,
     xclip,
@@ -297,6 +298,14 @@ OBJECTIVES: dict[str, Objective] = {
         implementations=("dense",),
         dense_only=language.no_batch_term,
     ),  # fmt: skip
+    "salt": Objective(
+        loss=salt.salt_loss,
+        init_extra=salt.init_extra,
+        update_extra=salt.update_extra,
+        validate=salt.validate,
+        implementations=("dense",),
+        dense_only=language.no_batch_term,
+    ),
     # Captioners (models/captioner.py) through a frozen CLIP run's embeddings: per-sequence terms as well.
     **{
         name: Objective(

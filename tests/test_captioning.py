@@ -5,13 +5,12 @@ from a tiny CLIP run and a tiny language model."""
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, run_steps, set_keys
+from tiny_training import assert_same_params, fake_run, run_steps, set_keys
 
 from configs import clip, close, limber, lm
 from configs.errors import ConfigError
@@ -137,16 +136,9 @@ def test_clip_score_is_hessels_weighted_clipped_cosine():
     assert clip_score(a, b) == pytest.approx(100 * 2.5 * (0.6 + 0.8 + 0) / 3)
 
 
-def _fake_run(path, config):
-    os.makedirs(path / "checkpoints", exist_ok=True)
-    (path / "run_info.json").write_text(json.dumps({"config": config.to_dict()}, default=list))
-    (path / "tokenizer.model").write_text("")
-    return str(path)
-
-
 def test_validation_names_the_fix_before_jax_starts(tmp_path):
-    clip_run = _fake_run(tmp_path / "clip", clip.get_config())
-    lm_run = _fake_run(tmp_path / "lm", lm.get_config())
+    clip_run = fake_run(tmp_path / "clip", clip.get_config())
+    lm_run = fake_run(tmp_path / "lm", lm.get_config())
 
     def config_with(**changes):
         config = limber.get_config()
@@ -252,7 +244,7 @@ def test_captions_of_your_files_skip_and_count_bad_examples(tmp_path, caplog):
     from training.caption_task import image_caption_pairs
 
     clip_config = clip.get_config()
-    clip_run = _fake_run(tmp_path / "clip", clip_config)
+    clip_run = fake_run(tmp_path / "clip", clip_config)
     for i in range(3):
         (tmp_path / f"{i}.jpg").write_bytes(rd.photo(i))
     (tmp_path / "broken.jpg").write_bytes(b"not an image")

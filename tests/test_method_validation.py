@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from configs import clip, lm
+from configs import clip, lm, salt
+from configs.common import flat_items
 from configs.errors import ConfigError
 from training.validation import METHOD_CONFIGS, validate_config
 
@@ -30,6 +31,7 @@ BAD_VALUES = {
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),
     "proclip": ("stage", 3, "Unknown config.proclip.stage 3; use 1 or 2"),
     "protoclip": ("num_prototypes", 100_000, "raise config.protoclip.episode_steps or lower num_prototypes"),
+    "salt": ("weight", 1.5, "config.salt.weight=1.5 is outside [0, 1]"),
     "simcse": ("mode", "semi", "Unknown config.simcse.mode 'semi'; use one of ['unsup', 'sup']"),
     "simctg": ("margin", 3.0, "config.simctg.margin=3.0 is outside [0, 2]"),
     "uclip": ("temperature", 0.0, "config.uclip.temperature must be positive, not 0.0"),
@@ -57,11 +59,18 @@ def language_model_run(tmp_path_factory) -> str:
     return _fake_run(tmp_path_factory.mktemp("lm"), lm.get_config())
 
 
-def _config(name: str, trained_run: str, language_model_run: str = ""):
+@pytest.fixture(scope="module")
+def small_language_model_run(tmp_path_factory) -> str:
+    return _fake_run(tmp_path_factory.mktemp("slm"), salt.get_config("stage=teacher"))
+
+
+def _config(name: str, trained_run: str, language_model_run: str = "", small_language_model_run: str = ""):
     config = METHOD_CONFIGS[name].get_config()
     config.init_from.workdir = trained_run  # post-pretraining methods start from a run
     if "lm_workdir" in config[name]:  # captioners caption with a trained language model
         config[name].lm_workdir = language_model_run
+    if "teacher_workdir" in config[name]:  # SALT distils from a small one
+        config[name].teacher_workdir = small_language_model_run
     return config
 
 
@@ -84,8 +93,8 @@ def test_every_method_config_with_a_section_is_checked():
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_the_method_config_is_valid(name, trained_run, language_model_run):
-    validate_config(_config(name, trained_run, language_model_run))
+def test_the_method_config_is_valid(name, trained_run, language_model_run, small_language_model_run):
+    validate_config(_config(name, trained_run, language_model_run, small_language_model_run))
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -97,7 +106,7 @@ def test_a_typo_in_a_method_option_names_the_valid_ones(name, trained_run):
         validate_config(config)
     message = _one_sentence(error)
     assert f"config.{name}.{option}s is not an option of {name}" in message
-    assert repr(sorted(set(config[name].keys()) - {option + "s"})) in message
+    assert repr(sorted(set(flat_items(config[name])) - {option + "s"})) in message  # nested options as "a.b"
 
 
 @pytest.mark.parametrize("name", METHODS)

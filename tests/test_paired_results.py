@@ -103,3 +103,40 @@ def test_decoder_table_pairs_decoders_within_each_run():
     assert cells[6] == paired_cell([29, 29], [55, 45])  # AdaCAD - CAD, mixed
     assert cells[-1] == "—"  # no generation metrics in these summaries
     assert decoder_table({"clip": [{"eval": {"zero_shot/shape": 0.5}}]}, [0]) == ""
+
+
+def test_paired_curves_pair_each_step_and_find_when_the_baseline_final_value_is_reached(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.paired_curves import curve_tables, eval_curve, first_step_reaching
+
+    # Losses at steps 10, 20, 30: the baseline ends at 2.0 (seed 0) and 3.0 (seed 1).
+    base = [{10: 4.0, 20: 3.0, 30: 2.0}, {10: 5.0, 20: 4.0, 30: 3.0}]
+    fast = [{10: 3.0, 20: 2.0, 30: 1.5}, {10: 4.0, 20: 2.5, 30: 2.5}]
+    assert first_step_reaching(fast[0], 2.0, lower_is_better=True) == 20
+    assert first_step_reaching(fast[1], 3.0, lower_is_better=True) == 20
+    assert first_step_reaching(base[0], 1.0, lower_is_better=True) is None
+    assert first_step_reaching({10: 0.2, 20: 0.9}, 0.5, lower_is_better=False) == 20
+    table = curve_tables({"mle": base, "salt": fast}, lower_is_better=True, decimals=1)
+    # Step 10: differences -1, -1 (sd 0: the interval is the point); step 30: -0.5, -0.5.
+    assert "| 10 | 4.5 | -1.0 [-1.0, -1.0] 0/2 |" in table
+    assert "| 30 | 2.5 | -0.5 [-0.5, -0.5] 0/2 |" in table
+    assert "| mle | 30, 30 | 2/2 |" in table and "| salt | 20, 20 | 2/2 |" in table
+
+    # From metrics.jsonl files laid out as compare_methods leaves them; seed 1 of "salt" is missing.
+    for name, curves in (("salt_kd=none", base), ("salt", fast[:1])):
+        for seed, curve in enumerate(curves):
+            run = tmp_path / f"{name}_seed{seed}"
+            run.mkdir()
+            rows = [{"step": s, "eval/language/token_loss": v} for s, v in curve.items()] + [{"step": 30, "train/x": 1}]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert eval_curve(str(tmp_path / "salt_seed0"), "language/token_loss") == fast[0]
+    out = subprocess.run(
+        [sys.executable, "benchmarks/paired_curves.py", "--configs=configs/salt.py:kd=none,configs/salt.py",
+         "--seeds=0,1", f"--workdir={tmp_path}", "--metric=language/token_loss", "--lower_is_better"],
+        capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    ).stdout  # fmt: skip
+    assert "paired over seeds 0:" in out and "| salt | 20 | 1/1 |" in out

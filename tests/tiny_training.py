@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import jax
 import numpy as np
 
@@ -37,6 +40,15 @@ def set_keys(config, overrides: dict):
             node = node[name]
         node[leaf] = value
     return config
+
+
+def fake_run(path, config) -> str:
+    """A workdir (pathlib.Path) that validation takes for a finished run of `config`: a checkpoints folder, its
+    run_info.json and a tokenizer.model; nothing a run could restore from."""
+    os.makedirs(path / "checkpoints", exist_ok=True)
+    (path / "run_info.json").write_text(json.dumps({"config": config.to_dict()}, default=list))
+    (path / "tokenizer.model").write_text("")
+    return str(path)
 
 
 def batch(config, seed: int = 0, size: int | None = None) -> dict[str, np.ndarray]:

@@ -72,9 +72,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     task = make_task(config)  # image-text, or text only (SimCSE, CCP): training/task.py
     tokenizer_path = config.text.tokenizer_path
-    # A run initialised from another reads text with that run's tokenizer: its text tower's token ids (a
-    # captioner's text is its language model's).
-    text_source = caption_task.lm_workdir(config) if caption_task.is_captioner(config) else config.init_from.workdir
+    text_source = _tokenizer_source(config)
     inherited = os.path.join(text_source, "tokenizer.model") if text_source else ""
     if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
         tokenizer_path = inherited
@@ -192,6 +190,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
 
+def _tokenizer_source(config: ml_collections.ConfigDict) -> str:
+    """The run whose tokenizer this one reads text with ('' for its own): a run initialised from another reads its
+    token ids; a captioner's text is its language model's, and SALT's the small model's it distils from."""
+    if caption_task.is_captioner(config):
+        return caption_task.lm_workdir(config)
+    if config.objective == "salt":
+        return config.salt.teacher_workdir
+    return config.init_from.workdir
+
+
 def _rates_text(rates: dict[str, float], remaining_steps: int) -> str:
     """The log line's rates, as in "... | 4.21 steps/s | 539 examples/s | data wait 12% | ETA 3m10s"; "" without."""
     if not rates:
@@ -263,6 +271,6 @@ def _short(metrics: dict[str, float]) -> str:
         "zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
         "segmentation/miou", "segmentation/clip_miou",
         "video/motion", "video/motion_mean_frames", "video/shape", "video/colour",
-        "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score",
+        "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score", "language/perplexity",
     )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

@@ -12,6 +12,7 @@ reads before anything is jitted and passes to `Objective.init_extra(params, conf
 - denseclip: `class_tokens`, the tokens of config.denseclip.class_names (the run's tokenizer). Its batch field
   `segmentation`, each pixel's class, is the input pipeline's (input_pipeline/segmentation.py; on your files the
   masks beside the images, input_pipeline/masks.py).
+- salt: `teacher`, the small language model's params from salt.teacher_workdir's latest checkpoint.
 
 `input_shapes` gives the same as ShapeDtypeStructs without reading anything (restoring a checkpoint needs
 only the state's shapes).
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -29,7 +31,7 @@ from configs.errors import ConfigError
 from input_pipeline import second_language, segmentation, shapes, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import open_raw_source, usable_examples
-from losses import proclip
+from losses import proclip, salt
 from losses.objectives import get_objective
 from training.checkpointing import init_params_from
 
@@ -111,12 +113,29 @@ def _denseclip_shapes(config: ml_collections.ConfigDict, params) -> dict:
                                                  np.int32)}  # fmt: skip
 
 
+def _salt_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    """The small model's params as ShapeDtypeStructs; its vocabulary is the trained model's (one tokenizer)."""
+    vocab_size = params["token_embedding"]["embedding"].shape[0]
+    tokens = jnp.zeros((1, config.salt.teacher.max_len), jnp.int32)
+    teacher = salt.teacher_model(config, vocab_size)
+    return {"teacher": jax.eval_shape(lambda: teacher.init(jax.random.PRNGKey(0), tokens)["params"])}
+
+
+def _salt_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    del tokenizer
+    abstract = _salt_shapes(config, params)["teacher"]
+    template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+    loaded, _, _ = init_params_from(config.salt.teacher_workdir, template, sorted(template))
+    return {"teacher": jax.tree.map(np.asarray, loaded)}
+
+
 # objective -> (inputs: (config, params of the model or their ShapeDtypeStructs, tokenizer) -> dict, their shapes:
 # (config, params) -> dict).
 PREPARERS = {
     "uclip": (_uclip_inputs, _uclip_shapes),
     "proclip": (_proclip_inputs, _proclip_shapes),
     "denseclip": (_denseclip_inputs, _denseclip_shapes),
+    "salt": (_salt_inputs, _salt_shapes),
 }
 
 

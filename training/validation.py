@@ -30,6 +30,7 @@ from configs import (
     multicsr,
     proclip,
     protoclip,
+    salt,
     simcse,
     simctg,
     uclip,
@@ -55,6 +56,7 @@ from models.transformer import ACTIVATIONS, ATTENTION
 from models.two_tower import PROJECTIONS
 from models.vit import IMAGE_POOLING
 from training.caption_task import check_captioner
+from training.trained_runs import run_config
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -217,6 +219,34 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_salt_teacher(c: ml_collections.ConfigDict) -> None:
+    """SALT's small model is a finished language-model run whose sizes are config.salt.teacher's (its record
+    only; no jax)."""
+    if c.objective != "salt":
+        return
+    workdir = c.salt.teacher_workdir
+    teacher = run_config(workdir)
+    if teacher.model.get("kind") != "decoder":
+        raise ConfigError(
+            f"config.salt.teacher_workdir {workdir!r} is no language-model run; name a configs/salt.py:stage=teacher "
+            "run."
+        )
+    for key in ("width", "depth", "heads", "max_len", "mlp_dim"):
+        if teacher.model.decoder[key] != c.salt.teacher[key]:
+            raise ConfigError(
+                f"config.salt.teacher.{key} is {c.salt.teacher[key]} but the small model in {workdir!r} has "
+                f"{teacher.model.decoder[key]}; set --config.salt.teacher.{key}={teacher.model.decoder[key]}."
+            )
+    if c.salt.teacher.max_len < c.model.decoder.max_len:
+        raise ConfigError(
+            f"config.salt.teacher.max_len ({c.salt.teacher.max_len}) is shorter than the context it must read, "
+            f"config.model.decoder.max_len ({c.model.decoder.max_len}); train the small model with a context as long."
+        )
+    for needed in ("tokenizer.model", "checkpoints"):
+        if not os.path.exists(os.path.join(workdir, needed)):
+            raise ConfigError(f"{workdir!r} holds no {needed}; finish training the small model first.")
+
+
 def _check_relations(c: ml_collections.ConfigDict) -> None:
     if c.model.scan_layers and c.model.kind != "two_tower":
         raise ConfigError(
@@ -321,7 +351,7 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, proclip, protoclip, simcse, simctg, uclip, xclip)
+                   multicsr, proclip, protoclip, salt, simcse, simctg, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -387,6 +417,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_relations(config)
     _check_method_options(config)
     check_captioner(config)  # after the method's options: reads the CLIP and language-model runs' records
+    check_salt_teacher(config)
     validate_evals(config, text_only=config.data.name in TEXT_DATASETS)
     try:
         check_objective_options(config)
