@@ -16,9 +16,9 @@ from absl import logging
 
 from interop import mismatch
 from interop.converters import convert_checkpoint, needs_for
+from models.param_paths import param_shapes
 from models.text_towers import TEXT_TOWERS
 from models.vit import VisionTransformer
-from training.checkpointing import param_shapes
 
 
 def load_pretrained_params(config: ml_collections.ConfigDict, params) -> tuple[dict, list[str]]:

@@ -13,6 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from configs.errors import ConfigError
+from models.param_paths import param_shapes, path_name
 from training.train_state import TrainState
 
 _MAX_LISTED = 6  # mismatched parameters named in one error message
@@ -85,12 +86,6 @@ def checkpoints_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def param_shapes(params) -> dict[str, tuple[int, ...]]:
-    """{"image_tower/patchify/kernel": shape} for a params pytree of arrays, ShapeDtypeStructs or orbax metadata."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: hasattr(x, "shape"))
-    return {_path_name(path): tuple(leaf.shape) for path, leaf in flat}
-
-
 def check_param_shapes(saved: dict, expected: dict, where: str) -> None:
     """Raises ConfigError listing parameters (path: shapes) that differ between a checkpoint and the model."""
     problems = [
@@ -153,8 +148,8 @@ def init_params_from(workdir: str, params, prefixes: Sequence[str]) -> tuple[dic
     ).state["params"]
     manager.close()
     loaded = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
-    loaded = {_path_name(path): leaf for path, leaf in loaded.items()}
-    merged = jax.tree_util.tree_map_with_path(lambda path, x: loaded.get(_path_name(path), x), params)
+    loaded = {path_name(path): leaf for path, leaf in loaded.items()}
+    merged = jax.tree_util.tree_map_with_path(lambda path, x: loaded.get(path_name(path), x), params)
     return merged, sorted(chosen), step
 
 
@@ -168,10 +163,6 @@ def _select(tree, chosen: set[str], prefix: str = ""):
         return tree if prefix in chosen else None
     picked = {k: _select(v, chosen, f"{prefix}/{k}" if prefix else str(k)) for k, v in tree.items()}
     return {k: v for k, v in picked.items() if v is not None and not (isinstance(v, Mapping) and not v)}
-
-
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def _abstract(x):

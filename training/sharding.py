@@ -14,6 +14,7 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from models.mesh_axes import FSDP_AXIS, MODEL_AXIS
+from models.param_paths import path_name
 
 # Path pattern -> the axis each dimension is split over, before the size and divisibility checks.
 # Column-parallel in, row-parallel out: a block's attention and MLP each need one all-reduce over
@@ -26,11 +27,6 @@ TENSOR_PARALLEL_RULES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"mlp/fc1/bias$", (MODEL_AXIS,)),  # [mlp]
     (r"mlp/fc2/kernel$", (MODEL_AXIS, FSDP_AXIS)),  # [mlp, width]
 )
-
-
-def path_name(path) -> str:
-    """The path of a leaf as "image_tower/encoder/block0/attn/query/kernel"."""
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
 def partition_spec(name: str, shape: tuple[int, ...], mesh_shape: dict[str, int], min_size: int) -> PartitionSpec:
