@@ -112,8 +112,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
     """The image columns, the text ones, or both: those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
-    if has(LANGUAGE_COLUMNS):
-        return LANGUAGE_COLUMNS
+    if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
+        return {name: column for name, column in LANGUAGE_COLUMNS.items() if column[0] in keys}
     if has(CAPTION_COLUMNS):
         return CAPTION_COLUMNS
     text = has(TEXT_COLUMNS)

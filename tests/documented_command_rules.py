@@ -194,6 +194,13 @@ RULES = (
         "every config loads and passes validate_config",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/salt\.py:kd=none,",
+        CHECK,
+        "SALT and its baselines at 5 seeds from the small models of the command above (the doc's main.py commands "
+        "train a small model and SALT from it at the tiny size; tests/test_salt.py trains both): every config loads "
+        "and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",
@@ -204,6 +211,12 @@ RULES = (
         RUN,
         "probes the run an earlier command trained, on 64 test images",
         r"image shape by nearest class mean",
+    ),
+    Rule(
+        r"python benchmarks/paired_curves\.py ",
+        CHECK,
+        "pairs the eval curves of the 5-seed runs above (tests/test_paired_results.py runs it on written curves): "
+        "its flags parse",
     ),
     Rule(r"python -m launch\.local ", RUN, "trains the [--only] runs of the sweep at a tiny size", r"\| "),
     Rule(r"python -m launch\.sweep ", RUN, "lists or summarises the sweep", r"\S"),

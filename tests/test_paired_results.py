@@ -140,3 +140,11 @@ def test_paired_curves_pair_each_step_and_find_when_the_baseline_final_value_is_
         capture_output=True, text=True, check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     ).stdout  # fmt: skip
     assert "paired over seeds 0:" in out and "| salt | 20 | 1/1 |" in out
+
+
+def test_language_runs_get_only_the_columns_they_were_evaluated_on():
+    runs = {"lm": [{"eval": {"language/perplexity": 1.5, "language/token_loss": 0.4}, "wall_time_s": 60.0}]}
+    header = results_table(runs).splitlines()[0]
+    assert header == "| config | seeds | minutes | perplexity | held-out NLL |"
+    runs["lm"][0]["eval"]["language/greedy/diversity"] = 70.0
+    assert "greedy diversity" in results_table(runs).splitlines()[0]

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import fake_run, set_keys
+from tiny_training import VOCAB, assert_same_params, fake_run, run_steps, set_keys
 
 from configs import salt
 from configs.errors import ConfigError
@@ -17,6 +17,7 @@ from losses.language import lm_loss
 from losses.salt import distillation_loss, salt_loss
 from models.language_model import DecoderLM
 from training.loop import train_and_evaluate
+from training.mesh import make_mesh
 from training.validation import validate_config
 
 
@@ -99,6 +100,32 @@ def test_a_teacher_equal_to_the_student_pulls_nowhere():
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(teacher_grad)) == 0.0
 
 
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
+def test_salt_steps_on_8_devices_equal_one_device():
+    """The small model's params ride in the state's `extra`, sharded by the same rules; one step distils, the next
+    does not."""
+    config = salt.get_config()
+    config.model.decoder.update(width=32, depth=1, heads=2, max_len=12)
+    config.salt.teacher.update(width=16, depth=1, heads=2, max_len=12)
+    config.salt.kd_steps, config.batch_size, config.optimizer.warmup_steps = 1, 16, 0
+    config.mesh.min_shard_size = 256
+    teacher = DecoderLM(vocab_size=VOCAB, **config.salt.teacher)
+    tokens = jnp.zeros((1, 12), jnp.int32)
+    inputs = {"teacher": jax.device_get(teacher.init(jax.random.PRNGKey(3), tokens)["params"])}
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(2):
+        text = rng.integers(4, VOCAB, size=(16, 13)).astype(np.int32)
+        text[:, 0], text[::3, 9:] = 2, 0
+        batches.append({"text": text})
+    ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches, inputs=inputs)
+    params, metrics = run_steps(config, make_mesh({"data": 4, "fsdp": 2}), batches, inputs=inputs)
+    assert [float(m["kd_weight"]) for m in metrics] == [0.5, 0.0]
+    for m, r in zip(metrics, ref_metrics, strict=True):
+        np.testing.assert_allclose([m["loss"], m["kd_loss"]], [r["loss"], r["kd_loss"]], rtol=1e-5)
+    assert_same_params(params, ref_params)
+
+
 def test_validation_names_the_fix_before_jax_starts(tmp_path):
     teacher_run = fake_run(tmp_path / "slm", salt.get_config("stage=teacher"))
     student_run = fake_run(tmp_path / "student", salt.get_config())
@@ -114,7 +141,7 @@ def test_validation_names_the_fix_before_jax_starts(tmp_path):
     validate_config(config_with())
     for changes, message in (
         ({"salt.teacher_workdir": ""}, "set config.salt.teacher_workdir"),
-        ({"salt.teacher_workdir": str(tmp_path / "nowhere")}, "holds no run_info.json"),
+        ({"salt.teacher_workdir": str(tmp_path / "nowhere")}, "teacher_workdir '" + str(tmp_path / "nowhere")),
         ({"salt.teacher_workdir": str(empty)}, "holds no tokenizer.model"),
         ({"salt.teacher.width": 32}, "--config.salt.teacher.width=64"),
         ({"salt.weight": 1.5}, "config.salt.weight=1.5 is outside [0, 1]"),

@@ -62,16 +62,19 @@ def batch(config, seed: int = 0, size: int | None = None) -> dict[str, np.ndarra
     }
 
 
-def build(config, mesh, start=None):
+def build(config, mesh, start=None, inputs=None):
     """(initial state, jitted step, state shardings) of `config` on `mesh`. The state is created in
-    its shards, or is `start` (a TrainState of host arrays, e.g. from initial_state) placed in them."""
+    its shards, or is `start` (a TrainState of host arrays, e.g. from initial_state) placed in them;
+    `inputs`: the objective's host inputs (training/objective_inputs.py), for those that need them."""
     model = build_model(config, VOCAB)
     objective = get_objective(config.objective)
     optimizer = make_optimizer(config)
-    _, shardings = state_shardings(config, model, optimizer, objective, mesh)
+    _, shardings = state_shardings(config, model, optimizer, objective, mesh, inputs)
     # Compiling costs far more than the few steps a test runs: LLVM at -O0 (training/partitioning.py).
     if start is None:
-        state = create_train_state(config, model, optimizer, objective, mesh, compiler_options=FAST_COMPILE)
+        state = create_train_state(
+            config, model, optimizer, objective, mesh, compiler_options=FAST_COMPILE, inputs=inputs
+        )
     else:
         state = jax.device_put(start, shardings)
     schedule = learning_rate_schedule(config)
@@ -95,9 +98,9 @@ def train(state, step, mesh, batches: list[dict[str, np.ndarray]]):
     return jax.device_get(state.params), metrics
 
 
-def run_steps(config, mesh, batches: list[dict[str, np.ndarray]], start=None):
-    """train() from build(config, mesh, start)."""
-    state, step, _ = build(config, mesh, start)
+def run_steps(config, mesh, batches: list[dict[str, np.ndarray]], start=None, inputs=None):
+    """train() from build(config, mesh, start, inputs)."""
+    state, step, _ = build(config, mesh, start, inputs)
     return train(state, step, mesh, batches)
 
 

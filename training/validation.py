@@ -225,6 +225,11 @@ def check_salt_teacher(c: ml_collections.ConfigDict) -> None:
     if c.objective != "salt":
         return
     workdir = c.salt.teacher_workdir
+    if not os.path.isfile(os.path.join(workdir, "run_info.json")):
+        raise ConfigError(
+            f"config.salt.teacher_workdir {workdir!r} holds no run_info.json; train the small model there first "
+            "(configs/salt.py:stage=teacher) or fix the path."
+        )
     teacher = run_config(workdir)
     if teacher.model.get("kind") != "decoder":
         raise ConfigError(
