@@ -35,6 +35,7 @@ from ml_collections import config_flags  # noqa: E402
 from interop.torchvision_ops import declare_torchvision_ops  # noqa: E402
 from losses.objectives import get_objective  # noqa: E402
 from models.two_tower import build_model  # noqa: E402
+from training import hlo_text  # noqa: E402
 from training.flops import matmul_flops  # noqa: E402
 from training.mesh import global_batch  # noqa: E402
 from training.op_profile import by_layer_kind, categorize_hlo, split_command_buffers, summarize_trace  # noqa: E402
@@ -133,6 +134,14 @@ class JaxStep:
             self.step = step.lower(self.state, self.batch).compile()  # compiled once; its HLO feeds profile()
             self.model_flops = model_flops(config, self.state.params, self.batch)
         self.run(2)  # warm up
+
+    def state_copies(self) -> str:
+        """How much of the donated state the compiled step copies before updating it (issue 23: none is the goal)."""
+        copied = hlo_text.copied_parameters(hlo_text.parse(self.step.as_text()))
+        state_bytes = sum(x.nbytes for x in jax.tree.leaves(self.state))
+        copied_bytes = sum(hlo_text.shape_bytes(p.shape) for p in copied)
+        mib = copied_bytes / 2**20
+        return f"the step copies {len(copied)} input arrays, {mib:.1f} MiB (state {state_bytes / 2**20:.1f} MiB)"
 
     def run(self, steps: int) -> float:
         with jax.set_mesh(self.mesh):
@@ -236,7 +245,7 @@ def main(argv):
         f"L{text.max_len}; batch {config.batch_size}, {config.model.dtype}, remat {config.model.remat}, "
         f"attention {config.model.attention}, LayerNorm {config.model.layer_norm_dtype}; "
         f"{flops / config.batch_size / 1e9:.3f} GFLOP/example (model); "
-        f"peak {peak:.2f} TFLOP/s per device ({peak_source})"
+        f"peak {peak:.2f} TFLOP/s per device ({peak_source}); {runners['jax (this repo)'].state_copies()}"
         + ("; XLA:GPU command buffers off (--profile_dir)" if _PROFILE.value else "")
     )
     print("\n| implementation | ms/step | examples/s | model TFLOP/s | MFU | vs open_clip |\n|---|---|---|---|---|---|")

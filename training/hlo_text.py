@@ -62,3 +62,19 @@ def shape_bytes(shape: str) -> int:
         elements = math.prod(int(d) for d in dims.split(",") if d)
         total += elements * (int(bits.group()) if bits else 8) // 8
     return total
+
+
+_OPERAND = re.compile(r"%([\w.\-]+)")
+
+
+def copied_parameters(module: Module) -> list[Instruction]:
+    """The ENTRY computation's parameters that it copies (`copy`, or an async `copy-start`), once each: for a train
+    step with a donated state, the arrays XLA duplicates before writing the new values into their buffers."""
+    entry = module.computations[module.entry]
+    parameters = {i.name: i for i in entry if i.opcode == "parameter"}
+    copied = {}
+    for instruction in entry:
+        operand = _OPERAND.match(instruction.rest)
+        if instruction.opcode in ("copy", "copy-start") and operand and operand.group(1) in parameters:
+            copied[operand.group(1)] = parameters[operand.group(1)]
+    return list(copied.values())
