@@ -170,8 +170,8 @@ def _tiny(config, steps):
 
 
 def test_small_model_then_salt_from_end_to_end(tmp_path):
-    """The small model trains as a language model; SALT reads its tokenizer and params and distils for kd_steps
-    steps (train/kd_weight w, then 0)."""
+    """The small model trains as a language model; SALT reads its tokenizer and params, distils for kd_steps
+    steps (train/kd_weight w, then 0) and, resumed, stays in its second phase."""
     teacher_config = _tiny(salt.get_config("stage=teacher"), 3)
     train_and_evaluate(teacher_config, str(tmp_path / "slm"))
     config = _tiny(salt.get_config(), 4)
@@ -187,3 +187,8 @@ def test_small_model_then_salt_from_end_to_end(tmp_path):
     assert weights == {1: 0.5, 2: 0.5, 3: 0.0, 4: 0.0}
     losses = {r["step"]: (r["train/loss"], r["train/lm_loss"]) for r in rows if "train/loss" in r}
     assert losses[1][0] != losses[1][1] and losses[4][0] == losses[4][1]
+    # Resumed for two more steps, the phase counter continues from the checkpoint: no distillation again.
+    config.total_steps = 6
+    train_and_evaluate(config, str(tmp_path / "salt"))
+    rows = [json.loads(line) for line in open(summary["metrics"], encoding="utf-8")]
+    assert {r["step"]: r["train/kd_weight"] for r in rows if r["step"] > 4 and "train/kd_weight" in r} == {5: 0, 6: 0}
