@@ -155,6 +155,12 @@ def test_validation_names_the_fix_before_jax_starts(tmp_path):
     config.salt.teacher_workdir = student_run  # a run, but with the student's sizes
     with pytest.raises(ConfigError, match="--config.salt.teacher.width=128"):
         validate_config(config)
+    # The record passes; reading the params finds no finished checkpoint, and says which key named the run.
+    from training.objective_inputs import prepare_inputs
+
+    params = {"token_embedding": {"embedding": jax.ShapeDtypeStruct((1000, 128), jnp.float32)}}
+    with pytest.raises(ConfigError, match=r"config\.salt\.teacher_workdir '.*' holds no complete checkpoint"):
+        prepare_inputs(config_with(), params)
     assert salt.get_config("kd=none").salt.weight == 0.0
     config = salt.get_config("kd=all")
     config.total_steps = 2000

@@ -81,7 +81,8 @@ def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> T
 
 def with_language_model(config: ml_collections.ConfigDict, state):
     """`state` with the captioner's "lm" params read from the language-model run."""
-    lm, copied, step = init_params_from(lm_workdir(config), state.params["lm"], sorted(state.params["lm"]))
+    key = f"config.{config.objective}.lm_workdir"
+    lm, copied, step = init_params_from(lm_workdir(config), state.params["lm"], sorted(state.params["lm"]), key)
     logging.info("Loaded the language model (%d arrays) of %s at step %d", len(copied), lm_workdir(config), step)
     return state.replace(params={**state.params, "lm": lm})
 

@@ -104,12 +104,15 @@ def check_param_shapes(saved: dict, expected: dict, where: str) -> None:
         )
 
 
-def init_params_from(workdir: str, params, prefixes: Sequence[str]) -> tuple[dict, list[str], int]:
+def init_params_from(
+    workdir: str, params, prefixes: Sequence[str], key: str = "config.init_from.workdir"
+) -> tuple[dict, list[str], int]:
     """`params` with every leaf whose path starts with one of `prefixes` replaced by the one in the latest
     checkpoint of another run's `workdir`; only those leaves are read. Returns (params, copied paths, step).
 
     A prefix matches whole path components: "image_tower" matches "image_tower/..." but not
-    "image_tower_2/...". Raises ConfigError for a prefix that matches nothing or a shape that differs.
+    "image_tower_2/...". Raises ConfigError for a prefix that matches nothing or a shape that differs;
+    `key` is the config key that named `workdir`, for the messages.
     """
     manager = ocp.CheckpointManager(
         checkpoints_dir(workdir),
@@ -118,9 +121,7 @@ def init_params_from(workdir: str, params, prefixes: Sequence[str]) -> tuple[dic
     )
     step = manager.latest_step()
     if step is None:
-        raise ConfigError(
-            f"config.init_from.workdir {workdir!r} holds no complete checkpoint; train that run first or fix the path."
-        )
+        raise ConfigError(f"{key} {workdir!r} holds no complete checkpoint; train that run first or fix the path.")
     wanted = [p.strip("/") for p in prefixes]
     expected = param_shapes(params)
     chosen = {path for path in expected if any(_under(path, prefix) for prefix in wanted)}
@@ -132,7 +133,7 @@ def init_params_from(workdir: str, params, prefixes: Sequence[str]) -> tuple[dic
                 f"such as one of {top}."
             )
     saved = param_shapes(manager.item_metadata(step)["state"]["params"])
-    where = f"{checkpoints_dir(workdir)}/{step} (config.init_from)"
+    where = f"{checkpoints_dir(workdir)}/{step} ({key})"
     check_param_shapes({p: saved[p] for p in chosen if p in saved}, {p: expected[p] for p in chosen}, where)
 
     abstract = _select(jax.tree.map(_abstract, params), chosen)

@@ -93,7 +93,8 @@ def _proclip_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dic
     if not config.proclip.embedder_workdir:
         return {}
     template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), params)
-    loaded = init_params_from(config.proclip.embedder_workdir, template, proclip.EMBEDDER_PREFIXES)[0]
+    workdir = config.proclip.embedder_workdir
+    loaded = init_params_from(workdir, template, proclip.EMBEDDER_PREFIXES, "config.proclip.embedder_workdir")[0]
     return {"embedder": {k: jax.tree.map(np.asarray, loaded[k]) for k in proclip.EMBEDDER_PREFIXES}}
 
 
@@ -125,7 +126,8 @@ def _salt_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
     del tokenizer
     abstract = _salt_shapes(config, params)["teacher"]
     template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
-    loaded, _, _ = init_params_from(config.salt.teacher_workdir, template, sorted(template))
+    workdir = config.salt.teacher_workdir
+    loaded, _, _ = init_params_from(workdir, template, sorted(template), "config.salt.teacher_workdir")
     return {"teacher": jax.tree.map(np.asarray, loaded)}
 
 
