@@ -2,7 +2,9 @@
 first reaches the baseline's final value: the tables for claims of the form "reaches it earlier".
 
     python benchmarks/paired_curves.py --configs=configs/salt.py:kd=none,configs/salt.py,configs/salt.py:kd=all \
-        --seeds=0,1,2,3,4 --workdir=runs/salt --metric=language/token_loss --lower_is_better
+        --seeds=0,1,2,3,4 --workdir=runs/salt_seeds --metric=language/token_loss --lower_is_better
+    python benchmarks/paired_curves.py --configs=configs/clip.py,configs/laclip.py --seeds=0,1,2,3,4 \
+        --workdir=runs/b3000 --metric=zero_shot/shape_colour --scale=100 --decimals=1
 
 Reads the runs benchmarks/compare_methods.py trained (<workdir>/<config name>_seed<seed>/metrics.jsonl, the
 eval/<metric> rows written every config.eval_every_steps); the first config is the baseline. A seed whose
@@ -24,8 +26,8 @@ sys.path.insert(0, ROOT)  # run as a script: the repository's packages are impor
 from launch.results import paired_cell, run_name, split_configs  # noqa: E402
 
 
-def eval_curve(workdir: str, metric: str) -> dict[int, float]:
-    """{step: value} of eval/<metric> in a run's metrics.jsonl ({} when the run has none)."""
+def eval_curve(workdir: str, metric: str, scale: float = 1.0) -> dict[int, float]:
+    """{step: scale x value} of eval/<metric> in a run's metrics.jsonl ({} when the run has none)."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.isfile(path):
         return {}
@@ -34,7 +36,7 @@ def eval_curve(workdir: str, metric: str) -> dict[int, float]:
         for line in f:
             row = json.loads(line)
             if f"eval/{metric}" in row:
-                curve[int(row["step"])] = float(row[f"eval/{metric}"])
+                curve[int(row["step"])] = scale * float(row[f"eval/{metric}"])
     return curve
 
 
@@ -73,11 +75,13 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/compare", help="compare_methods.py's --workdir")
     parser.add_argument("--metric", required=True, help="an eval metric, e.g. language/token_loss")
     parser.add_argument("--lower_is_better", action="store_true", help="e.g. for a loss or a perplexity")
+    parser.add_argument("--scale", type=float, default=1.0, help="e.g. 100 for accuracies in percent")
+    parser.add_argument("--decimals", type=int, default=4)
     args = parser.parse_args()
     names = [run_name(config) for config in split_configs(args.configs)]
     curves, seeds = {name: [] for name in names}, []
     for seed in (int(s) for s in args.seeds.split(",")):
-        runs = [eval_curve(os.path.join(args.workdir, f"{name}_seed{seed}"), args.metric) for name in names]
+        runs = [eval_curve(os.path.join(args.workdir, f"{name}_seed{seed}"), args.metric, args.scale) for name in names]
         if all(runs):
             seeds.append(seed)
             for name, curve in zip(names, runs, strict=True):
@@ -87,7 +91,7 @@ def main() -> None:
             f"No seed has eval/{args.metric} in every config's run under {args.workdir}; train them first."
         )
     print(f"eval/{args.metric}, paired over seeds {','.join(map(str, seeds))}:\n")
-    print(curve_tables(curves, args.lower_is_better))
+    print(curve_tables(curves, args.lower_is_better, args.decimals))
 
 
 if __name__ == "__main__":
