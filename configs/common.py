@@ -71,6 +71,36 @@ def flat_items(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
     return flat
 
 
+def check_type(key: str, value, default) -> None:
+    """Raises ConfigError unless config.`key`'s `value` has the type of its `default` (ints pass for floats, bools
+    never for numbers; tuples element by element) and, as a float, is finite."""
+    if not _has_type(value, default):
+        raise ConfigError(f"config.{key} must be {_type_name(default)}, not {value!r}.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config.{key} must be a finite number, not {value!r}.")
+
+
+def _type_name(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (tuple, list)):
+        inner = {type(x).__name__ for x in default}
+        return f"a tuple of {inner.pop()}" if len(inner) == 1 else "a tuple"
+    return {int: "an int", float: "a number", str: "a string"}.get(type(default), type(default).__name__)
+
+
+def _has_type(value, default) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and (not default or all(_has_type(v, default[0]) for v in value))
+    return isinstance(value, type(default))
+
+
 def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     """Defaults every method shares. Arguments: size (tiny|small|B/32|B/16|L/14), data (one of DATASETS)."""
     arg = parse_arg(arg, size="tiny", data="shapes")

@@ -268,7 +268,8 @@ OBJECTIVES: dict[str, Objective] = {
         init_extra=denseclip.init_extra,
         embed=denseclip.embed,
         loss_from_embeddings=denseclip.loss_from_embeddings,
-        # No record_fields: its masks are the shapes' or PNGs beside your files (validation.py DATA_CHECKS)
+        # No record_fields: its masks are the shapes' or PNGs beside your files
+        # (training/method_validation.py OBJECTIVE_CHECKS)
         validate=denseclip.validate,
         grad_cache=True,
         implementations=ALL_IMPLEMENTATIONS,

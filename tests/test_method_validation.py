@@ -13,7 +13,8 @@ import pytest
 from configs import clip, lm, salt
 from configs.common import flat_items
 from configs.errors import ConfigError
-from training.validation import METHOD_CONFIGS, validate_config
+from training.method_validation import METHOD_CONFIGS
+from training.validation import validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # objective -> (an option, a value of the right type that the objective refuses, a fragment of the message)

@@ -13,7 +13,6 @@ tokenizer reads the captions); the prefix map starts random.
 from __future__ import annotations
 
 import collections
-import os
 
 import ml_collections
 import numpy as np
@@ -28,7 +27,7 @@ from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 from losses.captioning import CAPTION_OBJECTIVES
 from training.checkpointing import init_params_from
-from training.trained_runs import frozen_encoders, run_config
+from training.trained_runs import check_language_model_run, frozen_encoders, run_config
 
 
 def is_captioner(config: ml_collections.ConfigDict) -> bool:
@@ -122,19 +121,10 @@ def check_captioner(c: ml_collections.ConfigDict) -> None:
             f"{name} captions with a trained language model; set config.{name}.lm_workdir to a configs/lm.py run's "
             "--workdir."
         )
-    lm = run_config(lm_workdir(c))
-    if lm.model.get("kind") != "decoder":
-        raise ConfigError(
-            f"config.{name}.lm_workdir {lm_workdir(c)!r} is no language-model run; name a configs/lm.py run."
-        )
-    for key in ("width", "depth", "heads", "max_len", "mlp_dim"):
-        if lm.model.decoder[key] != c.model.decoder[key]:
-            raise ConfigError(
-                f"config.model.decoder.{key} is {c.model.decoder[key]} but the language model in {lm_workdir(c)!r} "
-                f"has {lm.model.decoder[key]}; set --config.model.decoder.{key}={lm.model.decoder[key]}."
-            )
-    if not os.path.isfile(os.path.join(lm_workdir(c), "tokenizer.model")):
-        raise ConfigError(f"{lm_workdir(c)!r} holds no tokenizer.model; finish training that language model first.")
+    check_language_model_run(
+        lm_workdir(c), c.model.decoder, key=f"config.{name}.lm_workdir", sizes_key="config.model.decoder",
+        what="the language model", trained_by="configs/lm.py",
+    )  # fmt: skip
     room = c.model.decoder.max_len - c[name].prefix_tokens - c.generation.max_new_tokens
     if room < 1:
         raise ConfigError(

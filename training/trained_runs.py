@@ -136,6 +136,30 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     return _merged(get_base_config(None), recorded)
 
 
+DECODER_SIZES = ("width", "depth", "heads", "max_len", "mlp_dim")
+
+
+def check_language_model_run(workdir: str, sizes, *, key: str, sizes_key: str, what: str, trained_by: str) -> None:
+    """Raises ConfigError unless `workdir` (named by config `key`) holds a finished language-model run whose decoder
+    has `sizes` (config `sizes_key`, the section with DECODER_SIZES): its record, kind, sizes and tokenizer, with
+    no jax. `what` names the model in messages ("the language model"); `trained_by`, the config that trains it."""
+    if not os.path.isfile(os.path.join(workdir, "run_info.json")):
+        raise ConfigError(
+            f"{key} {workdir!r} holds no run_info.json; train {what} there first ({trained_by}) or fix the path."
+        )
+    model = run_config(workdir).model
+    if model.get("kind") != "decoder":
+        raise ConfigError(f"{key} {workdir!r} is no language-model run; name a {trained_by} run.")
+    for size in DECODER_SIZES:
+        if model.decoder[size] != sizes[size]:
+            raise ConfigError(
+                f"{sizes_key}.{size} is {sizes[size]} but {what} in {workdir!r} has {model.decoder[size]}; "
+                f"set --{sizes_key}.{size}={model.decoder[size]}."
+            )
+    if not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
+        raise ConfigError(f"{workdir!r} holds no tokenizer.model; finish training {what} first.")
+
+
 def _merged(base: ml_collections.ConfigDict, recorded: dict) -> ml_collections.ConfigDict:
     """`base` with every value of `recorded` (nested) written over it; lists become tuples where base has one."""
     for key, value in recorded.items():

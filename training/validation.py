@@ -2,9 +2,8 @@
 
 Table-driven: every key's type is checked against the base config's default (configs/common.py),
 named choices against the dicts the code looks them up in, value ranges against RANGES, then a few
-rules that tie keys together. A method's own section, config.<objective>, is checked against its
-config file's (METHOD_CONFIGS): no unknown or missing key, each of its default's type; then the
-objective's `validate` checks the values, and its `record_fields` are checked against the data.
+rules that tie keys together. A method's own section, config.<objective>, and what its objective reads are
+training/method_validation.py's to check; config.evals, evaluation/eval_types.py's.
 Divisibility by the device and process counts needs jax's backend, so the loop checks it right after
 making the mesh (`validate_batch_division`).
 """
@@ -16,34 +15,11 @@ import os
 
 import ml_collections
 
-from configs import (
-    alip,
-    ccp,
-    clip_hard_negatives,
-    clip_refine,
-    cloc,
-    close,
-    degla,
-    denseclip,
-    dreamlip,
-    limber,
-    multicsr,
-    proclip,
-    protoclip,
-    salt,
-    simcse,
-    simctg,
-    uclip,
-    xclip,
-)
-from configs.common import DATASETS, REAL_DATASETS, VIDEO_DATASETS, flat_items, get_base_config
+from configs.common import DATASETS, VIDEO_DATASETS, check_type, flat_items, get_base_config
 from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
-from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
-from input_pipeline.segmentation import check_class_names
-from input_pipeline.shapes import TEXT_FIELDS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
@@ -56,7 +32,7 @@ from models.transformer import ACTIVATIONS, ATTENTION
 from models.two_tower import PROJECTIONS
 from models.vit import IMAGE_POOLING
 from training.caption_task import check_captioner
-from training.trained_runs import run_config
+from training.method_validation import check_method_options
 
 # key -> (what the value names, valid choices).
 CHOICES: dict[str, tuple[str, list[str]]] = {
@@ -134,28 +110,6 @@ RANGES = {
 }  # fmt: skip
 
 
-def _type_name(default) -> str:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, (tuple, list)):
-        inner = {type(x).__name__ for x in default}
-        return f"a tuple of {inner.pop()}" if len(inner) == 1 else "a tuple"
-    return {int: "an int", float: "a number", str: "a string"}.get(type(default), type(default).__name__)
-
-
-def _has_type(value, default) -> bool:
-    """`value` has the type of the base config's `default` (ints pass for floats, bools never for numbers)."""
-    if default is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list)) and (not default or all(_has_type(v, default[0]) for v in value))
-    return isinstance(value, type(default))
-
-
 def _check_types(flat: dict, base: dict) -> None:
     for key, value in flat.items():
         if key not in base:
@@ -163,10 +117,7 @@ def _check_types(flat: dict, base: dict) -> None:
                 f"config.{key} is not a known config key; fix its spelling, or add it with a default to "
                 "configs/common.py and a description to configs/reference.py."
             )
-        if not _has_type(value, base[key]):
-            raise ConfigError(f"config.{key} must be {_type_name(base[key])}, not {value!r}.")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"config.{key} must be a finite number, not {value!r}.")
+        check_type(key, value, base[key])
 
 
 def _check_choices(flat: dict) -> None:
@@ -217,39 +168,6 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.generation.top_k ({c.generation.top_k}) exceeds the vocabulary ({c.text.vocab_size}); lower it."
         )
-
-
-def check_salt_teacher(c: ml_collections.ConfigDict) -> None:
-    """SALT's small model is a finished language-model run whose sizes are config.salt.teacher's (its record
-    only; no jax)."""
-    if c.objective != "salt":
-        return
-    workdir = c.salt.teacher_workdir
-    if not os.path.isfile(os.path.join(workdir, "run_info.json")):
-        raise ConfigError(
-            f"config.salt.teacher_workdir {workdir!r} holds no run_info.json; train the small model there first "
-            "(configs/salt.py:stage=teacher) or fix the path."
-        )
-    teacher = run_config(workdir)
-    if teacher.model.get("kind") != "decoder":
-        raise ConfigError(
-            f"config.salt.teacher_workdir {workdir!r} is no language-model run; name a configs/salt.py:stage=teacher "
-            "run."
-        )
-    for key in ("width", "depth", "heads", "max_len", "mlp_dim"):
-        if teacher.model.decoder[key] != c.salt.teacher[key]:
-            raise ConfigError(
-                f"config.salt.teacher.{key} is {c.salt.teacher[key]} but the small model in {workdir!r} has "
-                f"{teacher.model.decoder[key]}; set --config.salt.teacher.{key}={teacher.model.decoder[key]}."
-            )
-    if c.salt.teacher.max_len < c.model.decoder.max_len:
-        raise ConfigError(
-            f"config.salt.teacher.max_len ({c.salt.teacher.max_len}) is shorter than the context it must read, "
-            f"config.model.decoder.max_len ({c.model.decoder.max_len}); train the small model with a context as long."
-        )
-    for needed in ("tokenizer.model", "checkpoints"):
-        if not os.path.exists(os.path.join(workdir, needed)):
-            raise ConfigError(f"{workdir!r} holds no {needed}; finish training the small model first.")
 
 
 def _check_relations(c: ml_collections.ConfigDict) -> None:
@@ -352,63 +270,6 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
         )
 
 
-# objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
-METHOD_CONFIGS = {
-    module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, proclip, protoclip, salt, simcse, simctg, uclip, xclip)
-}  # fmt: skip
-# data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
-RECORD_FIELDS = {
-    "shapes": (*TEXT_FIELDS, "boxes", "object_mask"),
-    **dict.fromkeys(VIDEO_DATASETS, shape_video.TEXT_FIELDS),
-    **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
-    # each sample's json (input_pipeline/webdataset.py)
-    "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
-}
-
-
-# objective -> its check of options against the data (the loss module's validate cannot import the pipeline).
-DATA_CHECKS = {"denseclip": check_class_names}
-
-
-def _check_method_options(c: ml_collections.ConfigDict) -> None:
-    name = c.objective
-    if name in METHOD_CONFIGS:
-        source = f"configs/{name}.py"
-        defaults = flat_items(METHOD_CONFIGS[name].get_config()[name])
-        section = c.get(name)
-        if not isinstance(section, ml_collections.ConfigDict):
-            raise ConfigError(f"config.objective={name!r} reads its options from config.{name}; start from {source}.")
-        options = flat_items(section)
-        for key, value in options.items():
-            if key not in defaults:
-                raise ConfigError(
-                    f"config.{name}.{key} is not an option of {name}; fix its spelling, or use one of "
-                    f"{sorted(defaults)} ({source})."
-                )
-            if not _has_type(value, defaults[key]):
-                raise ConfigError(f"config.{name}.{key} must be {_type_name(defaults[key])}, not {value!r}.")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"config.{name}.{key} must be a finite number, not {value!r}.")
-        missing = sorted(set(defaults) - set(options))
-        if missing:
-            raise ConfigError(f"config.{name} lacks the options {missing}; add them with the defaults of {source}.")
-    objective = OBJECTIVES[name]
-    if objective.validate is not None:
-        objective.validate(c)
-    if name in DATA_CHECKS:
-        DATA_CHECKS[name](c)
-    supplied = RECORD_FIELDS.get(c.data.name)
-    absent = [field for field in objective.record_fields if supplied is not None and field not in supplied]
-    if absent:
-        raise ConfigError(
-            f"The {name} objective reads each record's {absent[0]!r}, which config.data.name={c.data.name!r} does "
-            f"not supply; train it on data.name='shapes', or on webdataset shards whose json holds {absent[0]!r}, or "
-            "choose another objective."
-        )
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError, naming the key and the fix, for the first problem found; needs no jax backend."""
     flat = flat_items(config)
@@ -420,9 +281,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_choices(flat)
     _check_ranges(flat)
     _check_relations(config)
-    _check_method_options(config)
+    check_method_options(config)
     check_captioner(config)  # after the method's options: reads the CLIP and language-model runs' records
-    check_salt_teacher(config)
     validate_evals(config, text_only=config.data.name in TEXT_DATASETS)
     try:
         check_objective_options(config)

@@ -1,0 +1,108 @@
+"""A method's own checks, before jax starts: its section config.<objective> against its config file's (no unknown
+or missing key, each of its default's type), the objective's `validate`, what its loss module cannot check (the
+input pipeline's class names; another run's files), and the record fields it reads against the data."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from configs import (
+    alip,
+    ccp,
+    clip_hard_negatives,
+    clip_refine,
+    cloc,
+    close,
+    degla,
+    denseclip,
+    dreamlip,
+    limber,
+    multicsr,
+    proclip,
+    protoclip,
+    salt,
+    simcse,
+    simctg,
+    uclip,
+    xclip,
+)
+from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
+from configs.errors import ConfigError
+from input_pipeline import shape_video
+from input_pipeline.cleaning import METHOD_TEXT_FIELDS
+from input_pipeline.segmentation import check_class_names
+from input_pipeline.shapes import TEXT_FIELDS
+from losses.objectives import OBJECTIVES
+from training.trained_runs import check_language_model_run
+
+# objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
+METHOD_CONFIGS = {
+    module.__name__.rsplit(".", 1)[1]: module
+    for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
+                   multicsr, proclip, protoclip, salt, simcse, simctg, uclip, xclip)
+}  # fmt: skip
+# data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
+RECORD_FIELDS = {
+    "shapes": (*TEXT_FIELDS, "boxes", "object_mask"),
+    **dict.fromkeys(VIDEO_DATASETS, shape_video.TEXT_FIELDS),
+    **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
+    # each sample's json (input_pipeline/webdataset.py)
+    "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
+}
+
+
+def check_salt_teacher(c: ml_collections.ConfigDict) -> None:
+    """SALT's small model is a finished language-model run of config.salt.teacher's sizes that can read the
+    distilled model's whole context (its record and files only)."""
+    check_language_model_run(
+        c.salt.teacher_workdir, c.salt.teacher, key="config.salt.teacher_workdir", sizes_key="config.salt.teacher",
+        what="the small model", trained_by="configs/salt.py:stage=teacher",
+    )  # fmt: skip
+    if c.salt.teacher.max_len < c.model.decoder.max_len:
+        raise ConfigError(
+            f"config.salt.teacher.max_len ({c.salt.teacher.max_len}) is shorter than the context it must read, "
+            f"config.model.decoder.max_len ({c.model.decoder.max_len}); train the small model with a context as long."
+        )
+    if not os.path.isdir(os.path.join(c.salt.teacher_workdir, "checkpoints")):
+        raise ConfigError(f"{c.salt.teacher_workdir!r} holds no checkpoints; finish training the small model first.")
+
+
+# objective -> what its loss module's validate cannot check: the input pipeline's class names, another run's files.
+OBJECTIVE_CHECKS = {"denseclip": check_class_names, "salt": check_salt_teacher}
+
+
+def check_method_options(c: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for the first problem of config.<objective>, or of what the objective reads."""
+    name = c.objective
+    if name in METHOD_CONFIGS:
+        source = f"configs/{name}.py"
+        defaults = flat_items(METHOD_CONFIGS[name].get_config()[name])
+        section = c.get(name)
+        if not isinstance(section, ml_collections.ConfigDict):
+            raise ConfigError(f"config.objective={name!r} reads its options from config.{name}; start from {source}.")
+        options = flat_items(section)
+        for key, value in options.items():
+            if key not in defaults:
+                raise ConfigError(
+                    f"config.{name}.{key} is not an option of {name}; fix its spelling, or use one of "
+                    f"{sorted(defaults)} ({source})."
+                )
+            check_type(f"{name}.{key}", value, defaults[key])
+        missing = sorted(set(defaults) - set(options))
+        if missing:
+            raise ConfigError(f"config.{name} lacks the options {missing}; add them with the defaults of {source}.")
+    objective = OBJECTIVES[name]
+    if objective.validate is not None:
+        objective.validate(c)
+    if name in OBJECTIVE_CHECKS:
+        OBJECTIVE_CHECKS[name](c)
+    supplied = RECORD_FIELDS.get(c.data.name)
+    absent = [field for field in objective.record_fields if supplied is not None and field not in supplied]
+    if absent:
+        raise ConfigError(
+            f"The {name} objective reads each record's {absent[0]!r}, which config.data.name={c.data.name!r} does "
+            f"not supply; train it on data.name='shapes', or on webdataset shards whose json holds {absent[0]!r}, or "
+            "choose another objective."
+        )
