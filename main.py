@@ -160,17 +160,23 @@ def _unknown_key(argv: list[str], error: Exception) -> str:
     """One sentence for a `--config.a.b=value` whose key does not exist, listing the keys valid there."""
     inner = error.args[0] if error.args and isinstance(error.args[0], KeyError) else error
     key = str(inner.args[0] if inner.args else inner).splitlines()[0].strip("\"'")  # drops ml_collections' hint
-    names = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    override = next((n for n in names if key in n.split(".")), f"--config...{key}")
+    candidates = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and key in a.split("=")[0].split(".")]
+    override = candidates[0] if candidates else f"--config...{key}"
     hint = "check the spelling against the config reference in docs/config.md"
     spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
-    try:  # the config file loaded alone (the flags could not be): the keys beside the unknown one
-        node, parts = load_config_file(spec)[1], override.split(".")[1:]
-        for part in parts[: parts.index(key)]:
-            node = node[part]
-        hint = f"use one of {sorted(node.keys())}"
+    try:  # the config file loaded alone (the flags could not be): the override that misses, the keys beside it
+        config = load_config_file(spec)[1]
     except (ConfigError, KeyError, AttributeError, ValueError):
-        pass
+        return f"{override} names the config key {key!r}, which does not exist; {hint}."
+    for name in candidates:  # e.g. --config.data.path and --config.evals.x.path: only one of them may miss
+        node, parts = config, name.split(".")[1:]
+        try:
+            for part in parts[: parts.index(key)]:
+                node = node[part]
+        except (KeyError, AttributeError, TypeError):
+            continue
+        if hasattr(node, "keys") and key not in node:
+            return f"{name} names the config key {key!r}, which does not exist; use one of {sorted(node.keys())}."
     return f"{override} names the config key {key!r}, which does not exist; {hint}."
 
 

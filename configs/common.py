@@ -36,8 +36,9 @@ DATASETS = ("shapes", *REAL_DATASETS)
 # Clips (X-CLIP): the embedded ones (input_pipeline/shape_video.py) or yours (input_pipeline/video_folders.py).
 VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
-# Text-only data (SimCSE, MultiCSR, CCP; training/text_task.py, input_pipeline/text_sources.py).
-DATASETS += ("shape_sentences", "shape_documents", "sentences", "nli", "documents", "lm_text")
+# Text-only data (SimCSE, MultiCSR, CCP, SPACE-2; training/text_task.py, input_pipeline/text_sources.py).
+DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
+DATASETS += ("lm_text",)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -17,9 +17,9 @@ DESCRIPTIONS = {
     "checkpoint_every_steps": "Interval of checkpoints (also written at the end).",
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
-    "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents` "
-    "(embedded), `sentences`, `nli`, `documents` (docs/text.md); clips: `shapes_video` (embedded), "
-    "`video_folders` (docs/video.md).",
+    "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents`, "
+    "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); clips: "
+    "`shapes_video` (embedded), `video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",

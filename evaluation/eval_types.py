@@ -8,6 +8,8 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
   split of your data: `path` in the format `data` ('' = config.data.name; a WebDataset shard pattern,
   ArrayRecord files, a CSV/JSONL file, a TFDS data dir with `split`); `path` '' turns the entry off;
 - `sts`: STS Spearman of the text tower on config.eval.sts_files, or the embedded graded pairs;
+- `dialog`: intent and slot probes on the text tower's embeddings of held-out embedded commands, or with `path` of
+  the labelled lines of your held-out JSON Lines (evaluation/dialog_eval.py; SPACE-2);
 - `second_language_retrieval`: uCLIP's measure, retrieval from English and second-language captions
   (evaluation/second_language.py);
 - `proclip_text`: retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py);
@@ -51,6 +53,7 @@ EVAL_TYPES: dict[str, dict] = {
     "shapes_zero_shot": {},
     "retrieval": {"data": "", "path": "", "split": "test"},
     "sts": {},
+    "dialog": {"path": ""},
     "second_language_retrieval": {},
     "proclip_text": {},
     "regions": {},
@@ -63,7 +66,7 @@ EVAL_TYPES: dict[str, dict] = {
     "knowledge_conflict": {},
     "captioning": {},
 }  # fmt: skip
-TEXT_ONLY_TYPES = ("sts",)  # the evaluators that a text-only run (training/text_task.py) can run
+TEXT_ONLY_TYPES = ("sts", "dialog")  # the evaluators that a text-only run (training/text_task.py) can run
 LANGUAGE_TYPES = ("language", "knowledge_conflict")  # the evaluators of a decoder language model
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
 # evaluator type -> the config.model.kind it scores; every other type scores the two-tower model.
@@ -130,6 +133,8 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
             )
         if entry.type == "language":
             _check_language_entry(config, key, entry)
+        elif entry.type == "dialog":
+            _check_dialog_entry(config, key, entry)
         elif text_only and entry.type not in (*TEXT_ONLY_TYPES, *LANGUAGE_TYPES):
             raise ConfigError(
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
@@ -164,6 +169,17 @@ def _check_language_entry(config: ml_collections.ConfigDict, key: str, entry: ml
         )
     if options["path"] and not os.path.isfile(options["path"]):
         raise ConfigError(f"{key}.path {options['path']!r} is not a file; point it at held-out text (.txt or .jsonl).")
+
+
+def _check_dialog_entry(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:
+    path = entry_options(entry)["path"]
+    if not path and config.data.name == "dialogs":
+        raise ConfigError(
+            f"{key}.path is '', which means the embedded commands, but this run trains on your dialogs; set {key}.path "
+            "to held-out JSON Lines with labelled lines (input_pipeline/dialog_files.py)."
+        )
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{key}.path {path!r} is not a file; point it at held-out dialog JSON Lines.")
 
 
 def _check_segmentation(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:

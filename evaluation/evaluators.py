@@ -13,6 +13,7 @@ from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
+from evaluation.dialog_eval import DialogEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
@@ -128,6 +129,12 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         sets = sts_sets(config)
         sts = STSEvaluator(model, tokenizer, sets, batch_size=batch_size, max_len=max_len)
         return _Call(sts.evaluate, f"the STS sets {sorted(sets)}")
+    if entry.type == "dialog":
+        path = eval_types.entry_options(entry)["path"]
+        try:
+            return DialogEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, max_len=max_len, path=path)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"config.evals.{name}.path: {e}") from None
     if entry.type == "second_language_retrieval":
         mismatch = config.uclip.mismatch if "uclip" in config else 0.5
         return _Call(
@@ -220,7 +227,7 @@ class Evaluators:
         kinds = {kind for _, kind, _ in self.evaluators.values()}
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
-        if config.data.name not in ("shapes", *VIDEO_DATASETS) and not files and "sts" not in kinds:
+        if config.data.name not in ("shapes", "shape_commands", *VIDEO_DATASETS) and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip

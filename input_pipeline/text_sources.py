@@ -8,6 +8,9 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
   line and a blank line between documents, language "und"): one record per sentence,
   {"text": centre, "context": the sentences within `window` of it, "language": id};
 - `shape_sentences` / `shape_documents`: the embedded equivalents (input_pipeline/sentences.py);
+- `shape_commands`: embedded commands over the shapes world, a labelled one with its frame's item ids and an
+  unlabelled one per record (input_pipeline/dialog_frames.py; SPACE-2); `dialogs`, yours: JSON Lines of utterances,
+  the labelled ones with their frame (input_pipeline/dialog_files.py);
 - `lm_text`: the embedded language-model corpus, prose and facts to memorise (input_pipeline/lm_text.py);
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
@@ -23,10 +26,12 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import lm_text, sentences
+from input_pipeline import dialog_files, dialog_frames, lm_text, sentences
 
-TEXT_DATASETS = ("shape_sentences", "shape_documents", "sentences", "nli", "documents", "lm_text")
-FILE_DATASETS = ("sentences", "nli", "documents")
+TEXT_DATASETS = (
+    "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text"
+)  # fmt: skip
+FILE_DATASETS = ("sentences", "nli", "documents", "dialogs")
 # Column names accepted for each field of an NLI triple, first match wins.
 TRIPLE_COLUMNS = {
     "text": ("sent0", "premise", "sentence1", "anchor", "text"),
@@ -88,7 +93,7 @@ def texts(source, limit: int = 20_000) -> Iterator[str]:
     """Every string of the first `limit` records of a text source (a tokenizer's training corpus)."""
     for i in range(min(limit, len(source))):
         record = source[i]
-        for key in ("text", "positive", "negative"):
+        for key in ("text", "positive", "negative", "unlabelled"):
             if record.get(key):
                 yield record[key]
 
@@ -196,12 +201,18 @@ def document_source(documents: Sequence[tuple[str, list[str]]], window: int) -> 
     return ContextWindowSource(indexed, window), languages
 
 
-def make_text_source(name: str, *, path: str, size: int, window: int, seed: int = 0):
-    """(source, languages) of text dataset `name` (TEXT_DATASETS); `size` sizes the embedded ones."""
+def make_text_source(
+    name: str, *, path: str, size: int, window: int, seed: int = 0, views: tuple[str, ...] = (),
+    labelled_fraction: float = 0.1,
+):  # fmt: skip
+    """(source, languages) of text dataset `name` (TEXT_DATASETS); `size` sizes the embedded ones; `views` and
+    `labelled_fraction` shape the commands' records (dialog_frames.CommandSource)."""
     if name in FILE_DATASETS and not os.path.isfile(path):
         raise ValueError(f"data.name={name!r} reads config.data.path, but {path!r} is not a file; set data.path.")
     if name == "shape_sentences":
         return EmbeddedSource(sentences.triple, size), ["en"]
+    if name == "shape_commands":
+        return dialog_frames.CommandSource(size, labelled_fraction, seed, views=views or dialog_frames.VIEWS), ["en"]
     if name == "shape_documents":
         documents, total = [], 0
         while total < size:
@@ -216,4 +227,7 @@ def make_text_source(name: str, *, path: str, size: int, window: int, seed: int 
         return RecordSource(read_triples(path)), ["und"]
     if name == "documents":
         return document_source(read_documents(path)[0], window)
+    if name == "dialogs":
+        labelled, unlabelled = dialog_files.read_dialogs(path)
+        return dialog_files.DialogFileSource(labelled, unlabelled, views or dialog_frames.VIEWS), ["und"]
     raise ValueError(f"Unknown text dataset {name!r}; use one of {list(TEXT_DATASETS)}.")

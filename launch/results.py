@@ -54,6 +54,13 @@ CAPTION_COLUMNS = {
     "CLIP-S": ("captioning/clip_score", 1, 1),
     "from text: colour+shape": ("captioning/text_colour_shape", 1, 1),
 }
+# Dialog encoders (SPACE-2; evaluation/dialog_eval.py): intent and slot probes on held-out commands, in percent.
+DIALOG_COLUMNS = {
+    "intent 1-shot": ("dialog/intent_1shot", 1, 1),
+    "intent 5-shot": ("dialog/intent_5shot", 1, 1),
+    "intent probe": ("dialog/intent_probe", 1, 1),
+    "slot F1": ("dialog/slot_f1", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -109,13 +116,16 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both: those of the tasks the runs were evaluated on."""
+    """The image columns, the text ones, or both, or a language, captioning or dialog run's: those of the tasks the
+    runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
         return {name: column for name, column in LANGUAGE_COLUMNS.items() if column[0] in keys}
     if has(CAPTION_COLUMNS):
         return CAPTION_COLUMNS
+    if has(DIALOG_COLUMNS):
+        return DIALOG_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -149,6 +159,7 @@ PAIRED_COLUMNS = (
     "STS calibrated",
     *LANGUAGE_COLUMNS,
     *CAPTION_COLUMNS,
+    *DIALOG_COLUMNS,
 )
 
 

@@ -57,6 +57,7 @@ from losses import (
     protoclip,
     salt,
     simcse,
+    space2,
     uclip,
     xclip,
 )
@@ -290,6 +291,12 @@ OBJECTIVES: dict[str, Objective] = {
         embed=ccp.ccp_embed,
         loss_from_embeddings=ccp.ccp_loss_from_embeddings,
         grad_cache=True,
+    ),
+    "space2": Objective(
+        loss=space2.loss,
+        validate=space2.validate,
+        implementations=("dense",),
+        dense_only=lambda config: "the soft targets are pairwise tree scores over the whole 2B x 2B matrix",
     ),
     # Language models (models/language_model.py): per-sequence terms only, so "dense" is the one implementation.
     "lm": Objective(loss=language.lm_loss, implementations=("dense",), dense_only=language.no_batch_term),

@@ -47,6 +47,8 @@ class TwoTower(nn.Module):
     With `video_frames` = T > 0 (X-CLIP) the model also has the video modules of models/video.py:
     `encode_video(videos [B, T, H, W, 3])` and `prompt_text(text_features, video_tokens)`;
     `frame_mean_embedding(videos)` is the baseline any model has (plain CLIP on each frame, averaged).
+    With `text_views` = V > 0 and `text_mlm_head` (SPACE-2): `encode_text_views(tokens)` adds `view_embedding`
+    [B, V, D], and `mlm_logits(tokens)` gives [B, L, vocab]; the vocabulary then holds the [MASK] row.
     """
 
     image: ml_collections.ConfigDict
@@ -71,6 +73,8 @@ class TwoTower(nn.Module):
     region_depth: int = 0  # CLOC's prompter and grounding head: cross-attention blocks each; 0 = none
     dense: DenseSettings | None = None  # DenseCLIP's heads; None = none
     video_frames: int = 0  # X-CLIP's video modules for clips of this many frames; 0 = none
+    text_views: int = 0  # SPACE-2's per-view heads over the text features; 0 = none
+    text_mlm_head: bool = False  # SPACE-2's masked-language-model head, tied to the text tower's token embedding
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -101,6 +105,12 @@ class TwoTower(nn.Module):
             self.prompt_visual_projection = nn.Dense(self.embed_dim, use_bias=False, dtype=self.dtype)
         if self.dense:
             self._setup_dense(self.dense)
+        if self.text_views:
+            self.text_view_heads = nn.Dense(self.text_views * self.embed_dim, dtype=self.dtype)
+        if self.text_mlm_head:
+            self.mlm_transform = nn.Dense(self.text["width"], dtype=self.dtype)
+            self.mlm_norm = nn.LayerNorm(epsilon=self.text.get("layer_norm_eps", 1e-12))
+            self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (self.vocab_size,), jnp.float32)
 
     def _setup_dense(self, d: DenseSettings):
         shape = (d.context_tokens, self.text["width"])
@@ -227,6 +237,21 @@ class TwoTower(nn.Module):
             features = head if self.text_mlp_head == "always" or not deterministic else features
         return {"text_features": features, "text_embedding": l2_normalize(features)}
 
+    def encode_text_views(self, tokens: jax.Array, deterministic: bool = True) -> dict[str, jax.Array]:
+        """encode_text's outputs and `view_embedding` [B, V, D]: SPACE-2's heads, normalize(tanh(W_v h)) for each of
+        the `text_views` views, h the text features."""
+        out = self.encode_text(tokens, deterministic)
+        heads = jnp.tanh(self.text_view_heads(out["text_features"]).astype(jnp.float32))
+        return out | {"view_embedding": l2_normalize(heads.reshape(tokens.shape[0], self.text_views, self.embed_dim))}
+
+    def mlm_logits(self, tokens: jax.Array, deterministic: bool = True) -> jax.Array:
+        """tokens [B, L] -> [B, L, vocab] masked-token logits: each position's state through dense, exact GELU and
+        LayerNorm, then the tower's token embedding (tied, as BERT's and SPACE-2's) plus a bias."""
+        _, states = self.text_tower(tokens, deterministic=deterministic)
+        x = self.mlm_norm(jax.nn.gelu(self.mlm_transform(states), approximate=False)).astype(jnp.float32)
+        embedding = self.text_tower.variables["params"]["token_embedding"]["embedding"]
+        return x @ embedding.T.astype(jnp.float32) + self.mlm_bias
+
     def __call__(self, images: jax.Array | None = None, tokens: jax.Array | None = None) -> dict[str, jax.Array]:
         out = {"logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
         if images is not None:
@@ -242,6 +267,10 @@ class TwoTower(nn.Module):
         if self.dense and images is not None and tokens is not None:
             names = tokens[:1, : tokens.shape[1] - self.dense.context_tokens]
             out.update(self.segment(images, jnp.broadcast_to(names, (self.dense.classes, names.shape[1]))))
+        if self.text_views and tokens is not None:  # so that init creates SPACE-2's heads
+            out["view_embedding"] = self.encode_text_views(tokens)["view_embedding"]
+        if self.text_mlm_head and tokens is not None:
+            out["mlm_logits"] = self.mlm_logits(tokens)
         if self.video_frames and images is not None and tokens is not None:
             video = self.encode_video(
                 jnp.broadcast_to(images[:, None], (images.shape[0], self.video_frames, *images.shape[1:]))
@@ -261,6 +290,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         options = config[config.objective]
         dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise
         return PrefixCaptioner(build_language_model(config, vocab_size), options.prefix_tokens, dropout)
+    space2 = config.objective == "space2"
+    mlm = space2 and config.space2.mlm_weight > 0
     if m.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
             f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "
@@ -270,7 +301,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         image=m.image,
         text=m.text,
         embed_dim=m.embed_dim,
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + mlm,  # SPACE-2's [MASK]: one row after the tokenizer's vocabulary
         logit_scale_init=m.logit_scale_init,
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
@@ -287,6 +318,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         region_depth=m.region_depth,
         dense=dense_settings(config),
         video_frames=m.video_frames,
+        text_views=len(config.space2.views) if space2 else 0,
+        text_mlm_head=mlm,
     )
 
 

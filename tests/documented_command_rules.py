@@ -96,6 +96,12 @@ RULES = (
         "same loop: main.py's flags parse",
     ),
     Rule(
+        r"python main\.py --config=configs/space2\.py .*--config\.data\.name=dialogs",
+        CHECK,
+        "trains on your dialog files (tests/test_dialog_files.py trains SPACE-2 on generated ones and probes "
+        "generated held-out lines through the same loop): main.py's flags parse",
+    ),
+    Rule(
         r"python main\.py --config=configs/clip\.py --workdir=runs/x ",
         CHECK,
         "shows how overrides are written (configs/clip.py is trained by docs/results.md's commands): its flags parse",

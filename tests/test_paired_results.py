@@ -148,3 +148,17 @@ def test_language_runs_get_only_the_columns_they_were_evaluated_on():
     assert header == "| config | seeds | minutes | perplexity | held-out NLL |"
     runs["lm"][0]["eval"]["language/greedy/diversity"] = 70.0
     assert "greedy diversity" in results_table(runs).splitlines()[0]
+
+
+def test_dialog_runs_get_the_probe_columns():
+    def dialog(one_shot):
+        metrics = {"dialog/intent_1shot": one_shot, "dialog/intent_5shot": 90.0, "dialog/intent_probe": 99.0,
+                   "dialog/slot_f1": 60.0}  # fmt: skip
+        return {"eval": metrics, "wall_time_s": 60.0}
+
+    results = {"self": [dialog(70.0), dialog(72.0)], "soft": [dialog(80.0), dialog(86.0)]}
+    header = results_table(results).splitlines()[0]
+    assert header == "| config | seeds | minutes | intent 1-shot | intent 5-shot | intent probe | slot F1 |"
+    # 1-shot differences +10 and +14: mean 12, sd 2.828, t(0.975, 1) = 12.7062 -> half 25.41.
+    row = paired_table(results, "self", [0, 1]).splitlines()[-1]
+    assert row.startswith("| soft | +12.0 [-13.4, +37.4] 2/2 (n.d.) | +0.0")

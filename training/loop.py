@@ -269,6 +269,7 @@ def _duration(seconds: float) -> str:
 def _short(metrics: dict[str, float]) -> str:
     keys = (
         "zero_shot/shape_colour", "zero_shot/shape", "zero_shot/colour", "retrieval/image_to_text_R@1", "sts/avg",
+        "dialog/intent_1shot", "dialog/intent_5shot", "dialog/intent_probe", "dialog/slot_f1",
         "segmentation/miou", "segmentation/clip_miou",
         "video/motion", "video/motion_mean_frames", "video/shape", "video/colour",
         "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score", "language/perplexity",

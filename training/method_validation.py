@@ -25,12 +25,13 @@ from configs import (
     salt,
     simcse,
     simctg,
+    space2,
     uclip,
     xclip,
 )
 from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
 from configs.errors import ConfigError
-from input_pipeline import shape_video
+from input_pipeline import dialog_frames, shape_video
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
@@ -41,7 +42,7 @@ from training.trained_runs import check_language_model_run
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, proclip, protoclip, salt, simcse, simctg, uclip, xclip)
+                   multicsr, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -69,8 +70,24 @@ def check_salt_teacher(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"{c.salt.teacher_workdir!r} holds no checkpoints; finish training the small model first.")
 
 
-# objective -> what its loss module's validate cannot check: the input pipeline's class names, another run's files.
-OBJECTIVE_CHECKS = {"denseclip": check_class_names, "salt": check_salt_teacher}
+def check_space2_data(c: ml_collections.ConfigDict) -> None:
+    """SPACE-2 trains on commands with frames, and its views are distinct names of their views
+    (input_pipeline/dialog_frames.py), at least one."""
+    if c.data.name not in ("shape_commands", "dialogs"):
+        raise ConfigError(
+            f"SPACE-2 needs labelled utterances with frames beside unlabelled ones, which config.data.name="
+            f"{c.data.name!r} does not hold; set it to 'shape_commands' (embedded) or 'dialogs' (your JSON Lines)."
+        )
+    views = tuple(c.space2.views)
+    if not views or len(set(views)) != len(views) or not set(views) <= set(dialog_frames.VIEWS):
+        raise ConfigError(
+            f"config.space2.views={views!r} must name distinct views, at least one, of {list(dialog_frames.VIEWS)}."
+        )
+
+
+# objective -> what its loss module's validate cannot check: the input pipeline's class names, data and views,
+# another run's files.
+OBJECTIVE_CHECKS = {"denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data}
 
 
 def check_method_options(c: ml_collections.ConfigDict) -> None:

@@ -27,9 +27,11 @@ def make_source(config: ml_collections.ConfigDict):
     """The text source of config.data; for CCP, checks that its languages and a batch fit the banks."""
     data = config.data
     try:
+        space2 = config.get("space2", {})
         source, languages = text_sources.make_text_source(
-            data.name, path=data.path, size=data.train_size, window=data.context_window
-        )
+            data.name, path=data.path, size=data.train_size, window=data.context_window,
+            views=tuple(space2.get("views", ())), labelled_fraction=space2.get("labelled_fraction", 0.1),
+        )  # fmt: skip
     except (OSError, ValueError) as e:
         raise ConfigError(str(e)) from None
     _check_objective_fits_data(config)
@@ -50,13 +52,15 @@ def make_source(config: ml_collections.ConfigDict):
 _DATA_FOR = {
     "sup": ("shape_sentences", "nli"),
     "ccp": ("shape_documents", "documents"),
+    "space2": ("shape_commands", "dialogs"),
 }
 
 
 def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
     """The method's fields exist in the data, and MultiCSR has a frozen encoder to start from."""
     objective, name = config.objective, config.data.name
-    need = "ccp" if objective == "ccp" else config[objective].mode if objective in ("simcse", "multicsr") else None
+    need = objective if objective in ("ccp", "space2") else None
+    need = config[objective].mode if objective in ("simcse", "multicsr") else need
     if need in _DATA_FOR and name not in _DATA_FOR[need]:
         raise ConfigError(
             f"config.objective={objective!r} ({need}) cannot train on config.data.name={name!r}; "

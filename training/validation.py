@@ -133,7 +133,7 @@ def _check_ranges(flat: dict) -> None:
 
 
 # generated in-process: no data.path
-EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shapes_video", "lm_text")
+EMBEDDED_DATASETS = ("shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text")
 
 
 def _check_language_model(c: ml_collections.ConfigDict) -> None:
