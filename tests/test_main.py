@@ -95,7 +95,8 @@ def test_rerun_of_a_finished_run_keeps_its_training_summary(laclip_run):
         # Two overrides end in `path`: the sentence names the one that misses, with the keys beside it.
         (
             ["--config.data.path=x.csv", "--config.evals.shapes.path=y"],
-            "--config.evals.shapes.path names the config key 'path', which does not exist; use one of ['prefix', 'type']",
+            "--config.evals.shapes.path names the config key 'path', which does not exist; use one of ['prefix', "
+            "'type']",
         ),
         (["--config.objective=clap"], "Unknown objective 'clap'; set config.objective to one of"),
         (["--config.optimizer.learning_rate=-1.0"], "config.optimizer.learning_rate must be positive"),

@@ -52,15 +52,13 @@ def make_source(config: ml_collections.ConfigDict):
 _DATA_FOR = {
     "sup": ("shape_sentences", "nli"),
     "ccp": ("shape_documents", "documents"),
-    "space2": ("shape_commands", "dialogs"),
 }
 
 
 def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
     """The method's fields exist in the data, and MultiCSR has a frozen encoder to start from."""
     objective, name = config.objective, config.data.name
-    need = objective if objective in ("ccp", "space2") else None
-    need = config[objective].mode if objective in ("simcse", "multicsr") else need
+    need = "ccp" if objective == "ccp" else config[objective].mode if objective in ("simcse", "multicsr") else None
     if need in _DATA_FOR and name not in _DATA_FOR[need]:
         raise ConfigError(
             f"config.objective={objective!r} ({need}) cannot train on config.data.name={name!r}; "
