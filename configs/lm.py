@@ -35,7 +35,7 @@ def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.eval.batch_size = 200
     config.evals = ml_collections.ConfigDict(
         {
-            "language": dict(type="language", prefix=""),
+            "language": dict(type="language", prefix="", path=""),
             "knowledge_conflict": dict(type="knowledge_conflict", prefix=""),
         }
     )

@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
     config = language_model(common.get_base_config(None))
     config.eval_every_steps = 150
     # Held-out perplexity alone: the curve SALT is judged by (decoding is not its claim).
-    config.evals = ml_collections.ConfigDict({"language": dict(type="language", prefix="", strategies=())})
+    config.evals = ml_collections.ConfigDict({"language": dict(type="language", prefix="", path="", strategies=())})
     if arg.stage == "teacher":
         config.model.decoder.update(TEACHER)
         return config

@@ -105,3 +105,23 @@ def test_uclip_banks_on_the_embedded_data_are_the_validation_split_as_before():
     )
     captions = [second_language.translate(source[i]["caption"]) for i in range(3, 6)]
     np.testing.assert_array_equal(inputs["bank_words"], second_language.word_ids(captions, second_language.MAX_WORDS))
+
+
+def test_every_config_spells_out_the_path_of_its_evaluators():
+    """`--config.evals.<entry>.path=held_out` only sets a key the entry holds: every entry whose type reads a
+    `path` holds one (configs/lm.py's docstring and docs/language.md tell users to set it)."""
+    import glob
+    import importlib
+    import os
+
+    from evaluation.eval_types import EVAL_TYPES
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    missing = []
+    for path in sorted(glob.glob(os.path.join(root, "configs", "*.py"))):
+        module = importlib.import_module(f"configs.{os.path.basename(path)[:-3]}")
+        if hasattr(module, "get_config"):
+            for name, entry in module.get_config().evals.items():
+                if "path" in EVAL_TYPES[entry.type] and "path" not in entry:
+                    missing.append(f"{os.path.basename(path)}: evals.{name}")
+    assert not missing, missing
