@@ -107,8 +107,8 @@ def loss(params, batch, extra, rng, *, model, config):
         {"params": params}, stacked, deterministic=False, method=model.encode_text_views, rngs={"dropout": contrast_rng}
     )["view_embedding"]
     taus = (options.temperature, options.base_temperature)
-    scores = jaccard_scores(batch["frame"], batch["frame"])
-    supervised = multi_view_loss(views[: 2 * b], scores if options.supervised else None, *taus)
+    scores = jaccard_scores(batch["frame"], batch["frame"]) if options.supervised else None
+    supervised = multi_view_loss(views[: 2 * b], scores, *taus)
     self_supervised = multi_view_loss(views[2 * b :], None, *taus)
     value = supervised + self_supervised
     metrics = {"supervised": supervised, "self_supervised": self_supervised}
