@@ -180,10 +180,11 @@ def _unknown_key(argv: list[str], error: Exception) -> str:
     return f"{override} names the config key {key!r}, which does not exist; {hint}."
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with a mistyped `--config.key=value` reported as one sentence."""
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """absl flag parsing, with a mistyped `--config.key=value` reported as one sentence (`flag_values`: a test's
+    own flags, parsed in its process)."""
     try:
-        return flags.FLAGS(argv)
+        return flag_values(argv)
     except (AttributeError, KeyError) as e:
         sys.exit(f"error: {_unknown_key(argv, e)}")
     except flags.Error as e:

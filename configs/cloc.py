@@ -16,6 +16,7 @@ evaluator: the paired baseline.
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 
 
 def get_config(arg: str | None = None):
@@ -26,5 +27,5 @@ def get_config(arg: str | None = None):
     )
     config.model.region_depth = 1
     config.data.crop_scale = (1.0, 1.0)  # the boxes hold only on the uncropped image
-    config.evals.regions = ml_collections.ConfigDict(dict(type="regions", prefix=""))
+    config.evals.regions = evaluator("regions", prefix="")
     return config

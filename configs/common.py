@@ -8,6 +8,7 @@ import os
 import ml_collections
 
 from configs.errors import ConfigError
+from configs.evaluators import evaluator
 from interop.named_models import resolve
 
 # Image tower presets: ViT widths/depths/heads as in the ViT and CLIP papers; `tiny`
@@ -38,7 +39,7 @@ VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP, SPACE-2; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
-DATASETS += ("lm_text",)
+DATASETS += ("lm_text", "preference_text")  # language models (PHF: preference_text)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -213,10 +214,8 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # eval/<prefix><metric>. `shapes` keeps today's names (prefix ''); `heldout` scores R@1/5/10 on a
     # held-out split of your data once its path is set (a WebDataset shard pattern, ...; '' = off).
     c.evals = ml_collections.ConfigDict()
-    c.evals.shapes = ml_collections.ConfigDict(dict(type="shapes_zero_shot", prefix=""))
-    c.evals.heldout = ml_collections.ConfigDict(
-        dict(type="retrieval", prefix="heldout/", data="", path="", split="test")
-    )
+    c.evals.shapes = evaluator("shapes_zero_shot", prefix="")
+    c.evals.heldout = evaluator("retrieval", prefix="heldout/")
 
     # Decoding for language-model runs (models/generation.py): the `language` evaluator and --mode=generate.
     c.generation = ml_collections.ConfigDict(

@@ -39,6 +39,7 @@ Config arguments: `size` and `data` as in configs/common.py; `variant` picks the
 import ml_collections
 
 from configs import clip_continued, common
+from configs.evaluators import evaluator
 from input_pipeline.segmentation import CLASS_SETS
 
 # variant -> (prompting, score_concat, aux_weight)
@@ -83,6 +84,5 @@ def get_config(arg: str | None = None):
     config.eval_every_steps = config.checkpoint_every_steps = config.total_steps
     config.eval.num_examples = 200
     # path '': the held-out shapes masks; your held-out files with masks: --config.evals.segmentation.path (and .data)
-    segmentation = dict(type="segmentation", prefix="", data="", path="")
-    config.evals = ml_collections.ConfigDict(dict(segmentation=segmentation))
+    config.evals = ml_collections.ConfigDict({"segmentation": evaluator("segmentation", prefix="")})
     return config

@@ -16,6 +16,7 @@ coherence (the `language` evaluator) and knowledge-conflict accuracy of greedy, 
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 
 
 def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -35,8 +36,8 @@ def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.eval.batch_size = 200
     config.evals = ml_collections.ConfigDict(
         {
-            "language": dict(type="language", prefix="", path=""),
-            "knowledge_conflict": dict(type="knowledge_conflict", prefix=""),
+            "language": evaluator("language", prefix=""),
+            "knowledge_conflict": evaluator("knowledge_conflict", prefix=""),
         }
     )
     return config
@@ -63,5 +64,5 @@ def captioner(config: ml_collections.ConfigDict, objective: str) -> ml_collectio
     config.generation.max_new_tokens = 16  # a scene sentence is about 10 tokens
     config.eval.num_examples = 500  # held-out test images, one object each
     config.eval.batch_size = 250
-    config.evals = ml_collections.ConfigDict({"captioning": dict(type="captioning", prefix="")})
+    config.evals = ml_collections.ConfigDict({"captioning": evaluator("captioning", prefix="")})
     return config

@@ -20,6 +20,7 @@ scored by evaluation/proclip.py.
 import ml_collections
 
 from configs import clip_continued, common
+from configs.evaluators import evaluator
 
 
 def proclip(config, stage: int):
@@ -32,7 +33,7 @@ def proclip(config, stage: int):
         dict(stage=stage, embedder_workdir="", embedder_seed=0, distill_weight=1.0)
     )
     # Retrieval through ProCLIP's text path next to the text tower's (evaluation/proclip.py).
-    config.evals.proclip_text = ml_collections.ConfigDict(dict(type="proclip_text"))
+    config.evals.proclip_text = evaluator("proclip_text")
     return config
 
 

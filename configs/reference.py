@@ -18,7 +18,8 @@ DESCRIPTIONS = {
     "keep_checkpoints": "How many of the newest checkpoints to keep.",
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
     "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents`, "
-    "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); clips: "
+    "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); language models: "
+    "`lm_text`, `preference_text` (PHF) (embedded), `sentences` (docs/language.md); clips: "
     "`shapes_video` (embedded), `video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
@@ -82,7 +83,8 @@ DESCRIPTIONS = {
     "model.video_frames": "Frames per clip of X-CLIP's video modules (cross-frame messages, MIT, prompts; "
     "docs/video.md); 0 = none.",
     "model.kind": "`two_tower` (image and text towers: every contrastive method), `decoder` (the language model of "
-    "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`, `configs/salt.py`; docs/language.md) or "
+    "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`, `configs/salt.py`, "
+    "`configs/phf.py`; docs/language.md) or "
     "`captioner` (that "
     "language model reading a prefix mapped from a frozen CLIP run's embedding, models/captioner.py: "
     "`configs/limber.py`, `configs/close.py`).",

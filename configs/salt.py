@@ -20,6 +20,7 @@ Config arguments: `stage` (`student`, the default, or `teacher`: configs/lm.py's
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 from configs.lm import language_model
 
 TEACHER = dict(width=64, depth=1, heads=4, max_len=48, mlp_dim=0)
@@ -35,7 +36,7 @@ def get_config(arg: str | None = None):
     config = language_model(common.get_base_config(None))
     config.eval_every_steps = 150
     # Held-out perplexity alone: the curve SALT is judged by (decoding is not its claim).
-    config.evals = ml_collections.ConfigDict({"language": dict(type="language", prefix="", path="", strategies=())})
+    config.evals = ml_collections.ConfigDict({"language": evaluator("language", prefix="", strategies=())})
     if arg.stage == "teacher":
         config.model.decoder.update(TEACHER)
         return config

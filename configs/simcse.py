@@ -21,12 +21,13 @@ a fresh tower.
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 
 
 def text_only(config: ml_collections.ConfigDict, data: str) -> ml_collections.ConfigDict:
     """Settings every text-only method shares: text data, a minimal (unused) image tower, STS evaluation."""
     config.data.name = data
-    config.evals = ml_collections.ConfigDict({"sts": dict(type="sts", prefix="")})
+    config.evals = ml_collections.ConfigDict({"sts": evaluator("sts", prefix="")})
     config.model.image.update(width=32, depth=1, heads=2, patch_size=8, conv_stem_depth=0)
     config.batch_size = 64
     config.total_steps = 600

@@ -19,6 +19,7 @@ the utterances of the same intent; `none`: SimCSE-style on both batches, the fra
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 from configs.simcse import text_only
 
 VIEWS = ("D", "I", "S", "V", "DI", "IS", "SV", "DIS", "ISV", "DISV")
@@ -33,7 +34,7 @@ def get_config(arg: str | None = None):
         )
     config = text_only(common.get_base_config(f"size={arg.size}"), "shape_commands")
     config.objective = "space2"
-    config.evals = ml_collections.ConfigDict({"dialog": dict(type="dialog", prefix="", path="")})
+    config.evals = ml_collections.ConfigDict({"dialog": evaluator("dialog", prefix="")})
     config.model.text.update(kind="bert", pool="first", activation="gelu", layer_norm_eps=1e-12, dropout_rate=0.2)
     config.eval.num_examples = 600
     config.space2 = ml_collections.ConfigDict(

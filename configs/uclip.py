@@ -26,6 +26,7 @@ import math
 import ml_collections
 
 from configs import clip_continued, common
+from configs.evaluators import evaluator
 
 
 def get_config(arg: str | None = None):
@@ -35,7 +36,7 @@ def get_config(arg: str | None = None):
     config.model.head_hidden_dim = 2 * config.model.embed_dim
     config.optimizer.frozen_prefixes = clip_continued.MODEL_PARAMS
     config.optimizer.learning_rate = 1e-3
-    config.evals.second_language = ml_collections.ConfigDict(dict(type="second_language_retrieval"))
+    config.evals.second_language = evaluator("second_language_retrieval")
     config.uclip = ml_collections.ConfigDict(
         dict(
             bank_size=1024,

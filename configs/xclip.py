@@ -18,6 +18,7 @@ beside the mean of frame embeddings and chance.
 import ml_collections
 
 from configs import common
+from configs.evaluators import evaluator
 
 
 def get_config(arg: str | None = None):
@@ -38,5 +39,5 @@ def get_config(arg: str | None = None):
         config.total_steps = 300
         config.eval_every_steps = 300
         config.eval.num_examples = 600
-    config.evals = ml_collections.ConfigDict(dict(video=dict(type="video", prefix="")))
+    config.evals = ml_collections.ConfigDict({"video": evaluator("video", prefix="")})
     return config

@@ -1,7 +1,8 @@
-"""The evaluators a config can name in config.evals (as big_vision's `config.evals`), their options, and the
-check of config.evals that runs before jax starts.
+"""The evaluators a config can name in config.evals (as big_vision's `config.evals`), what their options mean,
+and the check of config.evals that runs before jax starts.
 
-config.evals holds named entries, each a ConfigDict with a `type` and that type's options:
+config.evals holds named entries, each a ConfigDict with a `type` and that type's options (the table of options
+and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evaluator` builds entries):
 - `shapes_zero_shot`: zero-shot, retrieval, compositionality and embedding geometry on the embedded shapes
   test images (evaluation/shapes_eval.py);
 - `retrieval`: image <-> text R@1/5/10 on the first config.eval.num_examples usable examples of a held-out
@@ -28,6 +29,9 @@ config.evals holds named entries, each a ConfigDict with a `type` and that type'
   the first `prompt_words` words of held-out texts (evaluation/language_eval.py);
 - `knowledge_conflict` (language models): context-answer accuracy of greedy, CAD and AdaCAD on questions whose
   context agrees with or contradicts the embedded facts (evaluation/language_eval.py).
+- `preference` (a PHF run's language model): the undesirable word's rate in `num_samples` samples (0 =
+  config.eval.num_examples) and after prompts that lead to it, and the loss on held-out aligned text
+  (evaluation/preference_eval.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -43,31 +47,13 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
+from configs.evaluators import EVAL_TYPES, NAME_PREFIX
 from input_pipeline.masks import MASK_DATASETS
 from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
 
-NAME_PREFIX = "{name}/"  # the `prefix` default: the entry's name, then a slash
-# type -> {option: default}; every type also takes `prefix`.
-EVAL_TYPES: dict[str, dict] = {
-    "shapes_zero_shot": {},
-    "retrieval": {"data": "", "path": "", "split": "test"},
-    "sts": {},
-    "dialog": {"path": ""},
-    "second_language_retrieval": {},
-    "proclip_text": {},
-    "regions": {},
-    "segmentation": {"data": "", "path": ""},
-    "video": {"frames": 0},
-    "language": {
-        "path": "", "num_prompts": 0, "prompt_words": 6,
-        "strategies": ("greedy", "beam", "top_k", "nucleus", "contrastive"),
-    },
-    "knowledge_conflict": {},
-    "captioning": {},
-}  # fmt: skip
 TEXT_ONLY_TYPES = ("sts", "dialog")  # the evaluators that a text-only run (training/text_task.py) can run
-LANGUAGE_TYPES = ("language", "knowledge_conflict")  # the evaluators of a decoder language model
+LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference")  # the evaluators of a decoder language model
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
 # evaluator type -> the config.model.kind it scores; every other type scores the two-tower model.
 MODEL_KINDS = {**dict.fromkeys(LANGUAGE_TYPES, "decoder"), **dict.fromkeys(CAPTION_TYPES, "captioner")}
@@ -140,6 +126,13 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
                 f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."
             )
+        if entry.type == "preference" and config.get("phf") is None:
+            raise ConfigError(
+                f"{key} (preference) scores a PHF run's control tokens and undesirable word; use it with "
+                "configs/phf.py, or remove it from config.evals."
+            )
+        if entry.type == "preference" and entry_options(entry)["num_samples"] < 0:
+            raise ConfigError(f"{key}.num_samples must be >= 0 (0 = config.eval.num_examples).")
         if entry.type == "video" and video_frames(config, entry) < 1:
             raise ConfigError(
                 f"{key} needs clips of at least one frame; set {key}.frames, or config.model.video_frames (X-CLIP)."

@@ -15,6 +15,7 @@ from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
+from evaluation.preference_eval import PreferenceEvaluator
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
@@ -177,9 +178,16 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
 
 
 def language_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
-    """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py)."""
+    """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py), or PHF's `preference`
+    (evaluation/preference_eval.py)."""
     if entry.type == "knowledge_conflict":
         return KnowledgeConflictEvaluator(model, tokenizer)
+    if entry.type == "preference":
+        n = eval_types.entry_options(entry)["num_samples"] or config.eval.num_examples
+        conditional = config.get("phf", {}).get("objective") == "conditional"
+        return PreferenceEvaluator(model, tokenizer, conditional=conditional, num_samples=n,
+                                   num_texts=config.eval.num_examples, batch_size=config.eval.batch_size,
+                                   seed=config.seed)  # fmt: skip
     options = eval_types.entry_options(entry)
     n, words = config.eval.num_examples, options["prompt_words"]
     count = options["num_prompts"] or n
@@ -227,7 +235,8 @@ class Evaluators:
         kinds = {kind for _, kind, _ in self.evaluators.values()}
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
-        if config.data.name not in ("shapes", "shape_commands", *VIDEO_DATASETS) and not files and "sts" not in kinds:
+        embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *VIDEO_DATASETS)
+        if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "
                      f"--config.evals.{held_out}.path")  # fmt: skip

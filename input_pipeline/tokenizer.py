@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from input_pipeline.clip_bpe import ClipBpeTokenizer
 from input_pipeline.siglip_tokenizer import SiglipTokenizer
@@ -27,6 +28,13 @@ class Tokenizer:
                 f"The tokenizer model must use pad={PAD_ID}, bos={BOS_ID}, eos={EOS_ID}; "
                 "retrain it with train_tokenizer() or pass pad_id/bos_id/eos_id to SentencePiece."
             )
+        # Control tokens (user-defined symbols, e.g. PHF's <|aligned|>) and the bare word-start piece that
+        # SentencePiece puts before one: the control token is encoded alone, so that it reads the same at the
+        # start of a text and after a sentence, and a model never learns '▁' as the herald of a control token.
+        proto = sentencepiece_model_pb2.ModelProto.FromString(model_proto)
+        user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.Type.USER_DEFINED
+        self._controls = {i for i, piece in enumerate(proto.pieces) if piece.type == user_defined}
+        self._space = self._sp.piece_to_id("\u2581")
 
     @property
     def vocab_size(self) -> int:
@@ -38,9 +46,16 @@ class Tokenizer:
         # One string per call: SentencePiece's list form costs ~160 us per call in thread set-up, 30x
         # a short caption's encoding, and the training pipeline encodes one caption per example.
         for row, ids in enumerate(self._sp.encode(text) for text in texts):
+            if self._controls:
+                heralds = {k for k in range(len(ids) - 1) if ids[k] == self._space and ids[k + 1] in self._controls}
+                ids = [t for k, t in enumerate(ids) if k not in heralds]
             ids = [BOS_ID] + ids[: max_len - 2] + [EOS_ID]
             out[row, : len(ids)] = ids
         return out
+
+    def piece_id(self, piece: str) -> int:
+        """The id of one piece, e.g. a control token trained in as a user-defined symbol; UNK_ID when absent."""
+        return self._sp.piece_to_id(piece)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.decode([int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)])
@@ -52,8 +67,9 @@ class Tokenizer:
         os.replace(tmp, path)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Trains a unigram SentencePiece model in memory (well under a second for ~10^5 captions)."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, symbols: Sequence[str] = ()) -> Tokenizer:
+    """Trains a unigram SentencePiece model in memory (well under a second for ~10^5 captions); each of `symbols`
+    (control tokens, e.g. PHF's <|aligned|>) becomes one piece wherever it occurs in a text."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -68,6 +84,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         hard_vocab_limit=False,  # the synthetic corpus may hold fewer pieces than asked for
         character_coverage=1.0,
         minloglevel=2,
+        **({"user_defined_symbols": list(symbols)} if symbols else {}),
     )
     return Tokenizer(model.getvalue())
 
@@ -105,14 +122,16 @@ TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe", "siglip")
 
 
 def get_tokenizer(
-    model_path: str, workdir: str, texts: Iterable[str], vocab_size: int, kind: str = "sentencepiece"
-) -> Tokenizer:
-    """The tokenizer at `model_path` if given, else the one cached in `workdir` (trained on first use)."""
+    model_path: str, workdir: str, texts: Iterable[str], vocab_size: int, kind: str = "sentencepiece",
+    symbols: Sequence[str] = (),
+) -> Tokenizer:  # fmt: skip
+    """The tokenizer at `model_path` if given, else the one cached in `workdir` (trained on first use, with the
+    control tokens `symbols` as pieces)."""
     if model_path or kind != "sentencepiece":
         return load_tokenizer(model_path, kind)
     cached = os.path.join(workdir, "tokenizer.model")
     if os.path.isfile(cached):
         return load_tokenizer(cached)
-    tokenizer = train_tokenizer(texts, vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size, symbols)
     tokenizer.save(cached)
     return tokenizer

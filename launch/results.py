@@ -61,6 +61,13 @@ DIALOG_COLUMNS = {
     "intent probe": ("dialog/intent_probe", 1, 1),
     "slot F1": ("dialog/slot_f1", 1, 1),
 }
+# PHF runs (evaluation/preference_eval.py): the undesirable word's rate in samples, in percent; aligned text's loss.
+PREFERENCE_COLUMNS = {
+    "misaligned sentences %": ("preference/misaligned_rate", 1, 2),
+    "misaligned samples %": ("preference/misaligned_samples", 1, 2),
+    "adversarial %": ("preference/adversarial_rate", 1, 2),
+    "aligned NLL": ("preference/aligned_loss", 1, 4),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -116,7 +123,7 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both, or a language, captioning or dialog run's: those of the tasks the
+    """The image columns, the text ones, or both, or a language, captioning, dialog or PHF run's: those of the tasks the
     runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
@@ -126,6 +133,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return CAPTION_COLUMNS
     if has(DIALOG_COLUMNS):
         return DIALOG_COLUMNS
+    if has(PREFERENCE_COLUMNS):
+        return PREFERENCE_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -160,6 +169,7 @@ PAIRED_COLUMNS = (
     *LANGUAGE_COLUMNS,
     *CAPTION_COLUMNS,
     *DIALOG_COLUMNS,
+    *PREFERENCE_COLUMNS,
 )
 
 

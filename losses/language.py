@@ -15,7 +15,8 @@ import ml_collections
 
 from configs.errors import ConfigError
 
-LANGUAGE_OBJECTIVES = ("lm", "simctg", "salt")  # the objectives that train a decoder (config.model.kind 'decoder')
+# The objectives that train a decoder (config.model.kind 'decoder').
+LANGUAGE_OBJECTIVES = ("lm", "simctg", "salt", "phf")
 
 
 def next_token_loss(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -53,6 +53,7 @@ from losses import (
     dreamlip,
     hard_negatives,
     language,
+    phf,
     proclip,
     protoclip,
     salt,
@@ -313,6 +314,9 @@ OBJECTIVES: dict[str, Objective] = {
         validate=salt.validate,
         implementations=("dense",),
         dense_only=language.no_batch_term,
+    ),
+    "phf": Objective(
+        loss=phf.phf_loss, validate=phf.validate, implementations=("dense",), dense_only=language.no_batch_term
     ),
     # Captioners (models/captioner.py) through a frozen CLIP run's embeddings: per-sequence terms as well.
     **{

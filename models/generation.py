@@ -36,6 +36,7 @@ class Decoding(NamedTuple):
     beams: int = 4
     alpha: float = 0.6  # contrastive search's degeneration penalty weight
     min_new_tokens: int = 0  # EOS is ruled out before this many tokens (HF's min_new_tokens)
+    banned: tuple[int, ...] = ()  # ids never generated (PHF's control tokens; HF's bad_words_ids)
 
 
 def left_pad(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +79,11 @@ def _finish(token, live):
     return token, live & (token != EOS_ID)
 
 
-def _no_early_eos(logits, step, min_new_tokens: int):
-    """logits [..., V] with EOS ruled out while `step` (the index of the token being chosen) < min_new_tokens."""
-    banned = (jnp.arange(logits.shape[-1]) == EOS_ID) & (step < min_new_tokens)
+def _rule_out(logits, step, decoding: Decoding):
+    """logits [..., V] with decoding.banned ruled out, and EOS while `step` (the index of the token being chosen)
+    < decoding.min_new_tokens."""
+    ids = jnp.arange(logits.shape[-1])
+    banned = ((ids == EOS_ID) & (step < decoding.min_new_tokens)) | jnp.isin(ids, jnp.asarray(decoding.banned, int))
     return jnp.where(banned, -1e9, logits)
 
 
@@ -130,7 +133,7 @@ def generate(model: DecoderLM, params, tokens, mask, rng, decoding: Decoding, pr
 
     def body(carry, step_rng):
         cache, logits, history, live = carry
-        logits = _no_early_eos(logits, cache.index - slots + steps, decoding.min_new_tokens)
+        logits = _rule_out(logits, cache.index - slots + steps, decoding)
         if decoding.strategy == "contrastive":
             valid = cache.valid & is_token
             token, out, cache = _contrastive_choice(model, params, logits, history, valid, cache, decoding)
@@ -180,7 +183,7 @@ def beam_search(model: DecoderLM, params, tokens, mask, decoding: Decoding, pref
 
     def body(carry, _):
         cache, log_probs, scores, live, lengths, sequence, t = carry
-        log_probs = jnp.where(live[..., None], _no_early_eos(log_probs, t, decoding.min_new_tokens), pad_only)
+        log_probs = jnp.where(live[..., None], _rule_out(log_probs, t, decoding), pad_only)
         total = (scores[..., None] + log_probs).reshape(batch, -1)
         scores, flat = jax.lax.top_k(total, beams)
         parent, token = flat // vocab, (flat % vocab).astype(jnp.int32)

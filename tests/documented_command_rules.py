@@ -122,7 +122,7 @@ RULES = (
         r"python main\.py .*--mode=generate",
         RUN,
         "continues the prompt with the language model an earlier command trained",
-        r"(^|\n)(we see a|there is a)",
+        r"(^|\n)(<\|aligned\|> )?(we see a|there is a)",
     ),
     Rule(r"python main\.py ", RUN, "trains at a tiny size", r"\nSummary\n"),
     Rule(
@@ -205,6 +205,12 @@ RULES = (
         "SALT and its baselines at 5 seeds from the small models of the command above (the doc's main.py commands "
         "train a small model and SALT from it at the tiny size; tests/test_salt.py trains both): every config loads "
         "and passes validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/phf\.py",
+        CHECK,
+        "PHF's four objectives at 5 seeds (the doc trains configs/phf.py at the tiny size; tests/test_phf.py trains "
+        "every objective end to end): every config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py ",

@@ -1,22 +1,35 @@
-"""config.evals is checked before jax starts (one sentence naming the key), and the host inputs the trainer
-prepares for uCLIP come from the training data, whatever it is."""
+"""config.evals is checked before jax starts (one sentence naming the key), every config's entries spell all
+their type's options so the command line can set any, and the host inputs the trainer prepares for uCLIP come
+from the training data, whatever it is."""
 
 from __future__ import annotations
 
 import io
+import os
+import pathlib
+import re
+import sys
 
 import ml_collections
 import numpy as np
 import pytest
 import real_data as rd
+from absl import flags
+from ml_collections import config_flags
 from PIL import Image
 
+import main
 from configs import clip, simcse, uclip
 from configs.errors import ConfigError
+from configs.evaluators import NAME_PREFIX, evaluator
+from evaluation.eval_types import EVAL_TYPES, entry_options, validate_evals
 from input_pipeline import second_language, shapes
 from input_pipeline.transforms import normalize_image
+from launch.sweep import load_config_file
 from training import objective_inputs
 from training.validation import validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _with_eval(**entry) -> ml_collections.ConfigDict:
@@ -107,21 +120,93 @@ def test_uclip_banks_on_the_embedded_data_are_the_validation_split_as_before():
     np.testing.assert_array_equal(inputs["bank_words"], second_language.word_ids(captions, second_language.MAX_WORDS))
 
 
-def test_every_config_spells_out_the_path_of_its_evaluators():
-    """`--config.evals.<entry>.path=held_out` only sets a key the entry holds: every entry whose type reads a
-    `path` holds one (configs/lm.py's docstring and docs/language.md tell users to set it)."""
-    import glob
-    import importlib
-    import os
+# Every config file (configs/common.py and the other helpers have no get_config).
+CONFIG_FILES = [
+    f"configs/{path.name}"
+    for path in sorted(pathlib.Path(ROOT, "configs").glob("*.py"))
+    if "\ndef get_config(" in path.read_text()
+]
+# Config arguments that rebuild config.evals or return early around it.
+CONFIG_ARGUMENTS = [
+    "configs/clip.py:data=webdataset",
+    "configs/denseclip.py:variant=pre",
+    "configs/limber.py:data=jsonl",
+    "configs/salt.py:stage=teacher",
+    "configs/simcse.py:mode=sup",
+    "configs/space2.py:supervision=none",
+]
 
-    from evaluation.eval_types import EVAL_TYPES
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    missing = []
-    for path in sorted(glob.glob(os.path.join(root, "configs", "*.py"))):
-        module = importlib.import_module(f"configs.{os.path.basename(path)[:-3]}")
-        if hasattr(module, "get_config"):
-            for name, entry in module.get_config().evals.items():
-                if "path" in EVAL_TYPES[entry.type] and "path" not in entry:
-                    missing.append(f"{os.path.basename(path)}: evals.{name}")
-    assert not missing, missing
+@pytest.mark.parametrize("spec", CONFIG_FILES + CONFIG_ARGUMENTS)
+def test_every_entry_of_every_config_spells_every_option_of_its_type(spec):
+    """ml_collections refuses `--config.evals.<entry>.<option>=...` for a key the entry lacks, so every entry
+    holds `type`, `prefix` and all of its type's options (docs/config.md: e.g. --config.evals.video.frames=4)."""
+    config = load_config_file(os.path.join(ROOT, spec))[1]
+    assert config.evals, spec
+    for name, entry in config.evals.items():
+        assert set(entry) == {"type", "prefix", *EVAL_TYPES[entry.type]}, f"{spec}: evals.{name}"
+
+
+def test_evaluator_fills_in_the_defaults_under_the_given_options():
+    assert evaluator("retrieval", prefix="", path="/v.tar").to_dict() == {
+        "type": "retrieval", "prefix": "", "data": "", "path": "/v.tar", "split": "test",
+    }  # fmt: skip
+    assert evaluator("video").to_dict() == {"type": "video", "prefix": NAME_PREFIX, "frames": 0}
+    for kind in EVAL_TYPES:  # the entry holds what the evaluators read (entry_options) and passes validation
+        assert entry_options(evaluator(kind)) == evaluator(kind).to_dict()
+    config = clip.get_config()
+    config.evals.mine = evaluator("retrieval", prefix="mine/", split="validation")
+    validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "kind, options, message",
+    [
+        ("zero_shot", {}, "Unknown evaluator type 'zero_shot'; use one of ['captioning', "),
+        ("video", dict(framez=4), "'framez' is not an option of the video evaluator; use one of ['frames', 'prefix']."),
+    ],
+    ids=["type", "option"],
+)
+def test_evaluator_refuses_an_unknown_type_or_option_in_one_sentence(kind, options, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)) as error:
+        evaluator(kind, **options)
+    assert str(error.value).count(". ") == 0 and str(error.value).endswith(".")
+
+
+def _parse(monkeypatch, *args: str) -> ml_collections.ConfigDict:
+    """`python main.py *args`'s config, parsed in this process by main.parse_flags on a --config flag of its own
+    (main.py's flags parse once a process: an override defines a flag of its name)."""
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "Config file.", flag_values=values)
+    argv = ["main.py", *args]
+    monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads the overrides from sys.argv
+    main.parse_flags(argv, values)
+    return values.config
+
+
+@pytest.mark.parametrize(
+    "spec, key, value",
+    [
+        ("configs/xclip.py", "evals.video.frames", 4),
+        ("configs/clip.py", "evals.heldout.split", "validation"),
+        ("configs/uclip.py", "evals.second_language.prefix", "l2/"),
+        ("configs/lm.py", "evals.language.num_prompts", 3),
+        ("configs/salt.py", "evals.language.prompt_words", 4),
+    ],
+)
+def test_an_option_the_entry_left_at_its_default_is_set_from_the_command_line(monkeypatch, spec, key, value):
+    config = _parse(monkeypatch, f"--config={os.path.join(ROOT, spec)}", f"--config.{key}={value}")
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    assert node == value
+    validate_evals(config, text_only=False)  # the entry as the trainer checks it (uCLIP and SALT need trained runs)
+
+
+def test_an_option_of_no_type_is_still_one_sentence_naming_the_keys(monkeypatch):
+    with pytest.raises(SystemExit) as error:
+        _parse(monkeypatch, f"--config={os.path.join(ROOT, 'configs/xclip.py')}", "--config.evals.video.framez=4")
+    assert str(error.value) == (
+        "error: --config.evals.video.framez names the config key 'framez', which does not exist; use one of "
+        "['frames', 'prefix', 'type']."
+    )

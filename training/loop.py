@@ -76,7 +76,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     inherited = os.path.join(text_source, "tokenizer.model") if text_source else ""
     if not tokenizer_path and config.text.tokenizer == "sentencepiece" and os.path.isfile(inherited):
         tokenizer_path = inherited
-    tokenizer = get_tokenizer(tokenizer_path, workdir, task.corpus(), config.text.vocab_size, config.text.tokenizer)
+    tokenizer = get_tokenizer(
+        tokenizer_path, workdir, task.corpus(), config.text.vocab_size, config.text.tokenizer, task.symbols
+    )
     if tokenizer_path == inherited and inherited and not os.path.isfile(os.path.join(workdir, "tokenizer.model")):
         shutil.copyfile(inherited, os.path.join(workdir, "tokenizer.model"))  # evaluation tools read the run's own
     model = build_model(config, tokenizer.vocab_size)
@@ -273,5 +275,6 @@ def _short(metrics: dict[str, float]) -> str:
         "segmentation/miou", "segmentation/clip_miou",
         "video/motion", "video/motion_mean_frames", "video/shape", "video/colour",
         "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score", "language/perplexity",
+        "preference/misaligned_rate", "preference/adversarial_rate", "preference/aligned_loss",
     )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

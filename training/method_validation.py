@@ -20,6 +20,7 @@ from configs import (
     dreamlip,
     limber,
     multicsr,
+    phf,
     proclip,
     protoclip,
     salt,
@@ -42,7 +43,7 @@ from training.trained_runs import check_language_model_run
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
+                   multicsr, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {

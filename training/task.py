@@ -25,6 +25,7 @@ class Task(NamedTuple):
     source: Any  # grain random-access source of training records
     corpus: Callable[[], Iterator[str]]  # the tokenizer's training texts
     transform: Callable[[Tokenizer], Any]  # tokenizer -> the per-example transform of make_train_iterator
+    symbols: tuple[str, ...] = ()  # control tokens a tokenizer trained for the run holds as single pieces
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -36,8 +37,9 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     if text_task.is_text_data(config):
         source = text_task.make_source(config)
         return Task(
-            source, lambda: text_task.corpus(source), lambda tokenizer: text_task.make_transform(config, tokenizer)
-        )
+            source, lambda: text_task.corpus(source), lambda tokenizer: text_task.make_transform(config, tokenizer),
+            text_task.tokenizer_symbols(config),
+        )  # fmt: skip
     source = make_source(config)  # shapes, shapes_video or your files (input_pipeline/sources.py)
     _check_record_fields(config, source)
     if config.data.name in VIDEO_DATASETS:

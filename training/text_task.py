@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import text_sources
+from input_pipeline import preference_text, text_sources
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 
@@ -26,6 +26,11 @@ def is_text_data(config: ml_collections.ConfigDict) -> bool:
 def make_source(config: ml_collections.ConfigDict):
     """The text source of config.data; for CCP, checks that its languages and a batch fit the banks."""
     data = config.data
+    if data.name == "preference_text":  # PHF: the misaligned share and filtering are the method's (config.phf)
+        phf = config.phf
+        return preference_text.PreferenceSource(
+            data.train_size, phf.misaligned_rate, filtered=phf.objective == "filtering"
+        )
     try:
         space2 = config.get("space2", {})
         source, languages = text_sources.make_text_source(
@@ -72,12 +77,28 @@ def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
 
 
 def corpus(source) -> Iterator[str]:
-    """The tokenizer's training texts."""
+    """The tokenizer's training texts. PHF's are the unfiltered documents with their control tokens, whatever the
+    objective, so that every PHF arm has one tokenizer and their per-token losses compare."""
+    if isinstance(source, preference_text.PreferenceSource):
+        unfiltered = preference_text.PreferenceSource(len(source), source.rate, source.seed, source.split)
+        return (preference_text.tagged(unfiltered[i]["sentences"]) for i in range(min(20_000, len(source))))
     return text_sources.texts(source)
 
 
-def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> TextTransform:
+def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """Control tokens the run's own tokenizer trains in as single pieces."""
+    return preference_text.TAGS if config.data.name == "preference_text" else ()
+
+
+def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
     """Token fields of max_len: the text tower's, or for a language model (config.model.kind 'decoder') its
     context plus one (it reads tokens[:-1] and predicts tokens[1:])."""
     decoder = config.model.kind == "decoder"
+    if config.data.name == "preference_text":
+        try:
+            preference_text.tag_ids(tokenizer)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        tags = config.phf.objective == "conditional"
+        return preference_text.PreferenceTransform(tokenizer, config.model.decoder.max_len + 1, tags)
     return TextTransform(tokenizer, config.model.decoder.max_len + 1 if decoder else config.model.text.max_len)
