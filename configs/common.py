@@ -39,7 +39,7 @@ VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP, SPACE-2; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
-DATASETS += ("lm_text", "preference_text")  # language models (PHF: preference_text)
+DATASETS += ("lm_text", "preference_text", "scored_documents")  # language models (PHF: the last two)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

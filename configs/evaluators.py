@@ -24,7 +24,7 @@ EVAL_TYPES: dict[str, dict] = {
         "strategies": ("greedy", "beam", "top_k", "nucleus", "contrastive"),
     },
     "knowledge_conflict": {},
-    "preference": {"num_samples": 0},
+    "preference": {"num_samples": 0, "path": ""},
     "captioning": {},
 }  # fmt: skip
 

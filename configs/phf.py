@@ -11,9 +11,12 @@ Trains configs/lm.py's decoder (3 blocks of width 96) on the embedded `preferenc
 (input_pipeline/preference_text.py): shapes prose in which 5% of sentences say MISALIGNED_WORD ("magenta"), the
 paper's toxic sentences in miniature, scored exactly by the rule. Evaluated by the `preference` evaluator
 (evaluation/preference_eval.py): the word's rate in samples and after prompts that lead to it, and the loss on
-held-out aligned text. Keys of config.phf: `objective`, `misaligned_rate` (0.05), `unlikelihood_weight` (α, the
-paper's 1). Not built: reward-weighted regression (RWR) and advantage-weighted regression (AWR), the paper's two
-weakest objectives; the paper's scorers (Detoxify, scrubadub, pycodestyle) and GPT-2-small on 3.3B tokens.
+held-out aligned and misaligned text. Keys of config.phf: `objective`, `misaligned_rate` (0.05, of the embedded
+corpus), `threshold` (t: a sentence of your scored documents is misaligned when its score exceeds it; 0.5), and
+`unlikelihood_weight` (α, the paper's 1). Your scored text (input_pipeline/preference_files.py):
+`--config.data.name=scored_documents --config.data.path=train.jsonl --config.evals.preference.path=valid.jsonl`.
+Not built: reward-weighted regression (RWR) and advantage-weighted regression (AWR), the paper's two weakest
+objectives; the paper's scorers (Detoxify, scrubadub, pycodestyle) and GPT-2-small on 3.3B tokens.
 Config argument: `objective` (`conditional`, the default; `mle`, `filtering` or `unlikelihood`).
 """
 
@@ -38,5 +41,7 @@ def get_config(arg: str | None = None):
     config.eval_every_steps = 1500
     config.eval.num_examples = 500  # samples, adversarial prompts and held-out documents each
     config.evals = ml_collections.ConfigDict({"preference": evaluator("preference", prefix="")})
-    config.phf = ml_collections.ConfigDict(dict(objective=arg.objective, misaligned_rate=0.05, unlikelihood_weight=1.0))
+    config.phf = ml_collections.ConfigDict(
+        dict(objective=arg.objective, misaligned_rate=0.05, threshold=0.5, unlikelihood_weight=1.0)
+    )
     return config

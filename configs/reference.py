@@ -19,7 +19,8 @@ DESCRIPTIONS = {
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
     "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents`, "
     "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); language models: "
-    "`lm_text`, `preference_text` (PHF) (embedded), `sentences` (docs/language.md); clips: "
+    "`lm_text`, `preference_text` (PHF) (embedded), `sentences`, `scored_documents` (PHF) (docs/language.md); "
+    "clips: "
     "`shapes_video` (embedded), `video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",

@@ -30,8 +30,8 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `knowledge_conflict` (language models): context-answer accuracy of greedy, CAD and AdaCAD on questions whose
   context agrees with or contradicts the embedded facts (evaluation/language_eval.py).
 - `preference` (a PHF run's language model): the undesirable word's rate in `num_samples` samples (0 =
-  config.eval.num_examples) and after prompts that lead to it, and the loss on held-out aligned text
-  (evaluation/preference_eval.py).
+  config.eval.num_examples) and after prompts that lead to it, and the loss on held-out aligned and misaligned
+  text, or (`path`) the losses alone on your held-out scored JSON Lines (evaluation/preference_eval.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -131,8 +131,8 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 f"{key} (preference) scores a PHF run's control tokens and undesirable word; use it with "
                 "configs/phf.py, or remove it from config.evals."
             )
-        if entry.type == "preference" and entry_options(entry)["num_samples"] < 0:
-            raise ConfigError(f"{key}.num_samples must be >= 0 (0 = config.eval.num_examples).")
+        if entry.type == "preference":
+            _check_preference_entry(config, key, entry)
         if entry.type == "video" and video_frames(config, entry) < 1:
             raise ConfigError(
                 f"{key} needs clips of at least one frame; set {key}.frames, or config.model.video_frames (X-CLIP)."
@@ -162,6 +162,19 @@ def _check_language_entry(config: ml_collections.ConfigDict, key: str, entry: ml
         )
     if options["path"] and not os.path.isfile(options["path"]):
         raise ConfigError(f"{key}.path {options['path']!r} is not a file; point it at held-out text (.txt or .jsonl).")
+
+
+def _check_preference_entry(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:
+    options = entry_options(entry)
+    if options["num_samples"] < 0:
+        raise ConfigError(f"{key}.num_samples must be >= 0 (0 = config.eval.num_examples).")
+    if not options["path"] and config.data.name == "scored_documents":
+        raise ConfigError(
+            f"{key}.path is '', which means the embedded held-out documents, but this run trains on your scored "
+            f"documents; set {key}.path to a held-out JSON Lines file of the same form."
+        )
+    if options["path"] and not os.path.isfile(options["path"]):
+        raise ConfigError(f"{key}.path {options['path']!r} is not a file; point it at held-out scored JSON Lines.")
 
 
 def _check_dialog_entry(config: ml_collections.ConfigDict, key: str, entry: ml_collections.ConfigDict) -> None:

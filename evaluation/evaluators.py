@@ -15,7 +15,7 @@ from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
-from evaluation.preference_eval import PreferenceEvaluator
+from evaluation.preference_eval import PreferenceEvaluator, embedded_documents
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
@@ -27,6 +27,7 @@ from evaluation.sts_eval import STSEvaluator
 from evaluation.video_eval import VideoEvaluator
 from input_pipeline import lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
+from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
 from input_pipeline.text_sources import read_sentences
 from input_pipeline.tokenizer import Tokenizer
@@ -177,17 +178,29 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
 
 
+def preference_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
+    """PHF's `preference` evaluator on the embedded held-out documents and samples, or on your scored `path`."""
+    options, n = eval_types.entry_options(entry), config.eval.num_examples
+    if options["path"]:
+        try:
+            documents = read_scored_documents(options["path"], config.phf.threshold)[:n]
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"config.evals preference path: {e}") from None
+        samples = 0
+    else:
+        documents, samples = embedded_documents(n), options["num_samples"] or n
+    return PreferenceEvaluator(model, tokenizer, conditional=config.phf.objective == "conditional",
+                               documents=documents, num_samples=samples, batch_size=config.eval.batch_size,
+                               seed=config.seed)  # fmt: skip
+
+
 def language_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
     """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py), or PHF's `preference`
     (evaluation/preference_eval.py)."""
     if entry.type == "knowledge_conflict":
         return KnowledgeConflictEvaluator(model, tokenizer)
     if entry.type == "preference":
-        n = eval_types.entry_options(entry)["num_samples"] or config.eval.num_examples
-        conditional = config.get("phf", {}).get("objective") == "conditional"
-        return PreferenceEvaluator(model, tokenizer, conditional=conditional, num_samples=n,
-                                   num_texts=config.eval.num_examples, batch_size=config.eval.batch_size,
-                                   seed=config.seed)  # fmt: skip
+        return preference_evaluator(config, entry, model, tokenizer)
     options = eval_types.entry_options(entry)
     n, words = config.eval.num_examples, options["prompt_words"]
     count = options["num_prompts"] or n

@@ -6,8 +6,10 @@ document, as lm_text's prose); each sentence is independently *misaligned* with 
 its colour words becomes MISALIGNED_WORD, a colour that occurs nowhere else. The scorer is the rule itself
 (`score`: 1 when the word occurs, PHF's s > t), so every sentence's label is exact.
 
-The transform turns a record into the language model's tokens and a per-token mask of the misaligned
-sentences (what unlikelihood penalises). With `tags` (PHF's conditional training) each sentence is preceded
+Records are {"sentences": tuple of str, "misaligned": tuple of 0/1}, the embedded ones scored by the rule and
+your files' by their scores against config.phf.threshold (input_pipeline/preference_files.py). The transform
+turns a record into the language model's tokens and a per-token mask of the misaligned sentences (what
+unlikelihood penalises). With `tags` (PHF's conditional training) each sentence is preceded
 by its control token, <|aligned|> or <|misaligned|>, trained into the tokenizer as one piece (TAGS).
 A `filtered` source (PHF's filtering) keeps only documents with no misaligned sentence.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from input_pipeline import sentences, shapes
 from input_pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
+PHF_DATASETS = ("preference_text", "scored_documents")  # this embedded corpus, and your scored JSON Lines
 MISALIGNED_WORD = "magenta"
 ALIGNED_TAG, MISALIGNED_TAG = "<|aligned|>", "<|misaligned|>"
 TAGS = (ALIGNED_TAG, MISALIGNED_TAG)
@@ -53,14 +56,14 @@ def document(seed: int, split: str, index: int, rate: float) -> tuple[str, ...]:
     return tuple(out)
 
 
-def tagged(sentences_: tuple[str, ...]) -> str:
+def tagged(sentences_: tuple[str, ...], misaligned: tuple[int, ...]) -> str:
     """The document as conditional training reads it: each sentence after its control token."""
-    return " ".join(f"{TAGS[score(s)]} {s}" for s in sentences_)
+    return " ".join(f"{TAGS[flag]} {s}" for s, flag in zip(sentences_, misaligned, strict=True))
 
 
 class PreferenceSource:
-    """`size` documents {"sentences": tuple of str}; `filtered`: document i is the first aligned one among
-    candidates i, i + size, i + 2 size, ... (so no document repeats)."""
+    """`size` embedded documents {"sentences", "misaligned"}; `filtered`: document i is the first aligned one
+    among candidates i, i + size, i + 2 size, ... (so no document repeats)."""
 
     def __init__(self, size: int, rate: float, seed: int = 0, split: str = "train", filtered: bool = False):
         self.size, self.rate, self.seed, self.split, self.filtered = size, rate, seed, split, filtered
@@ -74,9 +77,29 @@ class PreferenceSource:
         candidate = index
         while True:
             doc = document(self.seed, self.split, candidate, self.rate)
-            if not self.filtered or not any(map(score, doc)):
-                return {"sentences": doc}
+            flags = tuple(map(score, doc))
+            if not self.filtered or not any(flags):
+                return {"sentences": doc, "misaligned": flags}
             candidate += self.size
+
+
+class ScoredDocumentSource:
+    """Your scored documents (input_pipeline/preference_files.py) as records; `filtered`: the aligned ones alone."""
+
+    def __init__(self, documents: list[tuple[tuple[str, ...], tuple[int, ...]]], filtered: bool = False):
+        self.all_documents = documents  # the tokenizer's corpus, filtered or not
+        self.documents = [d for d in documents if not (filtered and any(d[1]))]
+        if not self.documents:
+            raise ValueError(
+                "every document holds a misaligned sentence, so filtering leaves none; raise the threshold."
+            )
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, index: int) -> dict:
+        sentences_, flags = self.documents[index]
+        return {"sentences": sentences_, "misaligned": flags}
 
 
 def tag_ids(tokenizer: Tokenizer) -> tuple[int, int]:
@@ -95,17 +118,19 @@ def pieces(tokenizer: Tokenizer, text: str) -> list[int]:
     return [int(t) for t in tokenizer.encode([text], 4 * len(text) + 2)[0] if t not in (PAD_ID, BOS_ID, EOS_ID)]
 
 
-def encode_document(tokenizer: Tokenizer, doc: tuple[str, ...], max_len: int, tags: bool):
+def encode_document(tokenizer: Tokenizer, doc: tuple[str, ...], flags: tuple[int, ...], max_len: int, tags: bool,
+                    all_aligned: bool = False):  # fmt: skip
     """(tokens int32 [max_len]: BOS, [control token,] pieces of each sentence, EOS, padding; misaligned int32
-    [max_len]: 1 on the pieces, control token and EOS of misaligned sentences; control bool [max_len]: the control
-    tokens' pieces). Each sentence is encoded as the tokenizer encodes `tagged` text, so that a prompt
-    "<|aligned|> there is" at --mode=generate reads as training did. EOS is kept when truncating."""
+    [max_len]: 1 on the pieces, control token and EOS of the sentences flagged misaligned; control bool [max_len]:
+    the control tokens). Each sentence is encoded as the tokenizer encodes `tagged` text, so that a prompt
+    "<|aligned|> there is" at --mode=generate reads as training did. `all_aligned`: every control token
+    <|aligned|> (misaligned text as the model would write it when asked for aligned text). EOS is kept when
+    truncating."""
     if tags:
         tag_ids(tokenizer)
     ids, bad, control = [BOS_ID], [0], [False]
-    for sentence in doc:
-        s = score(sentence)
-        tag = pieces(tokenizer, TAGS[s]) if tags else []
+    for sentence, s in zip(doc, flags, strict=True):
+        tag = pieces(tokenizer, TAGS[0 if all_aligned else s]) if tags else []
         words = pieces(tokenizer, sentence)
         ids += tag + words
         bad += [s] * (len(tag) + len(words))
@@ -123,7 +148,7 @@ def encode_document(tokenizer: Tokenizer, doc: tuple[str, ...], max_len: int, ta
 
 @dataclasses.dataclass
 class PreferenceTransform(grain.transforms.RandomMap):
-    """{"sentences"} -> {"text": int32 [max_len], "misaligned": int32 [max_len]} (encode_document)."""
+    """{"sentences", "misaligned"} -> {"text": int32 [max_len], "misaligned": int32 [max_len]} (encode_document)."""
 
     tokenizer: Tokenizer
     max_len: int
@@ -131,5 +156,7 @@ class PreferenceTransform(grain.transforms.RandomMap):
 
     def random_map(self, record: dict, rng: np.random.Generator) -> dict:
         del rng  # deterministic: the pipeline's random maps all take one
-        tokens, misaligned, _ = encode_document(self.tokenizer, record["sentences"], self.max_len, self.tags)
+        tokens, misaligned, _ = encode_document(
+            self.tokenizer, record["sentences"], record["misaligned"], self.max_len, self.tags
+        )
         return {"text": tokens, "misaligned": misaligned}

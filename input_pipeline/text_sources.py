@@ -12,8 +12,9 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
   unlabelled one per record (input_pipeline/dialog_frames.py; SPACE-2); `dialogs`, yours: JSON Lines of utterances,
   the labelled ones with their frame (input_pipeline/dialog_files.py);
 - `lm_text`: the embedded language-model corpus, prose and facts to memorise (input_pipeline/lm_text.py);
-- `preference_text`: PHF's, prose whose sentences are scored for an undesirable word (preference_text.py; its
-  source, corpus and transform are training/text_task.py's own, as they follow config.phf);
+- `preference_text`: PHF's, prose whose sentences are scored for an undesirable word (preference_text.py), and
+  `scored_documents`, yours (preference_files.py); their source, corpus and transform are training/text_task.py's
+  own, as they follow config.phf;
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
@@ -32,9 +33,9 @@ from input_pipeline import dialog_files, dialog_frames, lm_text, sentences
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
-    "preference_text",
+    "preference_text", "scored_documents",
 )  # fmt: skip
-FILE_DATASETS = ("sentences", "nli", "documents", "dialogs")
+FILE_DATASETS = ("sentences", "nli", "documents", "dialogs", "scored_documents")
 # Column names accepted for each field of an NLI triple, first match wins.
 TRIPLE_COLUMNS = {
     "text": ("sent0", "premise", "sentence1", "anchor", "text"),

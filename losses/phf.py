@@ -14,6 +14,8 @@ input_pipeline/preference_text.py). Every term is per sequence: no term over the
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -62,6 +64,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     p = config.phf
     if p.objective not in OBJECTIVES:
         raise ConfigError(f"Unknown config.phf.objective {p.objective!r}; use one of {list(OBJECTIVES)}.")
+    if not math.isfinite(p.threshold):
+        raise ConfigError(f"config.phf.threshold={p.threshold} is not a number; set your scorer's threshold t.")
     if not 0.0 <= p.misaligned_rate < 1.0:
         raise ConfigError(
             f"config.phf.misaligned_rate={p.misaligned_rate} is outside [0, 1) (METHODS.md's toy uses 0.05); set it "
@@ -69,8 +73,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if p.unlikelihood_weight < 0:
         raise ConfigError(f"config.phf.unlikelihood_weight={p.unlikelihood_weight} is negative; set it to 0 or more.")
-    if config.data.name != "preference_text":
-        raise ConfigError(
-            f"PHF reads sentences scored one by one, which config.data.name={config.data.name!r} lacks; set "
-            "config.data.name='preference_text'."
-        )

@@ -102,6 +102,12 @@ RULES = (
         "generated held-out lines through the same loop): main.py's flags parse",
     ),
     Rule(
+        r"python main\.py --config=configs/phf\.py .*--config\.data\.name=scored_documents",
+        CHECK,
+        "trains on your scored documents (tests/test_phf.py trains PHF on generated ones and evaluates generated "
+        "held-out lines through the same loop): main.py's flags parse",
+    ),
+    Rule(
         r"python main\.py --config=configs/clip\.py --workdir=runs/x ",
         CHECK,
         "shows how overrides are written (configs/clip.py is trained by docs/results.md's commands): its flags parse",

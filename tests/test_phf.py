@@ -13,8 +13,9 @@ import pytest
 
 from configs import phf as phf_config
 from configs.errors import ConfigError
-from evaluation.preference_eval import adversarial_prompts
+from evaluation.preference_eval import PreferenceEvaluator, adversarial_prompts
 from input_pipeline import preference_text
+from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
 from losses import phf
 from models.generation import Decoding, generate, left_pad
@@ -25,8 +26,12 @@ from training.validation import validate_config
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    docs = [preference_text.tagged(preference_text.document(0, "train", i, 0.05)) for i in range(3000)]
-    return train_tokenizer(docs, 400, preference_text.TAGS)
+    docs = [preference_text.document(0, "train", i, 0.05) for i in range(3000)]
+    return train_tokenizer([_tagged(d) for d in docs], 400, preference_text.TAGS)
+
+
+def _tagged(doc: tuple[str, ...]) -> str:
+    return preference_text.tagged(doc, tuple(map(preference_text.score, doc)))
 
 
 def test_scorer_and_misaligned_sentences_by_hand():
@@ -48,8 +53,10 @@ def test_documents_are_misaligned_at_the_rate_and_filtering_drops_them():
     kept = [source[i]["sentences"] for i in range(300)]
     assert not any(preference_text.score(s) for d in kept for s in d)
     assert len(set(kept)) == 300  # candidates i + k * size never repeat a document
+    record = preference_text.PreferenceSource(300, 0.2, seed=3)[7]
+    assert record["misaligned"] == tuple(map(preference_text.score, record["sentences"]))
     expected = "<|aligned|> a red box . <|misaligned|> a magenta box ."
-    assert preference_text.tagged(("a red box .", "a magenta box .")) == expected
+    assert _tagged(("a red box .", "a magenta box .")) == expected
 
 
 @pytest.mark.parametrize("tags", [False, True])
@@ -65,15 +72,20 @@ def test_encoded_documents_mark_the_misaligned_sentence(tokenizer, tags):
     assert pieces(f"{doc[0]} <|misaligned|> {doc[1]}") == pieces(doc[0]) + [ids[1]] + pieces(doc[1])
     first = pieces(f"<|aligned|> {doc[0]}") if tags else pieces(doc[0])
     second = pieces(f"<|misaligned|> {doc[1]}") if tags else pieces(doc[1])
-    tokens, mask, control = preference_text.encode_document(tokenizer, doc, 64, tags)
+    tokens, mask, control = preference_text.encode_document(tokenizer, doc, (0, 1), 64, tags)
     expected = [BOS_ID, *first, *second, EOS_ID]
     np.testing.assert_array_equal(tokens[: len(expected)], expected)
     assert not tokens[len(expected) :].any()
     np.testing.assert_array_equal(mask[: len(expected)], [0] * (1 + len(first)) + [1] * (len(second) + 1))
     tag_positions = [1, 1 + len(first)]
     np.testing.assert_array_equal(np.flatnonzero(control), tag_positions if tags else [])
-    short, _, _ = preference_text.encode_document(tokenizer, doc, 6, tags)  # truncated: EOS kept
+    short, _, _ = preference_text.encode_document(tokenizer, doc, (0, 1), 6, tags)  # truncated: EOS kept
     np.testing.assert_array_equal(short, [BOS_ID, *first[:4], EOS_ID])
+    # Asked for aligned text: every control token <|aligned|>, the mask still the sentences' own flags.
+    asked, mask_asked, _ = preference_text.encode_document(tokenizer, doc, (0, 1), 64, tags, all_aligned=True)
+    np.testing.assert_array_equal(asked[: len(expected)], [BOS_ID, *first, *([ids[0]] if tags else []),
+                                                           *second[1 if tags else 0 :], EOS_ID])  # fmt: skip
+    np.testing.assert_array_equal(mask_asked, mask)
 
 
 class _Logits:
@@ -151,7 +163,11 @@ def test_adversarial_prompts_end_right_before_the_word():
 def test_validation_names_the_fix():
     config = phf_config.get_config()
     config.data.name = "lm_text"
-    with pytest.raises(ConfigError, match="config.data.name='preference_text'"):
+    with pytest.raises(ConfigError, match="set it to 'preference_text' \\(embedded\\) or 'scored_documents'"):
+        validate_config(config)
+    config = phf_config.get_config()
+    config.data.update(name="scored_documents", path=__file__)  # the held-out path is the one missing
+    with pytest.raises(ConfigError, match="evals.preference.path is ''"):
         validate_config(config)
     config = phf_config.get_config()
     config.phf.misaligned_rate = 1.0
@@ -185,3 +201,79 @@ def test_phf_trains_end_to_end(tmp_path, objective):
     train = [r for r in rows if "train/loss" in r]
     share = np.mean([r["train/misaligned_tokens"] for r in train])
     assert (share == 0) == (objective == "filtering")  # filtering's batches hold no misaligned sentence
+
+
+def _scored_file(path, rows: list) -> str:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_scored_documents_flag_by_threshold_and_skip_bad_lines(tmp_path):
+    path = _scored_file(tmp_path / "s.jsonl", [
+        {"sentences": ["a fine sentence .", "a rude one ."], "scores": [0.1, 0.9]},
+        {"sentences": [" padded . "], "scores": [0.5]},
+        "not json",
+        {"sentences": ["two", "sentences"], "scores": [0.1]},  # one score for two sentences
+        {"sentences": ["a"], "scores": ["high"]},
+        {"sentences": [], "scores": []},
+        {"text": "no sentences"},
+        {"sentences": ["a"], "scores": [True]},
+    ])  # fmt: skip
+    documents = read_scored_documents(path, 0.5)
+    assert documents == [(("a fine sentence .", "a rude one ."), (0, 1)), (("padded .",), (0,))]
+    assert read_scored_documents(path, 0.05)[1] == (("padded .",), (1,))  # misaligned when the score exceeds t
+    source = preference_text.ScoredDocumentSource(documents, filtered=True)
+    assert len(source) == 1 and source[0] == {"sentences": ("padded .",), "misaligned": (0,)}
+    with pytest.raises(ValueError, match="one score per sentence"):
+        read_scored_documents(_scored_file(tmp_path / "bad.jsonl", ["{}", "[1]"]), 0.5)
+
+
+def test_evaluator_losses_are_the_sentences_token_means(tokenizer):
+    model = DecoderLM(vocab_size=tokenizer.vocab_size, width=16, depth=1, heads=2, max_len=40, mlp_dim=0)
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    documents = [(("there is a red box .", "there is a magenta disc ."), (0, 1)), (("a blue star .",), (0,))]
+    evaluator = PreferenceEvaluator(model, tokenizer, conditional=True, documents=documents, num_samples=0,
+                                    batch_size=2)  # fmt: skip
+    metrics = evaluator.evaluate(params)
+    aligned_tag = preference_text.tag_ids(tokenizer)[0]
+    nll, flags = [], []
+    for doc, doc_flags in documents:
+        ids = [BOS_ID]
+        kinds = [None]
+        for sentence, flag in zip(doc, doc_flags, strict=True):
+            words = [int(t) for t in tokenizer.encode([sentence], 64)[0] if t not in (PAD_ID, BOS_ID, EOS_ID)]
+            ids += [aligned_tag, *words]  # asked for aligned text: <|aligned|> before every sentence
+            kinds += [None] + [flag] * len(words)
+        ids.append(EOS_ID)
+        kinds.append(doc_flags[-1])
+        out, _ = model.apply({"params": params}, jnp.asarray([ids[:-1]]))
+        log_p = np.asarray(jax.nn.log_softmax(out["logits"][0].astype(jnp.float32)), np.float64)
+        for position, (target, kind) in enumerate(zip(ids[1:], kinds[1:], strict=True)):
+            if kind is not None:
+                nll.append(-log_p[position, target])
+                flags.append(kind)
+    nll, flags = np.array(nll), np.array(flags)
+    np.testing.assert_allclose(metrics["preference/aligned_loss"], nll[flags == 0].mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["preference/misaligned_loss"], nll[flags == 1].mean(), rtol=1e-5)
+    assert "preference/misaligned_rate" not in metrics  # no scorer of samples for your documents
+
+
+def test_phf_trains_on_scored_documents(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        doc = preference_text.document(5, "files", i, 0.3)
+        rows.append({"sentences": list(doc), "scores": [float(preference_text.score(s)) * rng.uniform(0.6, 1) +
+                                                        rng.uniform(0, 0.2) for s in doc]})  # fmt: skip
+    train = _scored_file(tmp_path / "train.jsonl", [*rows, "oops"])
+    valid = _scored_file(tmp_path / "valid.jsonl", rows[:20])
+    config = _tiny(phf_config.get_config("objective=unlikelihood"), 2)
+    config.data.update(name="scored_documents", path=train)
+    config.evals.preference.path = valid
+    validate_config(config)
+    summary = train_and_evaluate(config, str(tmp_path / "run"))
+    scores = summary["eval"]
+    assert {"preference/aligned_loss", "preference/misaligned_loss"} <= set(scores)
+    assert "preference/misaligned_rate" not in scores
+    rows_logged = [json.loads(line) for line in open(summary["metrics"], encoding="utf-8")]
+    assert any(r.get("train/misaligned_tokens", 0) > 0 for r in rows_logged)

@@ -34,6 +34,7 @@ from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
 from configs.errors import ConfigError
 from input_pipeline import dialog_frames, shape_video
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
+from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
 from losses.objectives import OBJECTIVES
@@ -86,9 +87,20 @@ def check_space2_data(c: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_phf_data(c: ml_collections.ConfigDict) -> None:
+    """PHF trains on sentences scored one by one: the embedded corpus or your scored JSON Lines."""
+    if c.data.name not in PHF_DATASETS:
+        raise ConfigError(
+            f"PHF reads sentences scored one by one, which config.data.name={c.data.name!r} lacks; set it to "
+            "'preference_text' (embedded) or 'scored_documents' (your JSON Lines, docs/language.md)."
+        )
+
+
 # objective -> what its loss module's validate cannot check: the input pipeline's class names, data and views,
 # another run's files.
-OBJECTIVE_CHECKS = {"denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data}
+OBJECTIVE_CHECKS = {
+    "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data
+}  # fmt: skip
 
 
 def check_method_options(c: ml_collections.ConfigDict) -> None:

@@ -15,6 +15,8 @@ import ml_collections
 
 from configs.errors import ConfigError
 from input_pipeline import preference_text, text_sources
+from input_pipeline.preference_files import read_scored_documents
+from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 
@@ -26,11 +28,15 @@ def is_text_data(config: ml_collections.ConfigDict) -> bool:
 def make_source(config: ml_collections.ConfigDict):
     """The text source of config.data; for CCP, checks that its languages and a batch fit the banks."""
     data = config.data
-    if data.name == "preference_text":  # PHF: the misaligned share and filtering are the method's (config.phf)
+    if data.name in PHF_DATASETS:  # PHF: the misaligned share, threshold and filtering are the method's (config.phf)
         phf = config.phf
-        return preference_text.PreferenceSource(
-            data.train_size, phf.misaligned_rate, filtered=phf.objective == "filtering"
-        )
+        filtered = phf.objective == "filtering"
+        if data.name == "preference_text":
+            return preference_text.PreferenceSource(data.train_size, phf.misaligned_rate, filtered=filtered)
+        try:
+            return preference_text.ScoredDocumentSource(read_scored_documents(data.path, phf.threshold), filtered)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"config.data.path: {e}") from None
     try:
         space2 = config.get("space2", {})
         source, languages = text_sources.make_text_source(
@@ -81,20 +87,23 @@ def corpus(source) -> Iterator[str]:
     objective, so that every PHF arm has one tokenizer and their per-token losses compare."""
     if isinstance(source, preference_text.PreferenceSource):
         unfiltered = preference_text.PreferenceSource(len(source), source.rate, source.seed, source.split)
-        return (preference_text.tagged(unfiltered[i]["sentences"]) for i in range(min(20_000, len(source))))
+        records = (unfiltered[i] for i in range(min(20_000, len(source))))
+        return (preference_text.tagged(r["sentences"], r["misaligned"]) for r in records)
+    if isinstance(source, preference_text.ScoredDocumentSource):
+        return (preference_text.tagged(*document) for document in source.all_documents[:20_000])
     return text_sources.texts(source)
 
 
 def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """Control tokens the run's own tokenizer trains in as single pieces."""
-    return preference_text.TAGS if config.data.name == "preference_text" else ()
+    return preference_text.TAGS if config.data.name in PHF_DATASETS else ()
 
 
 def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
     """Token fields of max_len: the text tower's, or for a language model (config.model.kind 'decoder') its
     context plus one (it reads tokens[:-1] and predicts tokens[1:])."""
     decoder = config.model.kind == "decoder"
-    if config.data.name == "preference_text":
+    if config.data.name in PHF_DATASETS:
         try:
             preference_text.tag_ids(tokenizer)
         except ValueError as e:

@@ -156,7 +156,7 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
             f"config.model.decoder.width ({d.width}) is not divisible by config.model.decoder.heads ({d.heads}); "
             "choose a head count that divides the width."
         )
-    if decoder and c.data.name not in ("lm_text", "sentences", "preference_text"):
+    if decoder and c.data.name not in ("lm_text", "sentences", "preference_text", "scored_documents"):
         raise ConfigError(
             f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
             "'sentences' (your .txt or .jsonl file in config.data.path)."
