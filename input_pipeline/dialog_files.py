@@ -12,12 +12,11 @@ records pair labelled and unlabelled utterances as the embedded commands do (inp
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from absl import logging
 
 from input_pipeline.dialog_frames import VIEWS, Frame, frame_item_ids, frame_items
+from input_pipeline.jsonl import json_objects
 
 
 def _frame(row: dict) -> Frame | None:
@@ -38,22 +37,17 @@ def read_dialogs(path: str) -> tuple[list[tuple[str, Frame]], list[str]]:
     """([(labelled utterance, its frame)], [unlabelled utterance]) of a JSON Lines file (module docstring)."""
     labelled, unlabelled = [], []
     skipped = {"malformed JSON line": 0, "line without a text string": 0, "intent, domain or slots of a wrong type": 0}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in filter(str.strip, f):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            if not isinstance(row, dict):
-                skipped["malformed JSON line"] += 1
-            elif not (isinstance(row.get("text"), str) and row["text"].strip()):
-                skipped["line without a text string"] += 1
-            elif "intent" not in row:
-                unlabelled.append(row["text"].strip())
-            elif (frame := _frame(row)) is None:
-                skipped["intent, domain or slots of a wrong type"] += 1
-            else:
-                labelled.append((row["text"].strip(), frame))
+    for row in json_objects(path):
+        if row is None:
+            skipped["malformed JSON line"] += 1
+        elif not (isinstance(row.get("text"), str) and row["text"].strip()):
+            skipped["line without a text string"] += 1
+        elif "intent" not in row:
+            unlabelled.append(row["text"].strip())
+        elif (frame := _frame(row)) is None:
+            skipped["intent, domain or slots of a wrong type"] += 1
+        else:
+            labelled.append((row["text"].strip(), frame))
     for reason, count in skipped.items():
         if count:
             logging.warning("Skipped %d unusable lines of %s (%s).", count, path, reason)

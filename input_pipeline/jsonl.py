@@ -12,12 +12,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
 from input_pipeline.cleaning import skipped
 from input_pipeline.masks import JSONL_KEY
 from input_pipeline.tabular import as_raw_text, read_image_file
+
+
+def json_objects(path: str) -> Iterator[dict | None]:
+    """Each non-blank line of a JSON Lines file as a dict, or None where the line is not a JSON object (for the
+    text readers to skip and count)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        for line in filter(str.strip, f):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            yield row if isinstance(row, dict) else None
 
 
 class JsonlSource:

@@ -10,10 +10,11 @@ counted in a warning; a file with no usable line is an error naming the fix.
 
 from __future__ import annotations
 
-import json
 import math
 
 from absl import logging
+
+from input_pipeline.jsonl import json_objects
 
 Scored = tuple[tuple[str, ...], tuple[int, ...]]  # (sentences, 1 where misaligned)
 
@@ -35,17 +36,12 @@ def _document(row, threshold: float) -> Scored | None:
 def read_scored_documents(path: str, threshold: float) -> list[Scored]:
     """The usable documents of a JSON Lines file (module docstring), each sentence flagged against `threshold`."""
     documents, skipped = [], 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in filter(str.strip, f):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            document = _document(row, threshold)
-            if document is None:
-                skipped += 1
-            else:
-                documents.append(document)
+    for row in json_objects(path):
+        document = _document(row, threshold)
+        if document is None:
+            skipped += 1
+        else:
+            documents.append(document)
     if skipped:
         logging.warning("Skipped %d unusable lines of %s (malformed JSON, no sentences, or scores not one "
                         "number per sentence).", skipped, path)  # fmt: skip

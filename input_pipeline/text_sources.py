@@ -23,13 +23,13 @@ read and counted in a warning; a file with no usable row is an error naming the 
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Iterator, Sequence
 
 from absl import logging
 
 from input_pipeline import dialog_files, dialog_frames, lm_text, sentences
+from input_pipeline.jsonl import json_objects
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
@@ -138,19 +138,11 @@ def read_sentences(path: str) -> list[dict]:
 
 def _rows(path: str, skipped: dict[str, int]) -> list[dict]:
     """Rows of a JSON Lines or CSV/TSV (with header) file as dicts."""
+    if path.endswith((".jsonl", ".json")):
+        rows = list(json_objects(path))
+        skipped["malformed JSON line"] += rows.count(None)
+        return [row for row in rows if row is not None]
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        if path.endswith((".jsonl", ".json")):
-            rows = []
-            for line in filter(str.strip, f):
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-                if isinstance(row, dict):
-                    rows.append(row)
-                else:
-                    skipped["malformed JSON line"] += 1
-            return rows
         return list(csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ","))
 
 

@@ -67,6 +67,7 @@ PREFERENCE_COLUMNS = {
     "misaligned samples %": ("preference/misaligned_samples", 1, 2),
     "adversarial %": ("preference/adversarial_rate", 1, 2),
     "aligned NLL": ("preference/aligned_loss", 1, 4),
+    "misaligned NLL": ("preference/misaligned_loss", 1, 4),
 }
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 

@@ -21,6 +21,7 @@ from losses import phf
 from models.generation import Decoding, generate, left_pad
 from models.language_model import DecoderLM
 from training.loop import train_and_evaluate
+from training.summary import format_summary
 from training.validation import validate_config
 
 
@@ -201,6 +202,12 @@ def test_phf_trains_end_to_end(tmp_path, objective):
     train = [r for r in rows if "train/loss" in r]
     share = np.mean([r["train/misaligned_tokens"] for r in train])
     assert (share == 0) == (objective == "filtering")  # filtering's batches hold no misaligned sentence
+    table = format_summary(config, summary)
+    assert f"{scores['preference/misaligned_rate']:.1f}% of sampled sentences" in table
+    assert (
+        f"aligned {scores['preference/aligned_loss']:.4f}, misaligned {scores['preference/misaligned_loss']:.4f}"
+        in table
+    )
 
 
 def _scored_file(path, rows: list) -> str:

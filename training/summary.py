@@ -54,6 +54,14 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         m = {k: e[f"language/{name}/{k}"] for k in ("rep-2", "rep-3", "rep-4", "diversity", "coherence")}
         rows.append((f"decoding {name}", f"rep-2/3/4 {m['rep-2']:.1f} / {m['rep-3']:.1f} / {m['rep-4']:.1f}, "
                      f"diversity {m['diversity']:.1f}, coherence {m['coherence']:.3f}"))  # fmt: skip
+    if "preference/misaligned_rate" in e:  # PHF (evaluation/preference_eval.py)
+        rows.append(("misaligned", f"{e['preference/misaligned_rate']:.1f}% of sampled sentences "
+                     f"({e['preference/misaligned_samples']:.1f}% of samples), "
+                     f"{e['preference/adversarial_rate']:.1f}% after leading prompts"))  # fmt: skip
+    if "preference/aligned_loss" in e:
+        losses = ", ".join(f"{k} {e[f'preference/{k}_loss']:.4f}" for k in ("aligned", "misaligned") if
+                           f"preference/{k}_loss" in e)  # fmt: skip
+        rows.append(("held-out loss", losses))
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

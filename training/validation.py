@@ -159,7 +159,8 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
     if decoder and c.data.name not in ("lm_text", "sentences", "preference_text", "scored_documents"):
         raise ConfigError(
             f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
-            "'sentences' (your .txt or .jsonl file in config.data.path)."
+            "'sentences' (your .txt or .jsonl file in config.data.path), or for PHF 'preference_text' or "
+            "'scored_documents'."
         )
     if decoder and c.generation.max_new_tokens >= d.max_len:
         raise ConfigError(
