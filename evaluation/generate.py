@@ -1,5 +1,6 @@
 """`python main.py --mode=generate --prompt=...`: continue prompts with a trained language model's latest
-checkpoint, decoded as config.generation says (models/generation.py)."""
+checkpoint, decoded as config.generation says (models/generation.py); a PHF run's continuations never write its
+control tokens (the paper's sampling: the prompt sets the condition, e.g. "<|aligned|> there is a")."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import ml_collections
 
 from configs.errors import ConfigError
 from evaluation.run import _latest_step, load_trained_run
+from input_pipeline import preference_text
 from input_pipeline.tokenizer import EOS_ID, load_tokenizer
 from models.generation import Decoding, generate, left_pad, prompt_ids
 
@@ -39,8 +41,9 @@ def generate_text(config: ml_collections.ConfigDict, workdir: str, prompts: Sequ
             )
     model, tokenizer, params, _ = load_trained_run(config, workdir)
     tokens, mask = left_pad(ids)
+    banned = preference_text.tag_ids(tokenizer) if config.data.name in preference_text.PHF_DATASETS else ()
     out = jax.device_get(generate(model, params, tokens, mask, jax.random.PRNGKey(config.seed),
-                                  Decoding(**config.generation)))  # fmt: skip
+                                  Decoding(**config.generation, banned=banned)))  # fmt: skip
     texts = []
     for prompt, row in zip(prompts, out, strict=True):
         row = list(row)

@@ -10,17 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_training import assert_same_params, run_steps
 
 from configs import phf as phf_config
 from configs.errors import ConfigError
+from evaluation import generate as generate_module
+from evaluation.generate import generate_text
 from evaluation.preference_eval import PreferenceEvaluator, adversarial_prompts
 from input_pipeline import preference_text
 from input_pipeline.preference_files import read_scored_documents
-from input_pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from input_pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID, load_tokenizer, train_tokenizer
 from losses import phf
 from models.generation import Decoding, generate, left_pad
 from models.language_model import DecoderLM
 from training.loop import train_and_evaluate
+from training.mesh import make_mesh
 from training.summary import format_summary
 from training.validation import validate_config
 
@@ -161,6 +165,29 @@ def test_adversarial_prompts_end_right_before_the_word():
         assert preference_text.score(prompt) == 0
 
 
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
+def test_phf_steps_on_8_devices_equal_one_device():
+    """The per-token mask rides the batch through the mesh: unlikelihood over data 4 x fsdp 2 is one device's."""
+    config = phf_config.get_config("objective=unlikelihood")
+    config.model.decoder.update(width=32, depth=1, heads=2, max_len=12)
+    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(2):
+        text = rng.integers(6, 64, size=(16, 13)).astype(np.int32)
+        text[:, 0], text[::3, 9:] = BOS_ID, 0
+        misaligned = np.zeros_like(text)
+        misaligned[::2, 5:] = 1  # every other row's second half is a misaligned sentence
+        batches.append({"text": text, "misaligned": misaligned * (text != 0)})
+    ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
+    params, metrics = run_steps(config, make_mesh({"data": 4, "fsdp": 2}), batches)
+    for m, r in zip(metrics, ref_metrics, strict=True):
+        keys = ["loss", "lm_loss", "unlikelihood", "misaligned_tokens"]
+        np.testing.assert_allclose([m[k] for k in keys], [r[k] for k in keys], rtol=1e-5)
+    assert ref_metrics[0]["unlikelihood"] > 0
+    assert_same_params(params, ref_params)
+
+
 def test_validation_names_the_fix():
     config = phf_config.get_config()
     config.data.name = "lm_text"
@@ -190,7 +217,7 @@ def _tiny(config, steps: int):
 
 
 @pytest.mark.parametrize("objective", phf.OBJECTIVES)
-def test_phf_trains_end_to_end(tmp_path, objective):
+def test_phf_trains_end_to_end(tmp_path, objective, monkeypatch):
     config = _tiny(phf_config.get_config(f"objective={objective}"), 2)
     validate_config(config)
     summary = train_and_evaluate(config, str(tmp_path))
@@ -202,6 +229,13 @@ def test_phf_trains_end_to_end(tmp_path, objective):
     train = [r for r in rows if "train/loss" in r]
     share = np.mean([r["train/misaligned_tokens"] for r in train])
     assert (share == 0) == (objective == "filtering")  # filtering's batches hold no misaligned sentence
+    if objective == "conditional":  # --mode=generate: the prompt sets the condition, no control token follows
+        seen = []
+        real = generate_module.generate
+        monkeypatch.setattr(generate_module, "generate", lambda *a, **k: seen.append(a[5]) or real(*a, **k))
+        (text,) = generate_text(config, str(tmp_path), ["<|aligned|> there is a"])
+        assert text.startswith("<|aligned|> there is a") and "<|" not in text[len("<|aligned|>") :]
+        assert seen[0].banned == preference_text.tag_ids(load_tokenizer(str(tmp_path / "tokenizer.model")))
     table = format_summary(config, summary)
     assert f"{scores['preference/misaligned_rate']:.1f}% of sampled sentences" in table
     assert (
