@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -15,6 +16,9 @@ from input_pipeline.siglip_tokenizer import SiglipTokenizer
 from input_pipeline.wordpiece import WordPieceTokenizer
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# The form of the project's control tokens (PHF's <|aligned|>); other user-defined symbols of your SentencePiece
+# model (e.g. <mask>) keep SentencePiece's own encoding.
+CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]+\|>")
 
 
 class Tokenizer:
@@ -33,7 +37,9 @@ class Tokenizer:
         # start of a text and after a sentence, and a model never learns '▁' as the herald of a control token.
         proto = sentencepiece_model_pb2.ModelProto.FromString(model_proto)
         user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.Type.USER_DEFINED
-        self._controls = {i for i, piece in enumerate(proto.pieces) if piece.type == user_defined}
+        self._controls = {
+            i for i, p in enumerate(proto.pieces) if p.type == user_defined and CONTROL_TOKEN.fullmatch(p.piece)
+        }
         self._space = self._sp.piece_to_id("\u2581")
 
     @property

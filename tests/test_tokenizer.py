@@ -38,3 +38,26 @@ def test_cached_in_workdir_and_loaded_from_file(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer_path"):
         tok.load_tokenizer(str(tmp_path / "missing.model"))
+
+
+def test_control_tokens_are_one_id_wherever_they_stand():
+    """<|...|> symbols trained in are encoded alone (no word-start piece before them, at the start or mid-text);
+    other user-defined symbols keep SentencePiece's own encoding, and plain text is SentencePiece's."""
+    import sentencepiece as spm
+
+    texts = [f"<|go|> a red box {i % 7} . <mask> a blue disc ." for i in range(300)]
+    t = tok.train_tokenizer(texts, 300, ("<|go|>", "<mask>"))
+    raw = spm.SentencePieceProcessor(model_proto=t.model_proto)
+    go, mask, space = t.piece_id("<|go|>"), t.piece_id("<mask>"), raw.piece_to_id("\u2581")
+
+    def ids(text: str) -> list[int]:
+        return [int(i) for i in t.encode([text], 64)[0] if i not in (tok.PAD_ID, tok.BOS_ID, tok.EOS_ID)]
+
+    assert raw.encode("<|go|>") == [space, go] and ids("<|go|>") == [go]
+    assert ids("a red box . <|go|> a red box .") == raw.encode("a red box .") + [go] + raw.encode("a red box .")
+    assert ids("<mask> a blue disc .") == raw.encode("<mask> a blue disc .")  # not of the <|...|> form
+    assert raw.encode("<mask>")[0] == space and mask in ids("<mask>")
+    plain = tok.train_tokenizer(texts, 300)
+    row = [int(i) for i in plain.encode(["a red box ."], 16)[0] if i]
+    assert row == [tok.BOS_ID, *spm.SentencePieceProcessor(model_proto=plain.model_proto).encode("a red box ."),
+                   tok.EOS_ID]  # fmt: skip
