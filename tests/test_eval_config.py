@@ -18,13 +18,13 @@ from absl import flags
 from ml_collections import config_flags
 from PIL import Image
 
-import main
 from configs import clip, simcse, uclip
 from configs.errors import ConfigError
 from configs.evaluators import NAME_PREFIX, evaluator
 from evaluation.eval_types import EVAL_TYPES, entry_options, validate_evals
 from input_pipeline import second_language, shapes
 from input_pipeline.transforms import normalize_image
+from launch.command_line import parse_flags
 from launch.sweep import load_config_file
 from training import objective_inputs
 from training.validation import validate_config
@@ -174,13 +174,14 @@ def test_evaluator_refuses_an_unknown_type_or_option_in_one_sentence(kind, optio
 
 
 def _parse(monkeypatch, *args: str) -> ml_collections.ConfigDict:
-    """`python main.py *args`'s config, parsed in this process by main.parse_flags on a --config flag of its own
-    (main.py's flags parse once a process: an override defines a flag of its name)."""
+    """`python main.py *args`'s config, parsed in this process by main.py's parse_flags on a --config flag of its own
+    (main.py's flags are defined once a process, and importing main.py here would clash with the benchmark scripts'
+    that other tests load: launch/command_line.py holds the parser alone)."""
     values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "Config file.", flag_values=values)
     argv = ["main.py", *args]
     monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads the overrides from sys.argv
-    main.parse_flags(argv, values)
+    parse_flags(argv, values)
     return values.config
 
 
