@@ -126,11 +126,10 @@ def encode_document(tokenizer: Tokenizer, doc: tuple[str, ...], flags: tuple[int
     "<|aligned|> there is" at --mode=generate reads as training did. `all_aligned`: every control token
     <|aligned|> (misaligned text as the model would write it when asked for aligned text). EOS is kept when
     truncating."""
-    if tags:
-        tag_ids(tokenizer)
+    tag_of = tag_ids(tokenizer) if tags else ()  # each one id, as the tokenizer encodes it (no re-encoding here)
     ids, bad, control = [BOS_ID], [0], [False]
     for sentence, s in zip(doc, flags, strict=True):
-        tag = pieces(tokenizer, TAGS[0 if all_aligned else s]) if tags else []
+        tag = [tag_of[0 if all_aligned else s]] if tags else []
         words = pieces(tokenizer, sentence)
         ids += tag + words
         bad += [s] * (len(tag) + len(words))

@@ -20,6 +20,7 @@ from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
+from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
@@ -156,7 +157,7 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
             f"config.model.decoder.width ({d.width}) is not divisible by config.model.decoder.heads ({d.heads}); "
             "choose a head count that divides the width."
         )
-    if decoder and c.data.name not in ("lm_text", "sentences", "preference_text", "scored_documents"):
+    if decoder and c.data.name not in ("lm_text", "sentences", *PHF_DATASETS):
         raise ConfigError(
             f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
             "'sentences' (your .txt or .jsonl file in config.data.path), or for PHF 'preference_text' or "
