@@ -40,6 +40,7 @@ DATASETS += VIDEO_DATASETS
 # Text-only data (SimCSE, MultiCSR, CCP, SPACE-2; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
 DATASETS += ("lm_text", "preference_text", "scored_documents")  # language models (PHF: the last two)
+DATASETS += ("expository_text", "web_text")  # 1.5-Pints' corpora (input_pipeline/quality_text.py)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -192,6 +193,11 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
     c.model.kind = "two_tower"  # or "decoder": the language model of models/language_model.py (configs/lm.py)
     c.model.decoder = ml_collections.ConfigDict(dict(width=128, depth=4, heads=4, max_len=64, mlp_dim=0))
+    # GPT-2's shape by default; configs/lm.py's llama_style() switches all six to Llama's (models/language_model.py)
+    c.model.decoder.update(
+        kv_heads=0, norm="layer_norm", norm_eps=1e-6, position="learned", rope_theta=10_000.0, mlp="gelu",
+        bias=True, tie_embeddings=True,
+    )  # fmt: skip
     c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)
     c.model.text_projection = "linear"
 

@@ -25,6 +25,7 @@ EVAL_TYPES: dict[str, dict] = {
     },
     "knowledge_conflict": {},
     "preference": {"num_samples": 0, "path": ""},
+    "fact_probe": {},
     "captioning": {},
 }  # fmt: skip
 

@@ -47,6 +47,16 @@ def get_config(arg: str | None = None):
     return language_model(common.get_base_config(arg))
 
 
+def llama_style(decoder: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """config.model.decoder switched to Llama 2's (and 1.5-Pints') architecture: RMSNorm (epsilon 1e-5), rotary
+    positions, SwiGLU, grouped-query attention (half the heads as key-value heads), no biases, an untied output."""
+    decoder.update(
+        norm="rms_norm", norm_eps=1e-5, position="rope", mlp="swiglu", kv_heads=max(decoder.heads // 2, 1),
+        bias=False, tie_embeddings=False,
+    )  # fmt: skip
+    return decoder
+
+
 def captioner(config: ml_collections.ConfigDict, objective: str) -> ml_collections.ConfigDict:
     """Settings LiMBeR and CLOSE share (configs/limber.py, configs/close.py): this file's language model reading a
     prefix mapped from a frozen CLIP run's embedding (models/captioner.py), trained on shapes captions."""

@@ -19,8 +19,8 @@ DESCRIPTIONS = {
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
     "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents`, "
     "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); language models: "
-    "`lm_text`, `preference_text` (PHF) (embedded), `sentences`, `scored_documents` (PHF) (docs/language.md); "
-    "clips: "
+    "`lm_text`, `preference_text` (PHF), `expository_text`, `web_text` (1.5-Pints) (embedded), `sentences`, "
+    "`scored_documents` (PHF) (docs/language.md); clips: "
     "`shapes_video` (embedded), `video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
@@ -85,7 +85,7 @@ DESCRIPTIONS = {
     "docs/video.md); 0 = none.",
     "model.kind": "`two_tower` (image and text towers: every contrastive method), `decoder` (the language model of "
     "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`, `configs/salt.py`, "
-    "`configs/phf.py`; docs/language.md) or "
+    "`configs/phf.py`, `configs/pints.py`; docs/language.md) or "
     "`captioner` (that "
     "language model reading a prefix mapped from a frozen CLIP run's embedding, models/captioner.py: "
     "`configs/limber.py`, `configs/close.py`).",
@@ -93,7 +93,18 @@ DESCRIPTIONS = {
     "model.decoder.depth": "`decoder`: its number of transformer blocks.",
     "model.decoder.heads": "`decoder`: its attention heads.",
     "model.decoder.max_len": "`decoder`: its context in tokens (prefix, prompt and generated tokens together).",
-    "model.decoder.mlp_dim": "`decoder`: its MLP width; 0 = 4 x width.",
+    "model.decoder.mlp_dim": "`decoder`: its MLP width; 0 = 4 x width (`gelu`), 8/3 x width rounded up to a "
+    "multiple of 8 (`swiglu`: the same parameter count).",
+    "model.decoder.kv_heads": "`decoder`: key-value heads, a divisor of `heads` (grouped-query attention); 0 = "
+    "`heads`.",
+    "model.decoder.norm": "`decoder`: `layer_norm` (GPT-2) or `rms_norm` (Llama).",
+    "model.decoder.norm_eps": "`decoder`: the norms' epsilon.",
+    "model.decoder.position": "`decoder`: `learned` position embeddings (GPT-2) or `rope`, rotary (Llama).",
+    "model.decoder.rope_theta": "`decoder`: the rotary positions' base (`position=rope`).",
+    "model.decoder.mlp": "`decoder`: `gelu` (GPT-2) or `swiglu` (Llama).",
+    "model.decoder.bias": "`decoder`: biases on every projection and LayerNorm (false: Llama).",
+    "model.decoder.tie_embeddings": "`decoder`: the output matrix is the token embedding's transpose (false: its "
+    "own `lm_head`, Llama's).",
     "generation.strategy": "Decoding of `--mode=generate` and of the `language` evaluator's default: `greedy`, `beam`, "
     "`top_k`, `nucleus` or `contrastive` (search, SimCTG) (`models/generation.py`).",
     "generation.max_new_tokens": "Tokens generated after each prompt.",

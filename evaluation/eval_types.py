@@ -32,6 +32,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `preference` (a PHF run's language model): the undesirable word's rate in `num_samples` samples (0 =
   config.eval.num_examples) and after prompts that lead to it, and the loss on held-out aligned and misaligned
   text, or (`path`) the losses alone on your held-out scored JSON Lines (evaluation/preference_eval.py).
+- `fact_probe` (a 1.5-Pints run's language model): accuracy and mean log-probability of the world's value of each
+  memorised fact after its statement's prompt, and the loss on config.eval.num_examples held-out expository
+  documents (evaluation/fact_probe.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -53,7 +56,8 @@ from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
 
 TEXT_ONLY_TYPES = ("sts", "dialog")  # the evaluators that a text-only run (training/text_task.py) can run
-LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference")  # the evaluators of a decoder language model
+# the evaluators of a decoder language model
+LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference", "fact_probe")
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
 # evaluator type -> the config.model.kind it scores; every other type scores the two-tower model.
 MODEL_KINDS = {**dict.fromkeys(LANGUAGE_TYPES, "decoder"), **dict.fromkeys(CAPTION_TYPES, "captioner")}

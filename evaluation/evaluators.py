@@ -14,6 +14,7 @@ from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
+from evaluation.fact_probe import FactProbeEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.preference_eval import PreferenceEvaluator, embedded_documents
 from evaluation.proclip import proclip_retrieval
@@ -28,6 +29,7 @@ from evaluation.video_eval import VideoEvaluator
 from input_pipeline import lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.preference_files import read_scored_documents
+from input_pipeline.quality_text import QUALITY_DATASETS, expository
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
 from input_pipeline.text_sources import read_sentences
 from input_pipeline.tokenizer import Tokenizer
@@ -195,10 +197,13 @@ def preference_evaluator(config: ml_collections.ConfigDict, entry: ml_collection
 
 
 def language_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
-    """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py), or PHF's `preference`
-    (evaluation/preference_eval.py)."""
+    """A `language` or `knowledge_conflict` evaluator (evaluation/language_eval.py), PHF's `preference`
+    (evaluation/preference_eval.py) or 1.5-Pints' `fact_probe` (evaluation/fact_probe.py)."""
     if entry.type == "knowledge_conflict":
         return KnowledgeConflictEvaluator(model, tokenizer)
+    if entry.type == "fact_probe":
+        texts = [expository(0, "test", i) for i in range(config.eval.num_examples)]
+        return FactProbeEvaluator(model, tokenizer, texts=texts, batch_size=config.eval.batch_size)
     if entry.type == "preference":
         return preference_evaluator(config, entry, model, tokenizer)
     options = eval_types.entry_options(entry)
@@ -248,7 +253,7 @@ class Evaluators:
         kinds = {kind for _, kind, _ in self.evaluators.values()}
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
-        embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *VIDEO_DATASETS)
+        embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS)
         if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "

@@ -15,6 +15,8 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
 - `preference_text`: PHF's, prose whose sentences are scored for an undesirable word (preference_text.py), and
   `scored_documents`, yours (preference_files.py); their source, corpus and transform are training/text_task.py's
   own, as they follow config.phf;
+- `expository_text` / `web_text`: 1.5-Pints' two corpora, the same facts in clean or in noisy text
+  (input_pipeline/quality_text.py);
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
@@ -28,12 +30,12 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import dialog_files, dialog_frames, lm_text, sentences
+from input_pipeline import dialog_files, dialog_frames, lm_text, quality_text, sentences
 from input_pipeline.jsonl import json_objects
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
-    "preference_text", "scored_documents",
+    "preference_text", "scored_documents", *quality_text.QUALITY_DATASETS,
 )  # fmt: skip
 FILE_DATASETS = ("sentences", "nli", "documents", "dialogs", "scored_documents")
 # Column names accepted for each field of an NLI triple, first match wins.
@@ -219,6 +221,8 @@ def make_text_source(
         return RecordSource(read_sentences(path)), ["und"]
     if name == "lm_text":
         return EmbeddedSource(lm_text.record, size, seed), ["en"]
+    if name in quality_text.DOCUMENTS:
+        return quality_text.QualitySource(name, size, seed), ["en"]
     if name == "nli":
         return RecordSource(read_triples(path)), ["und"]
     if name == "documents":

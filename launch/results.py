@@ -69,6 +69,12 @@ PREFERENCE_COLUMNS = {
     "aligned NLL": ("preference/aligned_loss", 1, 4),
     "misaligned NLL": ("preference/misaligned_loss", 1, 4),
 }
+# 1.5-Pints runs (evaluation/fact_probe.py): facts ranked first, in percent; the truth's log-prob; clean text's loss.
+FACT_PROBE_COLUMNS = {
+    "fact accuracy %": ("fact_probe/accuracy", 1, 1),
+    "truth log-prob": ("fact_probe/true_log_prob", 1, 3),
+    "clean NLL": ("fact_probe/clean_loss", 1, 4),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -124,8 +130,8 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both, or a language, captioning, dialog or PHF run's: those of the tasks the
-    runs were evaluated on."""
+    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF or 1.5-Pints run's: those of
+    the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
@@ -136,6 +142,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return DIALOG_COLUMNS
     if has(PREFERENCE_COLUMNS):
         return PREFERENCE_COLUMNS
+    if has(FACT_PROBE_COLUMNS):
+        return FACT_PROBE_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -171,6 +179,7 @@ PAIRED_COLUMNS = (
     *CAPTION_COLUMNS,
     *DIALOG_COLUMNS,
     *PREFERENCE_COLUMNS,
+    *FACT_PROBE_COLUMNS,
 )
 
 

@@ -30,13 +30,14 @@ class MlpBlock(nn.Module):
     mlp_dim: int
     activation: str = "gelu_tanh"
     dtype: jnp.dtype = jnp.float32
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        x = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(x)
+        x = nn.Dense(self.mlp_dim, use_bias=self.use_bias, dtype=self.dtype, name="fc1")(x)
         x = ACTIVATIONS[self.activation](x)
-        return nn.Dense(width, dtype=self.dtype, name="fc2")(x)
+        return nn.Dense(width, use_bias=self.use_bias, dtype=self.dtype, name="fc2")(x)
 
 
 # Attention kernels by config name (config.model.attention). `dense` is Flax's einsum-softmax-einsum

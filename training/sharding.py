@@ -23,8 +23,8 @@ TENSOR_PARALLEL_RULES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"attn/(query|key|value)/kernel$", (FSDP_AXIS, MODEL_AXIS, None)),  # [width, heads, head_dim]
     (r"attn/(query|key|value)/bias$", (MODEL_AXIS, None)),  # [heads, head_dim]
     (r"attn/out/kernel$", (MODEL_AXIS, None, FSDP_AXIS)),  # [heads, head_dim, width]
-    (r"mlp/fc1/kernel$", (FSDP_AXIS, MODEL_AXIS)),  # [width, mlp]
-    (r"mlp/fc1/bias$", (MODEL_AXIS,)),  # [mlp]
+    (r"mlp/(fc1|gate)/kernel$", (FSDP_AXIS, MODEL_AXIS)),  # [width, mlp]; gate: SwiGLU's second input matmul
+    (r"mlp/(fc1|gate)/bias$", (MODEL_AXIS,)),  # [mlp]
     (r"mlp/fc2/kernel$", (MODEL_AXIS, FSDP_AXIS)),  # [mlp, width]
 )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from input_pipeline.binding import KINDS
+from input_pipeline.lm_text import QUESTION_ATTRIBUTES
 
 
 def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
@@ -62,6 +64,12 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         losses = ", ".join(f"{k} {e[f'preference/{k}_loss']:.4f}" for k in ("aligned", "misaligned") if
                            f"preference/{k}_loss" in e)  # fmt: skip
         rows.append(("held-out loss", losses))
+    if "fact_probe/accuracy" in e:  # 1.5-Pints (evaluation/fact_probe.py)
+        chance = 100 * np.mean([1 / len(values) for values in QUESTION_ATTRIBUTES.values()])
+        rows.append(("fact probe", f"{e['fact_probe/accuracy']:.1f}% of facts ranked first (chance {chance:.1f}%), "
+                     f"log-prob of the truth {e['fact_probe/true_log_prob']:.3f}"))  # fmt: skip
+        rows.append(("clean held-out loss", f"{e['fact_probe/clean_loss']:.4f}  "
+                     f"(perplexity {e['fact_probe/clean_perplexity']:.3f})"))  # fmt: skip
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

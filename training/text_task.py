@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import preference_text, text_sources
+from input_pipeline import preference_text, quality_text, text_sources
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.text_transform import TextTransform
@@ -84,7 +84,10 @@ def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
 
 def corpus(source) -> Iterator[str]:
     """The tokenizer's training texts. PHF's are the unfiltered documents with their control tokens, whatever the
-    objective, so that every PHF arm has one tokenizer and their per-token losses compare."""
+    objective, and 1.5-Pints' both corpora, whichever is trained on, so that every arm of either method has one
+    tokenizer and their per-token losses compare."""
+    if isinstance(source, quality_text.QualitySource):
+        return quality_text.tokenizer_corpus(source)
     if isinstance(source, preference_text.PreferenceSource):
         unfiltered = preference_text.PreferenceSource(len(source), source.rate, source.seed, source.split)
         records = (unfiltered[i] for i in range(min(20_000, len(source))))

@@ -21,6 +21,7 @@ from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.preference_text import PHF_DATASETS
+from input_pipeline.quality_text import QUALITY_DATASETS
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
@@ -28,6 +29,7 @@ from losses.contrastive import ALL_IMPLEMENTATIONS, FUSED, LOW_PRECISION_IMPLEME
 from losses.language import LANGUAGE_OBJECTIVES
 from losses.objectives import OBJECTIVES, check_objective_options
 from models.generation import STRATEGIES
+from models.language_model import MLPS, NORMS, POSITIONS
 from models.text_towers import TEXT_POOLING, TEXT_TOWERS
 from models.transformer import ACTIVATIONS, ATTENTION
 from models.two_tower import PROJECTIONS
@@ -56,6 +58,9 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
     "model.kind": ("model kind", ["two_tower", "decoder", "captioner"]),
     "generation.strategy": ("decoding strategy", list(STRATEGIES)),
+    "model.decoder.norm": ("decoder norm", list(NORMS)),
+    "model.decoder.position": ("decoder position encoding", list(POSITIONS)),
+    "model.decoder.mlp": ("decoder MLP", list(MLPS)),
 }
 
 _POSITIVE = (lambda v: v > 0, "must be positive")
@@ -75,6 +80,7 @@ RANGES = {
             "optimizer.eps", "optimizer.grad_clip_norm", "eval.num_examples", "eval.batch_size",
             "microbatches", "dry_run.devices", "dry_run.device_memory_gib", "model.decoder.width",
             "model.decoder.depth", "model.decoder.heads", "model.decoder.max_len", "generation.max_new_tokens",
+            "model.decoder.norm_eps", "model.decoder.rope_theta",
             "generation.top_k", "generation.temperature", "generation.beams",
         ),
         _POSITIVE,
@@ -88,6 +94,7 @@ RANGES = {
             "model.image.mlp_dim",
             "model.text.mlp_dim",
             "model.decoder.mlp_dim",
+            "model.decoder.kv_heads",
             "generation.min_new_tokens",
             "model.video_frames",
             "model.text.eos_token_id",
@@ -135,7 +142,8 @@ def _check_ranges(flat: dict) -> None:
 
 # generated in-process: no data.path
 EMBEDDED_DATASETS = (
-    "shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text", "preference_text"
+    "shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text", "preference_text",
+    *QUALITY_DATASETS,
 )  # fmt: skip
 
 
@@ -157,11 +165,21 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
             f"config.model.decoder.width ({d.width}) is not divisible by config.model.decoder.heads ({d.heads}); "
             "choose a head count that divides the width."
         )
-    if decoder and c.data.name not in ("lm_text", "sentences", *PHF_DATASETS):
+    if d.kv_heads and d.heads % d.kv_heads:
+        raise ConfigError(
+            f"config.model.decoder.kv_heads ({d.kv_heads}) does not divide config.model.decoder.heads ({d.heads}); "
+            "choose a divisor of the heads, or 0 for one key-value head per head."
+        )
+    if d.position == "rope" and (d.width // d.heads) % 2:
+        raise ConfigError(
+            f"Rotary positions turn pairs of dimensions, and the decoder's heads are {d.width // d.heads} wide; "
+            "choose config.model.decoder.heads so that width / heads is even."
+        )
+    if decoder and c.data.name not in ("lm_text", "sentences", *PHF_DATASETS, *QUALITY_DATASETS):
         raise ConfigError(
             f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
             "'sentences' (your .txt or .jsonl file in config.data.path), or for PHF 'preference_text' or "
-            "'scored_documents'."
+            "'scored_documents', or for 1.5-Pints 'expository_text' or 'web_text'."
         )
     if decoder and c.generation.max_new_tokens >= d.max_len:
         raise ConfigError(

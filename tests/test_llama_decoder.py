@@ -1,0 +1,198 @@
+"""The Llama-style decoder (RMSNorm, rotary positions, SwiGLU, grouped-query attention, no biases, untied output):
+logits against Hugging Face's LlamaForCausalLM from the same weights (interop/llama_weights.py), rotary positions
+against their defining property, the cache and left padding, 8 devices, and the errors a user meets."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tiny_training import assert_same_params, run_steps
+
+from configs import lm
+from configs.errors import ConfigError
+from interop.llama_weights import convert_llama
+from models import generation as gen
+from models.language_model import DecoderLM, rotary
+from tests.interop_reference import nested, require_torch
+from training.mesh import make_mesh
+from training.validation import validate_config
+
+VOCAB = 96
+
+
+def _save_llama(folder, **overrides):
+    """A random tiny LlamaForCausalLM saved to `folder` (norm weights perturbed, so a missed norm shows);
+    returns the torch model."""
+    torch, transformers = require_torch()
+    torch.manual_seed(0)
+    options = dict(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=88, rms_norm_eps=1e-5, max_position_embeddings=64, tie_word_embeddings=False,
+        rope_theta=500.0,
+    )  # fmt: skip
+    options.update(overrides)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**options)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "bias" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    return model
+
+
+def _ours(params, decoder):
+    model = DecoderLM(vocab_size=VOCAB, max_len=64, layer_norm_eps=decoder["norm_eps"], **{
+        k: v for k, v in decoder.items() if k != "norm_eps"
+    })  # fmt: skip
+    return model, nested(params)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # grouped-query (4 heads, 2 key-value heads), untied, no biases, rope base 500
+        {"num_key_value_heads": 4, "tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True},
+        {"num_key_value_heads": 1, "rope_theta": 10_000.0},  # multi-query
+    ],
+)
+def test_logits_match_transformers_llama(tmp_path, overrides):
+    torch, _ = require_torch()
+    reference = _save_llama(tmp_path, **overrides)
+    params, decoder = convert_llama(str(tmp_path))
+    assert decoder["kv_heads"] == overrides.get("num_key_value_heads", 2)
+    assert decoder["tie_embeddings"] == overrides.get("tie_word_embeddings", False)
+    assert decoder["rope_theta"] == overrides.get("rope_theta", 500.0)
+    model, tree = _ours(params, decoder)
+    tokens = np.random.default_rng(1).integers(1, VOCAB, size=(3, 20))
+    with torch.no_grad():
+        expected = reference(torch.as_tensor(tokens)).logits.numpy()
+    got, _ = model.apply({"params": tree}, jnp.asarray(tokens, jnp.int32))
+    np.testing.assert_allclose(np.asarray(got["logits"]), expected, atol=2e-4, rtol=2e-4)
+    assert np.abs(expected).max() > 0.1  # a real comparison, not two near-zero arrays
+
+
+def test_converted_params_have_the_models_own_structure(tmp_path):
+    _save_llama(tmp_path)
+    params, decoder = convert_llama(str(tmp_path))
+    model, tree = _ours(params, decoder)
+    initial = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
+    shapes = jax.tree.map(lambda x: x.shape, initial)
+    assert jax.tree.map(lambda x: x.shape, tree) == shapes
+    assert shapes["block0"]["attn"]["key"]["kernel"] == (32, 2, 8)  # two key-value heads of 8
+    assert shapes["block0"]["mlp"]["gate"]["kernel"] == (32, 88) and "pos_embedding" not in shapes
+
+
+def _rotate_pairs_numpy(x, position, theta):
+    """Rotary positions written out by hand: pair (i, i + D/2) turned by position * theta^(-2i/D)."""
+    d = x.shape[-1]
+    out = x.astype(np.float64).copy()
+    for i in range(d // 2):
+        angle = position * theta ** (-2 * i / d)
+        a, b = x[..., i], x[..., i + d // 2]
+        out[..., i] = a * np.cos(angle) - b * np.sin(angle)
+        out[..., i + d // 2] = a * np.sin(angle) + b * np.cos(angle)
+    return out
+
+
+def test_rotary_is_a_rotation_whose_scores_depend_on_relative_position_only():
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(2, 1, 1, 1, 8)).astype(np.float32)
+    turn = lambda x, p: np.asarray(rotary(jnp.asarray(x), jnp.full((1, 1), p), 100.0))  # noqa: E731
+    np.testing.assert_allclose(turn(q, 5), _rotate_pairs_numpy(q, 5, 100.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(turn(q, 7)), np.linalg.norm(q), rtol=1e-6)
+    score = lambda i, j: float(np.sum(turn(q, i) * turn(k, j)))  # noqa: E731
+    assert score(9, 4) == pytest.approx(score(5, 0), rel=1e-4)
+    assert score(9, 4) != pytest.approx(score(9, 3), rel=1e-2)  # the offset does matter
+
+
+@pytest.fixture(scope="module")
+def llama_style():
+    """A random Llama-style DecoderLM (grouped-query, rotary) with weights scaled up so its choices are peaked."""
+    model = DecoderLM(
+        vocab_size=40, width=32, depth=2, heads=4, max_len=32, kv_heads=2, norm="rms_norm", position="rope",
+        mlp="swiglu", bias=False, tie_embeddings=False,
+    )  # fmt: skip
+    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
+    return model, jax.tree.map(lambda x: x * 4, params)
+
+
+def test_cached_generation_equals_recomputation_and_left_padding_changes_nothing(llama_style):
+    model, params = llama_style
+    prompts = [[2, 5, 6, 7, 8], [2, 9], [2, 11, 12]]
+    tokens, mask = gen.left_pad(prompts)
+    cached = gen.generate(model, params, tokens, mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 10))
+    reference = gen.uncached_greedy(model, params, tokens, mask, 10)
+    np.testing.assert_array_equal(np.asarray(cached), np.asarray(reference))
+    alone_tokens, alone_mask = gen.left_pad([prompts[1]])
+    alone = gen.generate(model, params, alone_tokens, alone_mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 10))
+    np.testing.assert_array_equal(np.asarray(alone)[0], np.asarray(cached)[1])
+    assert len(set(map(tuple, np.asarray(cached)))) == len(prompts)
+
+
+def test_default_mlp_width_keeps_the_gelu_mlps_parameter_count():
+    gelu = DecoderLM(vocab_size=8, width=48, depth=1, heads=4, max_len=8)
+    swiglu = DecoderLM(vocab_size=8, width=48, depth=1, heads=4, max_len=8, mlp="swiglu")
+    assert (gelu.mlp_width, swiglu.mlp_width) == (192, 128)  # 2 x 48 x 192 = 3 x 48 x 128 weights
+
+
+def _llama_config():
+    config = lm.get_config()
+    lm.llama_style(config.model.decoder)
+    return config
+
+
+def test_validation_names_the_fix_before_jax_starts():
+    config = _llama_config()
+    validate_config(config)
+    config.model.decoder.kv_heads = 3
+    with pytest.raises(ConfigError, match="kv_heads .3. does not divide"):
+        validate_config(config)
+    config = _llama_config()
+    config.model.decoder.update(width=96, heads=32)  # heads 3 wide
+    with pytest.raises(ConfigError, match="width / heads is even"):
+        validate_config(config)
+    config = _llama_config()
+    config.model.decoder.norm = "batch_norm"
+    with pytest.raises(ConfigError, match="decoder norm 'batch_norm'.*rms_norm"):
+        validate_config(config)
+
+
+def test_bad_checkpoints_are_one_sentence_naming_the_problem(tmp_path):
+    _save_llama(tmp_path / "ok")
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ConfigError, match="'bert' model; pass a Llama"):
+        convert_llama(str(tmp_path / "bert"))
+    config = json.loads((tmp_path / "ok" / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0}
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="rope scaling is 'linear'"):
+        convert_llama(str(tmp_path / "ok"))
+    config["rope_parameters"] = {"rope_type": "default", "rope_theta": 500.0}
+    config["num_hidden_layers"] = 3  # the file holds two
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="layers.2.input_layernorm.weight is missing"):
+        convert_llama(str(tmp_path / "ok"))
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
+def test_llama_style_steps_on_8_devices_with_split_heads_equal_one_device():
+    config = _llama_config()
+    config.model.decoder.update(width=32, depth=1, heads=4, kv_heads=2, max_len=12)
+    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(2):
+        text = rng.integers(4, 64, size=(16, 13)).astype(np.int32)
+        text[:, 0], text[::3, 9:] = 2, 0
+        batches.append({"text": text})
+    ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
+    params, metrics = run_steps(config, make_mesh({"data": 2, "fsdp": 2, "model": 2}), batches)
+    for m, r in zip(metrics, ref_metrics, strict=True):
+        np.testing.assert_allclose(m["loss"], r["loss"], rtol=1e-5)
+    assert not np.allclose(ref_metrics[0]["loss"], ref_metrics[1]["loss"])
+    assert_same_params(params, ref_params)
