@@ -196,7 +196,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     # GPT-2's shape by default; configs/lm.py's llama_style() switches all six to Llama's (models/language_model.py)
     c.model.decoder.update(
         kv_heads=0, norm="layer_norm", norm_eps=1e-6, position="learned", rope_theta=10_000.0, mlp="gelu",
-        bias=True, tie_embeddings=True,
+        bias=True, tie_embeddings=True, vocab_size=0,
     )  # fmt: skip
     c.model.image_projection = "linear"  # or affine | none (models/two_tower.py: PROJECTIONS)
     c.model.text_projection = "linear"
@@ -294,8 +294,9 @@ def use_pretrained(
     """Starts the run from the checkpoint at `path` (config.init_from.pretrained, interop/): copies the params
     under `prefixes` and sets the config keys they need (sizes and switches, read from the checkpoint), and,
     when the text tower is copied from a Hugging Face folder, its tokenizer (CLIP: vocab.json + merges.txt,
-    SigLIP: spiece.model)."""
-    from interop.converters import convert_checkpoint, needs_for  # NumPy + safetensors: reads the weights here
+    SigLIP: spiece.model). A decoder (config.model.kind 'decoder') starts from a Llama checkpoint: all of its
+    params, and its tokenizer.model."""
+    from interop.converters import convert_checkpoint, decoder_prefixes, needs_for  # NumPy + safetensors
 
     try:
         _, needs = convert_checkpoint(path, config.model.text.max_len)
@@ -304,6 +305,15 @@ def use_pretrained(
             f"Reading {path!r} needs the `interop` extra ({error.name} not installed); install it with "
             "pip install -e '.[interop]' torch==2.13.0 torchvision==0.28.0."
         ) from None
+    decoder, llama = config.model.kind == "decoder", "model.decoder.depth" in needs
+    if decoder != llama:
+        raise ConfigError(
+            f"{path!r} is {'a Llama' if llama else 'not a Llama'} checkpoint, and "
+            + ("a language model (configs/lm.py) starts from a Llama checkpoint only; pass a LlamaForCausalLM folder."
+               if decoder else "a Llama checkpoint starts a language model; use configs/lm.py:pretrained=...")
+        )  # fmt: skip
+    if decoder:
+        prefixes = decoder_prefixes(needs)
     for key, value in needs_for(needs, list(prefixes)).items():
         *parents, leaf = key.split(".")
         node = config
@@ -316,6 +326,10 @@ def use_pretrained(
     for file, tokenizer in (("merges.txt", "clip_bpe"), ("spiece.model", "siglip")):
         if "text_tower" in prefixes and os.path.isfile(os.path.join(folder, file)):
             config.text.tokenizer, config.text.tokenizer_path = tokenizer, folder
+    if decoder:
+        if not os.path.isfile(os.path.join(folder, "tokenizer.model")):
+            raise ConfigError(f"{path!r} holds no tokenizer.model; put the model's SentencePiece file beside it.")
+        config.text.tokenizer, config.text.tokenizer_path = "llama", folder
     return config
 
 

@@ -5,6 +5,8 @@
     # your text: one passage per line (.txt) or JSON Lines {"text": ...}, and held-out text for perplexity
     python main.py --config=configs/lm.py --workdir=runs/mine --config.data.name=sentences \
         --config.data.path=train.txt --config.evals.language.path=valid.txt
+    # from a Hugging Face LlamaForCausalLM folder and its tokenizer.model (docs/pretrained.md)
+    python main.py --config=configs/lm.py:pretrained=/path/to/llama_folder --workdir=runs/llama_ft
 
 Trains on the embedded corpus (input_pipeline/lm_text.py: shapes prose, and facts about made-up objects with
 questions on them) and reports held-out perplexity, each decoding strategy's repetition, diversity and
@@ -44,7 +46,10 @@ def language_model(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 def get_config(arg: str | None = None):
-    return language_model(common.get_base_config(arg))
+    """Argument `pretrained`: a Hugging Face LlamaForCausalLM folder (with its tokenizer.model) to start from."""
+    arg = common.parse_arg(arg, pretrained="")
+    config = language_model(common.get_base_config(None))
+    return common.use_pretrained(config, arg.pretrained) if arg.pretrained else config
 
 
 def llama_style(decoder: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

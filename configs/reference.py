@@ -103,6 +103,8 @@ DESCRIPTIONS = {
     "model.decoder.rope_theta": "`decoder`: the rotary positions' base (`position=rope`).",
     "model.decoder.mlp": "`decoder`: `gelu` (GPT-2) or `swiglu` (Llama).",
     "model.decoder.bias": "`decoder`: biases on every projection and LayerNorm (false: Llama).",
+    "model.decoder.vocab_size": "`decoder`: rows of its embedding; 0 = the tokenizer's vocabulary (a checkpoint's "
+    "may hold more, e.g. padded to a multiple of 64).",
     "model.decoder.tie_embeddings": "`decoder`: the output matrix is the token embedding's transpose (false: its "
     "own `lm_head`, Llama's).",
     "generation.strategy": "Decoding of `--mode=generate` and of the `language` evaluator's default: `greedy`, `beam`, "
@@ -154,8 +156,9 @@ DESCRIPTIONS = {
     "init_from.param_prefixes": "Parameter path prefixes copied by `init_from`, e.g. `('image_tower',)`.",
     "init_from.pretrained": "OpenAI/open_clip/HF CLIP, HF SigLIP or BERT-family checkpoint (file or folder) "
     "converted into the params under `param_prefixes` (`interop/`); `''` = none.",
-    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`), `clip_bpe` (CLIP's BPE merges) or "
-    "`siglip` (SigLIP's `spiece.model`), read from `tokenizer_path`.",
+    "text.tokenizer": "`sentencepiece`, `wordpiece` (BERT `tokenizer.json`), `clip_bpe` (CLIP's BPE merges), "
+    "`siglip` (SigLIP's `spiece.model`) or `llama` (a Llama-family `tokenizer.model`, its ids relabelled: "
+    "docs/pretrained.md), read from `tokenizer_path`.",
     "model.text.kind": "Text tower: `clip` (causal transformer) or `bert` (bidirectional, post-norm).",
     "model.text.pool": "`last` non-padding token, `argmax` id (CLIP's end of text), `eos` (first `eos_token_id`) "
     "or `final` position (SigLIP) for `clip`; `mean` or `first` for `bert`.",

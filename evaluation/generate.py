@@ -11,7 +11,7 @@ import jax
 import ml_collections
 
 from configs.errors import ConfigError
-from evaluation.run import _latest_step, load_trained_run
+from evaluation.run import _latest_step, load_trained_run, run_tokenizer_path
 from input_pipeline import preference_text
 from input_pipeline.tokenizer import EOS_ID, load_tokenizer
 from models.generation import Decoding, generate, left_pad, prompt_ids
@@ -27,10 +27,11 @@ def generate_text(config: ml_collections.ConfigDict, workdir: str, prompts: Sequ
         )
     if not prompts or not all(p.strip() for p in prompts):
         raise ConfigError('--mode=generate needs text to continue; pass --prompt="..." (repeat it for several).')
-    if _latest_step(workdir, config.keep_checkpoints) is None or not os.path.isfile(f"{workdir}/tokenizer.model"):
+    tokenizer_path = run_tokenizer_path(config, workdir)
+    if _latest_step(workdir, config.keep_checkpoints) is None or not os.path.exists(tokenizer_path):
         raise ConfigError(f"{workdir} holds no trained language model; train it first with the same command "
                           "without --mode=generate.")  # fmt: skip
-    tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
+    tokenizer = load_tokenizer(tokenizer_path, config.text.tokenizer)
     context, new = config.model.decoder.max_len, config.generation.max_new_tokens
     ids = prompt_ids(tokenizer, prompts, 10 * context)
     for prompt, row in zip(prompts, ids, strict=True):

@@ -25,6 +25,7 @@ from training.trained_runs import (  # noqa: F401 (restore_params, ModelEncoders
     check_config_matches_run,
     load_trained_run,
     restore_params,
+    run_tokenizer_path,
 )
 
 # module -> the pip package that provides it (all in the `eval` extra)
@@ -64,7 +65,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, data_pa
             f"{workdir} holds no checkpoint to evaluate; train first with the same command without --mode=eval."
         )
     check_config_matches_run(config, workdir)
-    tokenizer_path = config.text.tokenizer_path or os.path.join(workdir, "tokenizer.model")
+    tokenizer_path = run_tokenizer_path(config, workdir)
     if not os.path.exists(tokenizer_path):  # a pretrained tokenizer (wordpiece, clip_bpe) may be a folder
         raise ConfigError(f"{workdir} has no tokenizer.model; train first with the same command without --mode=eval.")
     image_size = config.data.image_size  # datasets first: a wrong --eval_data path fails before any compile

@@ -12,10 +12,11 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from input_pipeline.clip_bpe import ClipBpeTokenizer
+from input_pipeline.llama_tokenizer import LlamaTokenizer
 from input_pipeline.siglip_tokenizer import SiglipTokenizer
+from input_pipeline.token_ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from input_pipeline.wordpiece import WordPieceTokenizer
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # The form of the project's control tokens (PHF's <|aligned|>); other user-defined symbols of your SentencePiece
 # model (e.g. <mask>) keep SentencePiece's own encoding.
 CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]+\|>")
@@ -64,7 +65,11 @@ class Tokenizer:
         return self._sp.piece_to_id(piece)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self._sp.decode([int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)])
+        """Text of `ids`; special ids and ids past the vocabulary (a decoder's padded rows, config.model.decoder.
+        vocab_size) give nothing."""
+        return self._sp.decode(
+            [int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID) and 0 <= int(i) < self.vocab_size]
+        )
 
     def save(self, path: str) -> None:
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -118,13 +123,16 @@ def _pretrained_tokenizer(path: str, kind: str):
         return WordPieceTokenizer(path)
     if kind == "siglip":
         return SiglipTokenizer(path)
+    if kind == "llama":
+        return LlamaTokenizer(path)
     return ClipBpeTokenizer(path)
 
 
 # config.text.tokenizer: `sentencepiece` (trained on the captions, or loaded), `wordpiece` (BERT family,
 # tokenizer.json: input_pipeline/wordpiece.py), `clip_bpe` (OpenAI CLIP: input_pipeline/clip_bpe.py),
-# `siglip` (SigLIP's spiece.model: input_pipeline/siglip_tokenizer.py).
-TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe", "siglip")
+# `siglip` (SigLIP's spiece.model: input_pipeline/siglip_tokenizer.py), `llama` (a Llama-family tokenizer.model,
+# its ids relabelled to this module's: input_pipeline/llama_tokenizer.py).
+TOKENIZERS = ("sentencepiece", "wordpiece", "clip_bpe", "siglip", "llama")
 
 
 def get_tokenizer(

@@ -23,6 +23,16 @@ _PROJECTIONS = {"q_proj": "query", "k_proj": "key", "v_proj": "value"}
 _MLP = {"gate_proj": "gate", "up_proj": "fc1", "down_proj": "fc2"}
 
 
+def is_llama(path: str) -> bool:
+    """Whether the folder `path` (or the folder holding the file `path`) has a Llama config.json."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            return json.load(f).get("model_type") == "llama"
+    except (OSError, ValueError):
+        return False
+
+
 def read_llama_config(path: str) -> dict:
     """config.json of the folder `path` (or of the folder holding the file `path`); raises unless it is a Llama."""
     folder = path if os.path.isdir(path) else os.path.dirname(path)

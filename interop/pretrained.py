@@ -64,7 +64,9 @@ def init_state_from_pretrained(config: ml_collections.ConfigDict, state, objecti
 
 
 # Config keys that only set parameter shapes; a mismatch in them is reported through the shapes.
-_SIZE_KEYS = ("width", "depth", "heads", "patch_size", "max_len", "mlp_dim", "embed_dim", "image_size")
+_SIZE_KEYS = (
+    "width", "depth", "heads", "patch_size", "max_len", "mlp_dim", "embed_dim", "image_size", "kv_heads", "vocab_size"
+)  # fmt: skip
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):

@@ -233,10 +233,16 @@ class DecoderLM(nn.Module):
 
 
 def build_language_model(config: ml_collections.ConfigDict, vocab_size: int) -> DecoderLM:
-    """The DecoderLM of config.model.decoder (sizes and switches: DecoderLM)."""
+    """The DecoderLM of config.model.decoder (sizes and switches: DecoderLM) for a tokenizer of `vocab_size` ids."""
     d = config.model.decoder
+    if d.vocab_size and d.vocab_size < vocab_size:
+        raise ValueError(
+            f"config.model.decoder.vocab_size ({d.vocab_size}) is smaller than the tokenizer's vocabulary "
+            f"({vocab_size}); raise it, or set it to 0 to take the tokenizer's."
+        )
     return DecoderLM(
-        vocab_size=vocab_size, width=d.width, depth=d.depth, heads=d.heads, max_len=d.max_len, mlp_dim=d.mlp_dim,
-        dtype=jnp.dtype(config.model.dtype), kv_heads=d.kv_heads, norm=d.norm, position=d.position, mlp=d.mlp,
-        bias=d.bias, tie_embeddings=d.tie_embeddings, rope_theta=d.rope_theta, layer_norm_eps=d.norm_eps,
+        vocab_size=d.vocab_size or vocab_size, width=d.width, depth=d.depth, heads=d.heads, max_len=d.max_len,
+        mlp_dim=d.mlp_dim, dtype=jnp.dtype(config.model.dtype), kv_heads=d.kv_heads, norm=d.norm,
+        position=d.position, mlp=d.mlp, bias=d.bias, tie_embeddings=d.tie_embeddings, rope_theta=d.rope_theta,
+        layer_norm_eps=d.norm_eps,
     )  # fmt: skip

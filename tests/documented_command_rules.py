@@ -56,8 +56,8 @@ RULES = (
     Rule(
         r"python main\.py --config=\S+:\S*(pretrained|image)=/path/to/",
         SKIP,
-        "needs a downloaded checkpoint (tests/test_interop_siglip.py and test_interop_clip.py start from small "
-        "random ones through these configs, as main.py does)",
+        "needs a downloaded checkpoint (tests/test_interop_siglip.py, test_interop_clip.py and test_llama_decoder.py "
+        "start from small random ones through these configs, as main.py does)",
     ),
     Rule(r"xmanager launch ", CHECK, "needs xmanager and a Vertex AI project: checks the launch file exists"),
     Rule(r"sbatch ", CHECK, "needs a SLURM cluster with GPUs: checks the script exists and `bash -n` parses it"),

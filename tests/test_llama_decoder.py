@@ -1,10 +1,12 @@
 """The Llama-style decoder (RMSNorm, rotary positions, SwiGLU, grouped-query attention, no biases, untied output):
 logits against Hugging Face's LlamaForCausalLM from the same weights (interop/llama_weights.py), rotary positions
-against their defining property, the cache and left padding, 8 devices, and the errors a user meets."""
+against their defining property, the cache and left padding, 8 devices, the errors a user meets; and a run started
+from a Llama checkpoint folder with its tokenizer.model (configs/lm.py:pretrained=), its ids relabelled."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +16,17 @@ from tiny_training import assert_same_params, run_steps
 
 from configs import lm
 from configs.errors import ConfigError
+from evaluation.generate import generate_text
+from input_pipeline import lm_text
+from input_pipeline.llama_tokenizer import LlamaTokenizer, vocabulary_order
+from input_pipeline.tokenizer import train_tokenizer
 from interop.llama_weights import convert_llama
+from interop.pretrained import load_pretrained_params
 from models import generation as gen
 from models.language_model import DecoderLM, rotary
+from models.two_tower import build_model
 from tests.interop_reference import nested, require_torch
+from training.loop import train_and_evaluate
 from training.mesh import make_mesh
 from training.validation import validate_config
 
@@ -196,3 +205,94 @@ def test_llama_style_steps_on_8_devices_with_split_heads_equal_one_device():
         np.testing.assert_allclose(m["loss"], r["loss"], rtol=1e-5)
     assert not np.allclose(ref_metrics[0]["loss"], ref_metrics[1]["loss"])
     assert_same_params(params, ref_params)
+
+
+def _llama_folder(folder, extra_rows: int = 8):
+    """A random tiny Llama checkpoint beside a tokenizer.model of Llama's conventions (<unk> 0, <s> 1, </s> 2, byte
+    pieces from 3) trained on the lm_text corpus; its embedding has `extra_rows` more rows than the tokenizer has
+    pieces, as checkpoints padded to a multiple of 64 do. Returns (torch model, SentencePieceProcessor)."""
+    import sentencepiece as spm
+
+    folder.mkdir(exist_ok=True)
+    texts = [lm_text.record(0, "train", i)["text"] for i in range(3000)]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(folder / "tokenizer"), vocab_size=400, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, byte_fallback=True, hard_vocab_limit=False, character_coverage=1.0, minloglevel=2,
+    )  # fmt: skip
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    return _save_llama(folder, vocab_size=sp.get_piece_size() + extra_rows), sp
+
+
+def test_llama_tokenizer_relabels_four_ids_and_drops_the_nul_byte(tmp_path):
+    _, sp = _llama_folder(tmp_path)
+    tokenizer = LlamaTokenizer(str(tmp_path))
+    text = "the vokim is red . question : what colour is the vokim ?"
+    llama = sp.encode(text)
+    ours = tokenizer.encode([text], 64)[0]
+    relabel = {0: 1, 1: 2, 2: 3, 3: 0}
+    expected = [2, *(relabel.get(i, i) for i in llama), 3]  # BOS, pieces, EOS in the project's ids
+    assert list(ours[: len(expected)]) == expected and not ours[len(expected) :].any()
+    assert tokenizer.decode(ours) == sp.decode(llama) == text
+    assert tokenizer.decode([*ours[:5], tokenizer.vocab_size + 3]) == sp.decode(llama[:4])  # a padded row: nothing
+    assert 3 in sp.encode("red\x00 blue")  # byte fallback writes the NUL as Llama's id 3 ...
+    nul = tokenizer.encode(["red\x00 blue"], 16)[0]
+    assert 0 not in nul[: list(nul).index(3)]  # ... which the tokenizer drops rather than pad inside a text
+    own = tmp_path / "own.model"
+    project = train_tokenizer(texts=["a red square", "a blue circle"] * 50, vocab_size=300)
+    own.write_bytes(project.model_proto)
+    with pytest.raises(ConfigError, match="not a Llama-family SentencePiece model"):
+        LlamaTokenizer(str(own))
+    ids = project.encode(["a red square"], 32)[0]
+    assert project.decode([*ids, project.vocab_size]) == "a red square"  # the project's tokenizer too
+
+
+def test_a_decoder_started_from_a_llama_folder_gives_its_probabilities(tmp_path):
+    torch, _ = require_torch()
+    reference, sp = _llama_folder(tmp_path)
+    config = lm.get_config(f"pretrained={tmp_path}")
+    validate_config(config)
+    d = config.model.decoder
+    assert (config.text.tokenizer, d.norm, d.position, d.kv_heads, d.vocab_size) == (
+        "llama", "rms_norm", "rope", 2, sp.get_piece_size() + 8,
+    )  # fmt: skip
+    tokenizer = LlamaTokenizer(config.text.tokenizer_path)
+    model = build_model(config, tokenizer.vocab_size)
+    fresh = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
+    params, copied = load_pretrained_params(config, fresh)
+    assert len(copied) == len(jax.tree.leaves(fresh))  # every parameter came from the checkpoint
+    texts = ["the vokim is red .", "question : what colour is the bedak ? answer :"]
+    logits = model.apply({"params": params}, jnp.asarray(tokenizer.encode(texts, 32)))[0]["logits"]
+    ours = np.asarray(jax.nn.log_softmax(logits, axis=-1))
+    order = vocabulary_order(d.vocab_size)
+    for row, text in enumerate(texts):
+        llama = [1, *sp.encode(text)]  # <s> and the pieces, as transformers reads them
+        with torch.no_grad():
+            expected = torch.log_softmax(reference(torch.as_tensor([llama])).logits, -1)[0].numpy()
+        np.testing.assert_allclose(ours[row, : len(llama)], expected[:, order], atol=2e-4)
+
+
+def test_training_from_a_llama_folder_then_generating(tmp_path):
+    require_torch()
+    _llama_folder(tmp_path / "llama")
+    config = lm.get_config(f"pretrained={tmp_path / 'llama'}")
+    config.total_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
+    config.batch_size, config.log_every_steps, config.optimizer.warmup_steps = 8, 1, 1
+    config.data.train_size = 200
+    config.eval.update(num_examples=8, batch_size=8)
+    config.generation.max_new_tokens = 6
+    validate_config(config)
+    summary = train_and_evaluate(config, str(tmp_path / "run"))
+    assert math.isfinite(summary["final_loss"]) and summary["eval"]["language/perplexity"] > 1
+    assert not (tmp_path / "run" / "tokenizer.model").exists()  # the checkpoint's own tokenizer, not a new one
+    (text,) = generate_text(config, str(tmp_path / "run"), ["the vokim is"])
+    assert text.startswith("the vokim is")
+
+
+def test_a_checkpoint_and_a_config_of_different_kinds_are_refused(tmp_path):
+    _save_llama(tmp_path)
+    from configs import clip
+
+    with pytest.raises(ConfigError, match="a Llama checkpoint starts a language model; use configs/lm.py"):
+        clip.get_config(f"pretrained={tmp_path}")
+    with pytest.raises(ConfigError, match="holds no tokenizer.model"):
+        lm.get_config(f"pretrained={tmp_path}")

@@ -64,11 +64,17 @@ def _latest_step(workdir: str, keep: int) -> int | None:
     return step
 
 
+def run_tokenizer_path(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Where a run's tokenizer is: config.text.tokenizer_path (a pretrained tokenizer's file or folder, or a given
+    SentencePiece model), else the SentencePiece model the run trained and saved in its workdir."""
+    return config.text.tokenizer_path or os.path.join(workdir, "tokenizer.model")
+
+
 def load_trained_run(config: ml_collections.ConfigDict, workdir: str) -> tuple[TwoTower, Tokenizer, dict, int]:
     """(model, tokenizer, params, step) of the latest checkpoint of a run trained with `config`'s model; raises
     ConfigError when the run was trained with another model."""
     check_config_matches_run(config, workdir)
-    tokenizer = load_tokenizer(os.path.join(workdir, "tokenizer.model"))
+    tokenizer = load_tokenizer(run_tokenizer_path(config, workdir), config.text.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     params, step = restore_params(config, workdir, model)
     return model, tokenizer, params, step

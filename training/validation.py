@@ -95,6 +95,7 @@ RANGES = {
             "model.text.mlp_dim",
             "model.decoder.mlp_dim",
             "model.decoder.kv_heads",
+            "model.decoder.vocab_size",
             "generation.min_new_tokens",
             "model.video_frames",
             "model.text.eos_token_id",
