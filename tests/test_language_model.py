@@ -100,19 +100,29 @@ def test_cad_and_adacad_distributions_match_numpy():
     assert used[2] == pytest.approx(0.0, abs=1e-6) and 0 < float(used.max()) <= np.log(2)
 
 
+# The Llama-style switches (models/language_model.py): rotary positions, grouped-query attention, SwiGLU, RMSNorm.
+LLAMA = dict(kv_heads=2, norm="rms_norm", position="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+
+
+@functools.cache
+def _peaked(style: str):
+    """A random DecoderLM (GPT-2- or Llama-style) with weights scaled up, so its distributions are peaked and varied."""
+    model = DecoderLM(vocab_size=40, width=32, depth=1, heads=4, max_len=32, **(LLAMA if style == "llama" else {}))
+    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
+    return model, jax.tree.map(lambda x: x * (6 if style == "gpt" else 4), params)
+
+
 @pytest.fixture(scope="module")
 def peaked_model():
-    """A random DecoderLM with weights scaled up, so that its distributions are peaked and varied."""
-    model = DecoderLM(vocab_size=40, width=32, depth=1, heads=4, max_len=32)
-    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
-    return model, jax.tree.map(lambda x: x * 6, params)
+    return _peaked("gpt")
 
 
 PROMPTS = [[2, 5, 6, 7, 8], [2, 9], [2, 11, 12], [2, 30, 31, 32, 33]]
 
 
-def test_cached_greedy_equals_recomputation_token_for_token(peaked_model):
-    model, params = peaked_model
+@pytest.mark.parametrize("style", ["gpt", "llama"])
+def test_cached_greedy_equals_recomputation_token_for_token(style):
+    model, params = _peaked(style)
     tokens, mask = gen.left_pad(PROMPTS)
     cached = gen.generate(model, params, tokens, mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 12))
     reference = gen.uncached_greedy(model, params, tokens, mask, 12)

@@ -1,7 +1,8 @@
 """The Llama-style decoder (RMSNorm, rotary positions, SwiGLU, grouped-query attention, no biases, untied output):
 logits against Hugging Face's LlamaForCausalLM from the same weights (interop/llama_weights.py), rotary positions
-against their defining property, the cache and left padding, 8 devices, the errors a user meets; and a run started
-from a Llama checkpoint folder with its tokenizer.model (configs/lm.py:pretrained=), its ids relabelled."""
+against their defining property, 8 devices, the errors a user meets (the cache and left padding:
+tests/test_language_model.py); and a run started from a Llama checkpoint folder with its tokenizer.model
+(configs/lm.py:pretrained=), its ids relabelled."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from input_pipeline.llama_tokenizer import LlamaTokenizer, vocabulary_order
 from input_pipeline.tokenizer import train_tokenizer
 from interop.llama_weights import convert_llama
 from interop.pretrained import load_pretrained_params
-from models import generation as gen
 from models.language_model import DecoderLM, rotary
 from models.two_tower import build_model
 from tests.interop_reference import nested, require_torch
@@ -116,30 +116,6 @@ def test_rotary_is_a_rotation_whose_scores_depend_on_relative_position_only():
     score = lambda i, j: float(np.sum(turn(q, i) * turn(k, j)))  # noqa: E731
     assert score(9, 4) == pytest.approx(score(5, 0), rel=1e-4)
     assert score(9, 4) != pytest.approx(score(9, 3), rel=1e-2)  # the offset does matter
-
-
-@pytest.fixture(scope="module")
-def llama_style():
-    """A random Llama-style DecoderLM (grouped-query, rotary) with weights scaled up so its choices are peaked."""
-    model = DecoderLM(
-        vocab_size=40, width=32, depth=2, heads=4, max_len=32, kv_heads=2, norm="rms_norm", position="rope",
-        mlp="swiglu", bias=False, tie_embeddings=False,
-    )  # fmt: skip
-    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
-    return model, jax.tree.map(lambda x: x * 4, params)
-
-
-def test_cached_generation_equals_recomputation_and_left_padding_changes_nothing(llama_style):
-    model, params = llama_style
-    prompts = [[2, 5, 6, 7, 8], [2, 9], [2, 11, 12]]
-    tokens, mask = gen.left_pad(prompts)
-    cached = gen.generate(model, params, tokens, mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 10))
-    reference = gen.uncached_greedy(model, params, tokens, mask, 10)
-    np.testing.assert_array_equal(np.asarray(cached), np.asarray(reference))
-    alone_tokens, alone_mask = gen.left_pad([prompts[1]])
-    alone = gen.generate(model, params, alone_tokens, alone_mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 10))
-    np.testing.assert_array_equal(np.asarray(alone)[0], np.asarray(cached)[1])
-    assert len(set(map(tuple, np.asarray(cached)))) == len(prompts)
 
 
 def test_default_mlp_width_keeps_the_gelu_mlps_parameter_count():
