@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 
 import grain
 import numpy as np
@@ -82,6 +83,13 @@ class PreferenceSource:
                 return {"sentences": doc, "misaligned": flags}
             candidate += self.size
 
+    def tokenizer_corpus(self, limit: int = 20_000) -> Iterator[str]:
+        """The first `limit` documents, unfiltered, each sentence after its control token: every PHF arm trains
+        its tokenizer on this same text, so their per-token losses compare."""
+        unfiltered = PreferenceSource(self.size, self.rate, self.seed, self.split)
+        records = (unfiltered[i] for i in range(min(limit, self.size)))
+        return (tagged(r["sentences"], r["misaligned"]) for r in records)
+
 
 class ScoredDocumentSource:
     """Your scored documents (input_pipeline/preference_files.py) as records; `filtered`: the aligned ones alone."""
@@ -100,6 +108,10 @@ class ScoredDocumentSource:
     def __getitem__(self, index: int) -> dict:
         sentences_, flags = self.documents[index]
         return {"sentences": sentences_, "misaligned": flags}
+
+    def tokenizer_corpus(self, limit: int = 20_000) -> Iterator[str]:
+        """Your first `limit` documents, filtered or not, tagged (PreferenceSource.tokenizer_corpus)."""
+        return (tagged(*document) for document in self.all_documents[:limit])
 
 
 def tag_ids(tokenizer: Tokenizer) -> tuple[int, int]:

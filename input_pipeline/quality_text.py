@@ -11,10 +11,10 @@ once (`facts`: 2-3 distinct facts, the same rng draws for both corpora) and then
   to exactly the expository document's length in words; the units in random order.
 Why the comparison is fair: document i of both corpora states the same true facts once each in the probe's form,
 and has the same number of words (so nearly the same tokens, under one tokenizer trained on both:
-`tokenizer_corpus`); a step reads as many facts and as much text in either corpus. What differs is what fills the
-rest: correct restatements and clean prose, or contradictions, boilerplate and noise. Contradictions are fewer than
-the true statements (0.4 per statement), so the truth stays every fact's majority in the web corpus too: it can
-still be learnt there, from noisier text.
+`QualitySource.tokenizer_corpus`); a step reads as many facts and as much text in either corpus. What differs is
+what fills the rest: correct restatements and clean prose, or contradictions, boilerplate and noise.
+Contradictions are fewer than the true statements (0.4 per statement), so the truth stays every fact's majority in
+the web corpus too: it can still be learnt there, from noisier text.
 Records are {"text"}, each a pure function of (seed, split, index), like lm_text's.
 """
 
@@ -113,9 +113,8 @@ class QualitySource:
             raise IndexError(f"index {index} out of range for {self.size} examples")
         return {"text": DOCUMENTS[self.name](self.seed, self.split, index)}
 
-
-def tokenizer_corpus(source: QualitySource, limit: int = 20_000) -> Iterator[str]:
-    """Both corpora's first documents, interleaved, `limit` in all: whichever a run trains on, its tokenizer is
-    trained on this same text, so the two arms' losses compare token for token."""
-    count = min(limit // 2, len(source))
-    return (make(source.seed, source.split, i) for i in range(count) for make in DOCUMENTS.values())
+    def tokenizer_corpus(self, limit: int = 20_000) -> Iterator[str]:
+        """Both corpora's first documents, interleaved, `limit` in all: whichever a run trains on, its tokenizer is
+        trained on this same text, so the two arms' losses compare token for token."""
+        count = min(limit // 2, self.size)
+        return (make(self.seed, self.split, i) for i in range(count) for make in DOCUMENTS.values())

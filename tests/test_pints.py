@@ -40,7 +40,7 @@ def truths(facts) -> list[tuple[int, str, str]]:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(quality_text.tokenizer_corpus(quality_text.QualitySource("web_text", 1500)), 600)
+    return train_tokenizer(quality_text.QualitySource("web_text", 1500).tokenizer_corpus(), 600)
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

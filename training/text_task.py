@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import preference_text, quality_text, text_sources
+from input_pipeline import preference_text, text_sources
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.text_transform import TextTransform
@@ -83,18 +83,11 @@ def _check_objective_fits_data(config: ml_collections.ConfigDict) -> None:
 
 
 def corpus(source) -> Iterator[str]:
-    """The tokenizer's training texts. PHF's are the unfiltered documents with their control tokens, whatever the
-    objective, and 1.5-Pints' both corpora, whichever is trained on, so that every arm of either method has one
-    tokenizer and their per-token losses compare."""
-    if isinstance(source, quality_text.QualitySource):
-        return quality_text.tokenizer_corpus(source)
-    if isinstance(source, preference_text.PreferenceSource):
-        unfiltered = preference_text.PreferenceSource(len(source), source.rate, source.seed, source.split)
-        records = (unfiltered[i] for i in range(min(20_000, len(source))))
-        return (preference_text.tagged(r["sentences"], r["misaligned"]) for r in records)
-    if isinstance(source, preference_text.ScoredDocumentSource):
-        return (preference_text.tagged(*document) for document in source.all_documents[:20_000])
-    return text_sources.texts(source)
+    """The tokenizer's training texts: the source's own `tokenizer_corpus()` where a method defines one (PHF's: the
+    unfiltered documents with their control tokens; 1.5-Pints': both corpora), so that every arm of the method
+    trains one tokenizer and their per-token losses compare; else the source's texts."""
+    own = getattr(source, "tokenizer_corpus", None)
+    return own() if own else text_sources.texts(source)
 
 
 def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
