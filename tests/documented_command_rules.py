@@ -221,8 +221,8 @@ RULES = (
     Rule(
         r"python benchmarks/compare_methods\.py --configs=configs/pints\.py",
         CHECK,
-        "1.5-Pints' two corpora at 5 seeds (the doc trains both arms at the tiny size; tests/test_pints.py trains both "
-        "end to end): every config loads and passes validate_config",
+        "1.5-Pints' two corpora and two decoders at 5 seeds (the doc trains both corpora at the tiny size; "
+        "tests/test_pints.py trains both end to end): every config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py ",
