@@ -68,7 +68,8 @@ DESCRIPTIONS = {
     "model.logit_scale_init": "Initial log of the logit scale (CLIP: log 1/0.07; SigLIP: log 10).",
     "model.logit_bias_init": "Initial logit bias (SigLIP: -10).",
     "model.dtype": "Compute dtype (`float32` or `bfloat16`); parameters stay float32.",
-    "model.remat": "Recompute each transformer block in the backward pass to save memory.",
+    "model.remat": "Recompute each transformer block (the towers' and the decoder's) in the backward pass to save "
+    "memory.",
     "model.scan_layers": "Run each tower's blocks as one `lax.scan` over their parameters (stored per block as "
     "unrolled, so checkpoints and seeds are unchanged): XLA compiles one block, not `depth` (L/14: 75 s, not 127); "
     "dropout draws other masks. Two-tower models only (models/layer_scan.py).",

@@ -181,6 +181,7 @@ class DecoderLM(nn.Module):
     bias: bool = True
     tie_embeddings: bool = True
     rope_theta: float = 10_000.0
+    remat: bool = False  # recompute each block in the backward pass (config.model.remat): activations of one block
 
     @nn.compact
     def __call__(self, tokens, *, prefix=None, mask=None, cache: Cache | None = None):
@@ -207,10 +208,9 @@ class DecoderLM(nn.Module):
             kv_heads=self.kv_heads, norm=self.norm, mlp=self.mlp, bias=self.bias,
             rope_theta=self.rope_theta if self.position == "rope" else 0.0,
         )  # fmt: skip
+        layer = nn.remat(DecoderBlock) if self.remat else DecoderBlock
         for i in range(self.depth):
-            block = DecoderBlock(
-                self.heads, self.mlp_width, self.layer_norm_eps, self.dtype, **options, name=f"block{i}"
-            )
+            block = layer(self.heads, self.mlp_width, self.layer_norm_eps, self.dtype, **options, name=f"block{i}")
             x, k, v = block(x, cache.key[i], cache.value[i], slots, valid, positions)
             keys.append(k)
             values.append(v)
@@ -244,5 +244,5 @@ def build_language_model(config: ml_collections.ConfigDict, vocab_size: int) -> 
         vocab_size=d.vocab_size or vocab_size, width=d.width, depth=d.depth, heads=d.heads, max_len=d.max_len,
         mlp_dim=d.mlp_dim, dtype=jnp.dtype(config.model.dtype), kv_heads=d.kv_heads, norm=d.norm,
         position=d.position, mlp=d.mlp, bias=d.bias, tie_embeddings=d.tie_embeddings, rope_theta=d.rope_theta,
-        layer_norm_eps=d.norm_eps,
+        layer_norm_eps=d.norm_eps, remat=config.model.remat,
     )  # fmt: skip

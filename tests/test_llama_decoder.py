@@ -272,3 +272,20 @@ def test_a_checkpoint_and_a_config_of_different_kinds_are_refused(tmp_path):
         clip.get_config(f"pretrained={tmp_path}")
     with pytest.raises(ConfigError, match="holds no tokenizer.model"):
         lm.get_config(f"pretrained={tmp_path}")
+
+
+def test_remat_recomputes_the_same_gradients():
+    options = dict(vocab_size=40, width=32, depth=2, heads=4, max_len=16, kv_heads=2, norm="rms_norm",
+                   position="rope", mlp="swiglu", bias=False, tie_embeddings=False)  # fmt: skip
+    tokens = jnp.asarray(np.random.default_rng(0).integers(1, 40, size=(3, 12)), jnp.int32)
+    plain, remat = DecoderLM(**options), DecoderLM(**options, remat=True)
+    params = plain.init(jax.random.PRNGKey(0), tokens)["params"]
+
+    def loss(model, p):
+        logits = model.apply({"params": p}, tokens)[0]["logits"]
+        return -jnp.mean(jax.nn.log_softmax(logits)[:, :-1].max(-1) * jnp.arange(1, 12))  # any smooth function
+
+    (value, grads), (value_r, grads_r) = (jax.value_and_grad(lambda p, m=m: loss(m, p))(params) for m in (plain, remat))
+    np.testing.assert_allclose(value_r, value, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads_r, grads)
+    assert jax.tree.structure(remat.init(jax.random.PRNGKey(0), tokens)["params"]) == jax.tree.structure(params)
