@@ -76,7 +76,8 @@ DESCRIPTIONS = {
     "model.attention": "Attention kernel of the transformer towers: `dense` (Flax's einsum softmax), `xla` "
     "(`jax.nn.dot_product_attention`'s portable path), `cudnn` (its fused flash attention: NVIDIA GPUs, bfloat16) "
     "or `pallas` (JAX's Pallas flash attention: NVIDIA GPUs, any float dtype; interpreted, slowly, on a CPU); the "
-    "last three project query, key and value with one matmul.",
+    "last three project query, key and value with one matmul. The decoder's training step takes `xla` or `cudnn` "
+    "too (its generation stays `dense`).",
     "model.layer_norm_dtype": "Output dtype of the towers' LayerNorms, which also sets the ViT's residual stream "
     "(`float32` or `bfloat16`; statistics are float32 either way).",
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",

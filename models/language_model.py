@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from models.transformer import MlpBlock
+from models.transformer import MlpBlock, fused_attention
 
 NORMS = ("layer_norm", "rms_norm")
 POSITIONS = ("learned", "rope")
@@ -90,6 +90,7 @@ class DecoderBlock(nn.Module):
     mlp: str = "gelu"
     bias: bool = True
     rope_theta: float = 0.0  # 0: no rotary positions
+    attention: str = "dense"  # the kernel of a whole right-padded sequence (training); a cache's chunk: dense
 
     @nn.compact
     def __call__(self, x, key_cache, value_cache, slots, key_valid, positions):
@@ -98,7 +99,7 @@ class DecoderBlock(nn.Module):
         norm = _norm_layer(self.norm, self.layer_norm_eps, self.bias)
         attn = _Attention(
             self.heads, x.shape[-1] // self.heads, self.kv_heads or self.heads, self.bias, self.rope_theta,
-            self.dtype, name="attn",
+            self.dtype, self.attention, name="attn",
         )  # fmt: skip
         y, key_cache, value_cache = attn(norm(name="ln1")(x), key_cache, value_cache, slots, key_valid, positions)
         x = x + y
@@ -127,6 +128,7 @@ class _Attention(nn.Module):
     bias: bool = True
     rope_theta: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    attention: str = "dense"
 
     @nn.compact
     def __call__(self, x, key_cache, value_cache, slots, key_valid, positions):
@@ -139,6 +141,16 @@ class _Attention(nn.Module):
         start = slots[0]
         key_cache = jax.lax.dynamic_update_slice_in_dim(key_cache, key.astype(key_cache.dtype), start, axis=1)
         value_cache = jax.lax.dynamic_update_slice_in_dim(value_cache, value.astype(value_cache.dtype), start, axis=1)
+        if self.attention != "dense":  # the whole sequence, padded on the right: causal, keys cut at each row's end
+            lengths = key_valid.sum(axis=-1)
+            out = fused_attention(query, key, value, implementation=self.attention, causal=True, key_lengths=lengths)
+        else:
+            out = self._dense(query, key_cache, value_cache, slots, key_valid)
+        y = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=self.bias, dtype=self.dtype, name="out")(out)
+        return y, key_cache, value_cache
+
+    def _dense(self, query, key_cache, value_cache, slots, key_valid):
+        """Softmax attention of query [B, C, H, Dh] at `slots` over the cache's valid slots -> [B, C, H, Dh]."""
         # Slot t sees slot s when s <= t and s holds a real token (its own slot always does once written).
         allowed = (jnp.arange(key_cache.shape[1])[None, :] <= slots[:, None])[None, None] & key_valid[:, None, None, :]
         # Each key-value head serves its group of query heads; the cache keeps one copy (what grouping saves).
@@ -146,9 +158,7 @@ class _Attention(nn.Module):
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, keys) / jnp.sqrt(self.head_dim).astype(self.dtype)
         scores = jnp.where(allowed, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, values)
-        y = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), use_bias=self.bias, dtype=self.dtype, name="out")(out)
-        return y, key_cache, value_cache
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, values)
 
 
 class DecoderLM(nn.Module):
@@ -159,6 +169,9 @@ class DecoderLM(nn.Module):
     their outputs are dropped, so logits[:, i] still predicts the token after tokens[:, i].
     `mask` [B, C] bool: which tokens are real (default: tokens != 0); padding never serves as a key and takes
     no position. `cache`: None computes the chunk alone (training); a Cache continues it (generation).
+
+    `attention` (models/transformer.py ATTENTION but `pallas`): the kernel of a call with tokens alone, padded on
+    the right (training's, and the evaluators' scoring of right-padded text); every other call is `dense`.
 
     Switches (the defaults are GPT-2's shape; Llama's: norm "rms_norm", position "rope", mlp "swiglu", kv_heads
     a divisor of heads, bias False, tie_embeddings False): `norm` (NORMS) with epsilon `layer_norm_eps`;
@@ -182,9 +195,13 @@ class DecoderLM(nn.Module):
     tie_embeddings: bool = True
     rope_theta: float = 10_000.0
     remat: bool = False  # recompute each block in the backward pass (config.model.remat): activations of one block
+    attention: str = "dense"  # training's kernel (models/transformer.py ATTENTION but pallas); generation: dense
 
     @nn.compact
     def __call__(self, tokens, *, prefix=None, mask=None, cache: Cache | None = None):
+        # `attention`'s kernel computes a call of tokens alone, padded on the right as every training batch is (its
+        # mask is tokens != 0); a prefix, a given mask (left-padded prompts) or a cache take the dense path.
+        whole = cache is None and prefix is None and mask is None
         embed = nn.Embed(
             self.vocab_size, self.width, embedding_init=nn.initializers.normal(0.02), name="token_embedding"
         )
@@ -207,6 +224,7 @@ class DecoderLM(nn.Module):
         options = dict(
             kv_heads=self.kv_heads, norm=self.norm, mlp=self.mlp, bias=self.bias,
             rope_theta=self.rope_theta if self.position == "rope" else 0.0,
+            attention=self.attention if whole else "dense",
         )  # fmt: skip
         layer = nn.remat(DecoderBlock) if self.remat else DecoderBlock
         for i in range(self.depth):
@@ -244,5 +262,5 @@ def build_language_model(config: ml_collections.ConfigDict, vocab_size: int) -> 
         vocab_size=d.vocab_size or vocab_size, width=d.width, depth=d.depth, heads=d.heads, max_len=d.max_len,
         mlp_dim=d.mlp_dim, dtype=jnp.dtype(config.model.dtype), kv_heads=d.kv_heads, norm=d.norm,
         position=d.position, mlp=d.mlp, bias=d.bias, tie_embeddings=d.tie_embeddings, rope_theta=d.rope_theta,
-        layer_norm_eps=d.norm_eps, remat=config.model.remat,
+        layer_norm_eps=d.norm_eps, remat=config.model.remat, attention=config.model.attention,
     )  # fmt: skip

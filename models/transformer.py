@@ -63,13 +63,15 @@ def fused_attention(
     implementation: str,
     causal: bool,
     length_multiple: int | None = None,
+    key_lengths: jax.Array | None = None,
 ) -> jax.Array:
-    """q, k, v [B, N, heads, head_dim] -> [B, N, heads, head_dim] via jax.nn.dot_product_attention (`pallas`:
-    models/flash_attention.py).
+    """q [B, N, heads, head_dim], k, v [B, N, kv_heads, head_dim] (kv_heads divides heads: grouped-query) ->
+    [B, N, heads, head_dim] via jax.nn.dot_product_attention (`pallas`: models/flash_attention.py, kv_heads = heads).
 
     `length_multiple` (default CUDNN_LENGTH_MULTIPLE for `cudnn`, flash_attention.BLOCK for `pallas`, 1 otherwise):
     N is zero-padded up to a multiple of it and the padded keys are masked by length, so the output is the unpadded
-    attention's."""
+    attention's. `key_lengths` [B] (not `pallas`): row b attends to its first key_lengths[b] keys only (a batch
+    padded on the right)."""
     if length_multiple is None:
         length_multiple = {"cudnn": CUDNN_LENGTH_MULTIPLE, "pallas": flash_attention.BLOCK}.get(implementation, 1)
     batch, length = query.shape[:2]
@@ -78,10 +80,14 @@ def fused_attention(
         widths = [(0, 0), (0, padded - length), (0, 0), (0, 0)]
         query, key, value = (jnp.pad(x, widths) for x in (query, key, value))
     if implementation == "pallas":
+        if key_lengths is not None:
+            raise ValueError("The pallas kernel takes no per-row key lengths; use implementation 'xla' or 'cudnn'.")
         out = flash_attention.pallas_flash_attention(query, key, value, length=length, causal=causal)
     else:
         # Padded queries attend to the real keys and are sliced off: only the keys need the length.
-        masking = {"key_value_seq_lengths": jnp.full((batch,), length, jnp.int32)} if padded > length else {}
+        if key_lengths is None and padded > length:
+            key_lengths = jnp.full((batch,), length, jnp.int32)
+        masking = {} if key_lengths is None else {"key_value_seq_lengths": key_lengths.astype(jnp.int32)}
         out = jax.nn.dot_product_attention(
             query, key, value, is_causal=causal, implementation=implementation, **masking
         )

@@ -284,6 +284,11 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
     """The model of config.model.kind: the TwoTower, the decoder language model (models/language_model.py), or
     that decoder reading a prefix mapped from one embedding per example (models/captioner.py: LiMBeR, CLOSE)."""
     m = config.model
+    if m.attention == "cudnn" and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "
+            "set config.model.attention='dense'."
+        )
     if m.kind == "decoder":
         return build_language_model(config, vocab_size)
     if m.kind == "captioner":
@@ -292,11 +297,6 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         return PrefixCaptioner(build_language_model(config, vocab_size), options.prefix_tokens, dropout)
     space2 = config.objective == "space2"
     mlm = space2 and config.space2.mlm_weight > 0
-    if m.attention == "cudnn" and jax.default_backend() != "gpu":
-        raise ValueError(
-            f"config.model.attention='cudnn' needs an NVIDIA GPU, and JAX's backend is {jax.default_backend()}; "
-            "set config.model.attention='dense'."
-        )
     return TwoTower(
         image=m.image,
         text=m.text,

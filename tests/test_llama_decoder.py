@@ -23,6 +23,7 @@ from input_pipeline.llama_tokenizer import LlamaTokenizer, vocabulary_order
 from input_pipeline.tokenizer import train_tokenizer
 from interop.llama_weights import convert_llama
 from interop.pretrained import load_pretrained_params
+from models import generation as gen
 from models.language_model import DecoderLM, rotary
 from models.two_tower import build_model
 from tests.interop_reference import nested, require_torch
@@ -289,3 +290,40 @@ def test_remat_recomputes_the_same_gradients():
     np.testing.assert_allclose(value_r, value, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads_r, grads)
     assert jax.tree.structure(remat.init(jax.random.PRNGKey(0), tokens)["params"]) == jax.tree.structure(params)
+
+
+@pytest.mark.parametrize("style", ["gpt", "llama"])
+def test_the_xla_kernel_computes_the_dense_attention_of_right_padded_training_batches(style):
+    llama = dict(kv_heads=2, norm="rms_norm", position="rope", mlp="swiglu", bias=False, tie_embeddings=False)
+    options = dict(vocab_size=40, width=32, depth=2, heads=4, max_len=16, **(llama if style == "llama" else {}))
+    tokens = np.random.default_rng(0).integers(4, 40, size=(4, 12))
+    tokens[1, 7:], tokens[3, 3:] = 0, 0  # padded on the right, as training batches are
+    tokens = jnp.asarray(tokens, jnp.int32)
+    dense, kernel = DecoderLM(**options), DecoderLM(**options, attention="xla")
+    params = dense.init(jax.random.PRNGKey(1), tokens)["params"]
+
+    def loss(model, p):
+        logits = model.apply({"params": p}, tokens)[0]["logits"]
+        return jnp.sum(jax.nn.log_softmax(logits)[..., 5] * (tokens != 0))
+
+    (value, grads), (value_k, grads_k) = (
+        jax.value_and_grad(lambda p, m=m: loss(m, p))(params) for m in (dense, kernel)
+    )
+    np.testing.assert_allclose(value_k, value, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), grads_k, grads)
+    got = kernel.apply({"params": params}, tokens)[0]["logits"]
+    want = dense.apply({"params": params}, tokens)[0]["logits"]
+    np.testing.assert_allclose(got, want, atol=1e-5)  # every position, the padded ones too
+    prompts, mask = gen.left_pad([[2, 5, 6], [2, 9]])  # generation (a cache, left padding) stays dense: same tokens
+    same = [
+        gen.generate(m, params, prompts, mask, jax.random.PRNGKey(0), gen.Decoding("greedy", 5))
+        for m in (dense, kernel)
+    ]
+    np.testing.assert_array_equal(*same)
+
+
+def test_the_decoder_refuses_the_pallas_kernel_before_jax_starts():
+    config = lm.get_config()
+    config.model.attention = "pallas"
+    with pytest.raises(ConfigError, match="attention='pallas' cannot; use 'xla'"):
+        validate_config(config)

@@ -166,6 +166,11 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
             f"config.model.decoder.width ({d.width}) is not divisible by config.model.decoder.heads ({d.heads}); "
             "choose a head count that divides the width."
         )
+    if decoder and c.model.attention == "pallas":
+        raise ConfigError(
+            "The decoder's kernels take each row's length, which config.model.attention='pallas' cannot; use 'xla' "
+            "or 'cudnn' (or 'dense')."
+        )
     if d.kv_heads and d.heads % d.kv_heads:
         raise ConfigError(
             f"config.model.decoder.kv_heads ({d.kv_heads}) does not divide config.model.decoder.heads ({d.heads}); "
