@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, fake_run, run_steps, set_keys
+from tiny_training import assert_same_params, fake_run, run_steps, set_keys, tiny_decoder_on_a_mesh, token_rows
 
 from configs import clip, close, limber, lm
 from configs.errors import ConfigError
@@ -175,17 +175,13 @@ def test_validation_names_the_fix_before_jax_starts(tmp_path):
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
 def test_captioner_steps_on_8_devices_equal_one_device():
-    config = limber.get_config()
-    config.model.decoder.update(width=32, depth=1, heads=2, max_len=12)
+    config = tiny_decoder_on_a_mesh(limber.get_config())
     config.model.embed_dim, config.text.vocab_size = 16, 64
     config.optimizer.frozen_prefixes = ()  # the map and the LM both move, so both are compared
-    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
     rng = np.random.default_rng(0)
-    batches = []
-    for _ in range(2):
-        text = rng.integers(4, 64, size=(16, 10)).astype(np.int32)
-        text[:, 0], text[::3, 7:] = 2, 0
-        batches.append({"text": text, "prefix_features": rng.normal(size=(16, 16)).astype(np.float32)})
+    batches = [
+        {"text": token_rows(rng, 10), "prefix_features": rng.normal(size=(16, 16)).astype(np.float32)} for _ in range(2)
+    ]
     ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
     params, metrics = run_steps(config, make_mesh({"data": 4, "fsdp": 2}), batches)
     for m, r in zip(metrics, ref_metrics, strict=True):

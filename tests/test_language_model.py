@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, run_steps
+from tiny_training import assert_same_params, run_steps, tiny_decoder_on_a_mesh, token_rows
 
 from configs import lm, simctg
 from configs.errors import ConfigError
@@ -271,15 +271,9 @@ def test_validation_names_the_fix_before_jax_starts():
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
 def test_lm_and_simctg_steps_on_8_devices_equal_one_device():
     for module in (simctg,):  # the LM and SimCTG's term, per row: the two parts of both objectives
-        config = module.get_config()
-        config.model.decoder.update(width=32, depth=1, heads=2, max_len=12)
-        config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+        config = tiny_decoder_on_a_mesh(module.get_config())
         rng = np.random.default_rng(0)
-        batches = []
-        for _ in range(2):
-            text = rng.integers(4, 64, size=(16, 13)).astype(np.int32)
-            text[:, 0], text[::3, 9:] = 2, 0  # BOS first; every third row padded after 9 tokens
-            batches.append({"text": text})
+        batches = [{"text": token_rows(rng, 13)} for _ in range(2)]  # BOS first; every third row padded after 9
         ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
         params, metrics = run_steps(config, make_mesh({"data": 4, "fsdp": 2}), batches)
         for m, r in zip(metrics, ref_metrics, strict=True):

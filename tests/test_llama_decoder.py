@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, run_steps
+from tiny_training import assert_same_params, run_steps, tiny_decoder_on_a_mesh, token_rows
 
 from configs import lm
 from configs.errors import ConfigError
@@ -167,15 +167,9 @@ def test_bad_checkpoints_are_one_sentence_naming_the_problem(tmp_path):
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
 def test_llama_style_steps_on_8_devices_with_split_heads_equal_one_device():
-    config = _llama_config()
-    config.model.decoder.update(width=32, depth=1, heads=4, kv_heads=2, max_len=12)
-    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+    config = tiny_decoder_on_a_mesh(_llama_config(), heads=4, kv_heads=2)
     rng = np.random.default_rng(0)
-    batches = []
-    for _ in range(2):
-        text = rng.integers(4, 64, size=(16, 13)).astype(np.int32)
-        text[:, 0], text[::3, 9:] = 2, 0
-        batches.append({"text": text})
+    batches = [{"text": token_rows(rng, 13)} for _ in range(2)]
     ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
     params, metrics = run_steps(config, make_mesh({"data": 2, "fsdp": 2, "model": 2}), batches)
     for m, r in zip(metrics, ref_metrics, strict=True):

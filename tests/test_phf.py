@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_training import assert_same_params, run_steps
+from tiny_training import assert_same_params, run_steps, tiny_decoder_on_a_mesh, token_rows
 
 from configs import phf as phf_config
 from configs.errors import ConfigError
@@ -168,14 +168,11 @@ def test_adversarial_prompts_end_right_before_the_word():
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
 def test_phf_steps_on_8_devices_equal_one_device():
     """The per-token mask rides the batch through the mesh: unlikelihood over data 4 x fsdp 2 is one device's."""
-    config = phf_config.get_config("objective=unlikelihood")
-    config.model.decoder.update(width=32, depth=1, heads=2, max_len=12)
-    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+    config = tiny_decoder_on_a_mesh(phf_config.get_config("objective=unlikelihood"))
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(2):
-        text = rng.integers(6, 64, size=(16, 13)).astype(np.int32)
-        text[:, 0], text[::3, 9:] = BOS_ID, 0
+        text = token_rows(rng, 13, low=6)  # above the control tokens' ids
         misaligned = np.zeros_like(text)
         misaligned[::2, 5:] = 1  # every other row's second half is a misaligned sentence
         batches.append({"text": text, "misaligned": misaligned * (text != 0)})

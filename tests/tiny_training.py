@@ -62,6 +62,22 @@ def batch(config, seed: int = 0, size: int | None = None) -> dict[str, np.ndarra
     }
 
 
+def tiny_decoder_on_a_mesh(config, **decoder):
+    """`config` with a one-block decoder of width 32 (2 heads, context 12; `decoder` overrides) and batches of 16
+    that every mesh of the 8-device tests splits, at full learning rate from the first step."""
+    config.model.decoder.update({**dict(width=32, depth=1, heads=2, max_len=12), **decoder})
+    config.batch_size, config.mesh.min_shard_size, config.optimizer.warmup_steps = 16, 256, 0
+    return config
+
+
+def token_rows(rng: np.random.Generator, length: int, low: int = 4) -> np.ndarray:
+    """[16, length] int32 decoder input: BOS (2) first, ids in [low, 64), every third row padded (0) after
+    length - 4 tokens."""
+    text = rng.integers(low, 64, size=(16, length)).astype(np.int32)
+    text[:, 0], text[::3, length - 4 :] = 2, 0
+    return text
+
+
 def build(config, mesh, start=None, inputs=None):
     """(initial state, jitted step, state shardings) of `config` on `mesh`. The state is created in
     its shards, or is `start` (a TrainState of host arrays, e.g. from initial_state) placed in them;
