@@ -6,6 +6,9 @@
 #                                         # steps (ViT-B/16 variants, a profile), loss and fused (goal 3: the jnp
 #                                         # implementations, then the Pallas kernels by block), pipeline (grain
 #                                         # workers); name sections to run only those: `... gpu_b16.sh fused pipeline`
+#   TESTS=0 bash benchmarks/gpu_b16.sh decoder   # not in the default run: a decoder LM's training attention
+#                                         # kernels (dense, xla, cudnn; remat off and on) at GPT-2 small's size, and a
+#                                         # Llama-style one (GQA); TESTS=0 skips the kernel tests every call runs first
 #
 # Through the device tool: run(command="bash benchmarks/gpu_b16.sh fused", carry=[".whl"], timeout_s=600) first
 # (the fused kernels have never run under Triton; up to 10 minutes), then `steps loss` and `pipeline` as time allows
@@ -13,7 +16,9 @@
 #
 # Each variant prints the train_step.py table (examples/s, MFU; open_clip beside the baseline), the profile
 # variant also where the step's device time goes by kind of op and by layer; all lands in $OUT (default /tmp/out).
-# Most telling first: a call cut at its limit still returns the finished variants' files.
+# Most telling first: a call cut at its limit still returns the finished variants' files. `decoder` prints one
+# table per model (benchmarks/train_step.py --decoder_preset: every variant compiled, then timed alternately, each
+# against the first, dense without remat; a kernel that refuses the shape is a `fails:` row), decoder_*.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +34,14 @@ mkdir -p "$OUT"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | grep -v WARNING
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
-# cuDNN's and Pallas' flash attention against NumPy at ViT-B/16's and CLIP's lengths, and a GPU trace read by
-# op_profile.py.
-python3 -m pytest -q -p no:warnings tests/test_attention_kernels.py tests/test_op_profile.py -k "on_a_gpu or traced" \
-    2>&1 | tail -3 | tee "$OUT/tests.txt"
-# The fused loss kernels compiled by Triton against the float64 references (on the CPU they are interpreted).
-python3 -m pytest -q -p no:warnings tests/test_fused_loss.py 2>&1 | tail -15 | tee "$OUT/tests_fused.txt"
+if [[ "${TESTS:-1}" != 0 ]]; then
+    # cuDNN's and Pallas' flash attention against NumPy at ViT-B/16's and CLIP's lengths, and a GPU trace read by
+    # op_profile.py.
+    python3 -m pytest -q -p no:warnings tests/test_attention_kernels.py tests/test_op_profile.py \
+        -k "on_a_gpu or traced" 2>&1 | tail -3 | tee "$OUT/tests.txt"
+    # The fused loss kernels compiled by Triton against the float64 references (on the CPU they are interpreted).
+    python3 -m pytest -q -p no:warnings tests/test_fused_loss.py 2>&1 | tail -15 | tee "$OUT/tests_fused.txt"
+fi
 
 B16=(--config=configs/clip.py:size=B/16 --config.model.dtype=bfloat16 --config.batch_size=256 --steps=10 --repeats=2)
 variant() {  # name, then train_step.py flags
@@ -85,6 +92,13 @@ pipeline() {  # goal 4: the quick start's pipeline and JPEG shards at 256 px by 
         timeout 150 python3 main.py --config=configs/laclip.py --workdir="/tmp/quick$workers" --config.total_steps=600 \
             --config.data.worker_count=$workers 2>&1 | grep -E 'steps/s|zero-shot' | tee "$OUT/quick_start_workers$workers.txt"
     done
+}
+DECODER=(python3 benchmarks/train_step.py --config=configs/lm.py --steps=10 --repeats=2)
+decoder() {  # a decoder LM's training steps, batch 32 x 1,024 tokens, bf16: 6 variants, then 3 (GQA, SwiGLU, RoPE)
+    timeout 300 "${DECODER[@]}" --decoder_preset=gpt2_small --attention_variants=dense,xla,cudnn \
+        --remat_variants=false,true 2>&1 | grep -v '^[WI][0-9]' | tee "$OUT/decoder_gpt2.txt"
+    timeout 180 "${DECODER[@]}" --decoder_preset=llama_small --attention_variants=dense,xla,cudnn 2>&1 \
+        | grep -v '^[WI][0-9]' | tee "$OUT/decoder_llama.txt"
 }
 for section in "${@:-steps loss fused pipeline}"; do
     for name in $section; do

@@ -4,6 +4,8 @@
         --config.model.image.conv_stem_depth=0
     python benchmarks/train_step.py --config=configs/clip.py:size=B/16 --config.batch_size=256 \
         --config.model.dtype=bfloat16                                    # on a GPU
+    python benchmarks/train_step.py --config=configs/lm.py --decoder_preset=gpt2_small \
+        --attention_variants=dense,xla,cudnn --remat_variants=false,true  # a decoder's kernels side by side
 
 Both sides train the same two-tower shapes (widths, depths, heads, patch, tokens, embedding size) with
 AdamW on random data; open_clip runs when `open_clip` and `torch` import (ENVIRONMENT.md), in bf16
@@ -16,10 +18,17 @@ Model FLOPs per step = 3 x the forward pass's matmul and convolution FLOPs, coun
 achieved model FLOP/s by a peak: --peak_tflops if given, else the chip's dense bf16 (or fp32) peak
 from PEAK_TFLOPS, else on a CPU the fp32 matmul rate measured in this run (a 2048^3 jnp.dot), so
 there it reads "fraction of what this CPU's best matmul achieves".
+
+A decoder config (config.model.kind 'decoder', configs/lm.py) times the language model's steps (`lm` objective,
+random tokens filling the context) for every pair of --attention_variants and --remat_variants in one process,
+alternating them as above, each against the first: examples/s, tokens/s and MFU, its model FLOPs in closed form
+(training/flops.py decoder_train_flops, the same count as on the jaxpr). --decoder_preset sets a GPU-sized
+decoder (DECODER_PRESETS); on a CPU backend it keeps the preset's style at a size that steps in seconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -32,11 +41,15 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from configs import common  # noqa: E402
+from configs.errors import ConfigError  # noqa: E402
+from configs.lm import llama_style  # noqa: E402
 from interop.torchvision_ops import declare_torchvision_ops  # noqa: E402
+from launch.sweep import apply_overrides  # noqa: E402
 from losses.objectives import get_objective  # noqa: E402
 from models.two_tower import build_model  # noqa: E402
 from training import hlo_text  # noqa: E402
-from training.flops import matmul_flops  # noqa: E402
+from training.flops import decoder_train_flops, matmul_flops  # noqa: E402
 from training.mesh import global_batch  # noqa: E402
 from training.op_profile import by_layer_kind, categorize_hlo, split_command_buffers, summarize_trace  # noqa: E402
 from training.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
@@ -54,7 +67,47 @@ _PROFILE = flags.DEFINE_string(
     "turns XLA:GPU's command buffers (CUDA graphs) off for the whole run, so that each kernel names its op.",
 )
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 5, "Steps traced with --profile_dir.")
+_ATTENTIONS = flags.DEFINE_list(
+    "attention_variants", [], "A decoder config: the config.model.attention values to time in this run (e.g. "
+    "dense,xla,cudnn); the first variant is the baseline. Empty: the config's own.",
+)  # fmt: skip
+_REMATS = flags.DEFINE_list(
+    "remat_variants", [], "A decoder config: the config.model.remat values to time (false,true), each with every "
+    "--attention_variants value. Empty: the config's own.",
+)  # fmt: skip
 _VOCAB = 1000
+
+# GPT-2 small's shape (124M parameters with GPT-2's vocabulary padded to 50,304) and a Llama-style decoder of the
+# same width and depth (configs/lm.py llama_style: RMSNorm, RoPE, SwiGLU, no biases, untied; 4 key-value heads,
+# Llama 2's vocabulary); each a GPU-meaningful batch of 32 x 1,024 tokens in bf16.
+_GPU_SIZE = {
+    "model.decoder.width": 768, "model.decoder.depth": 12, "model.decoder.heads": 12, "model.decoder.max_len": 1024,
+    "batch_size": 32, "model.dtype": "bfloat16",
+}  # fmt: skip
+_CPU_SIZE = {
+    "model.decoder.width": 64, "model.decoder.depth": 2, "model.decoder.heads": 4, "model.decoder.max_len": 64,
+    "batch_size": 8, "model.dtype": "float32",
+}  # fmt: skip
+DECODER_PRESETS = {
+    "gpt2_small": {"model.decoder.vocab_size": 50304},
+    "llama_small": {"model.decoder.vocab_size": 32000, "model.decoder.kv_heads": 4},
+}
+_PRESET = flags.DEFINE_enum(
+    "decoder_preset", "", ["", *DECODER_PRESETS],
+    "A decoder config's model, batch and dtype from DECODER_PRESETS (at _CPU_SIZE on a CPU backend); "
+    "--config.* flags still override it. Empty: the config's own.",
+)  # fmt: skip
+
+
+def decoder_preset(name: str, cpu: bool) -> dict[str, object]:
+    """Flat overrides {"model.decoder.width": 768, ...} of DECODER_PRESETS[name]: every decoder switch (GPT-2's,
+    or llama_style's for a llama_ preset), then the GPU size, or _CPU_SIZE when `cpu`."""
+    decoder = common.get_base_config(None).model.decoder
+    if name.startswith("llama"):
+        llama_style(decoder)
+    size = _CPU_SIZE if cpu else {**_GPU_SIZE, **DECODER_PRESETS[name]}
+    return {**{f"model.decoder.{key}": value for key, value in decoder.items()}, **size}
+
 
 # Dense (no sparsity) peak TFLOP/s per chip from the vendors' data sheets: (bf16, fp32).
 PEAK_TFLOPS = {
@@ -69,6 +122,9 @@ PEAK_TFLOPS = {
 
 def _batch(config, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
+    if config.model.kind == "decoder":  # context + 1 real tokens a row: the model reads [:-1], predicts [1:]
+        vocab, length = config.model.decoder.vocab_size or _VOCAB, config.model.decoder.max_len + 1
+        return {"text": rng.integers(1, vocab, size=(config.batch_size, length)).astype(np.int32)}
     side, length = config.data.image_size, config.model.text.max_len
     tokens = rng.integers(1, _VOCAB, size=(config.batch_size, length)).astype(np.int32)
     tokens[:, -1] = _VOCAB - 1  # end of text last, as open_clip's argmax pooling expects the top id
@@ -102,11 +158,15 @@ def peak_tflops(config) -> tuple[float, str]:
 
 
 def model_flops(config, params, batch) -> float:
-    """Model FLOPs per step: 3 x the forward loss's matmul FLOPs, with the towers' attention counted as `xla`'s.
+    """Model FLOPs per step: 3 x the forward loss's matmul FLOPs, with the towers' attention counted as `xla`'s;
+    a decoder's in closed form (training/flops.py decoder_train_flops: the same count).
 
     The flash kernels (`cudnn`, `pallas`) compute the same products inside calls whose jaxpr hides them (a
     kernel's loop body counts once), so counting their own jaxpr would drop the attention matmuls from MFU.
     """
+    if config.model.kind == "decoder":
+        rows, length = batch["text"].shape
+        return decoder_train_flops(build_model(config, _VOCAB), rows, length - 1)
     counted = config.copy_and_resolve_references()
     counted.model.attention = "xla"
     model, objective = build_model(counted, _VOCAB), get_objective(counted.objective)
@@ -224,6 +284,10 @@ def main(argv):
     if _PROFILE.value:
         split_command_buffers()  # before the backend starts: every GPU kernel then names its op in the trace
     config = _CONFIG.value
+    if _PRESET.value or config.model.kind == "decoder":
+        return decoder_main(config)
+    if _ATTENTIONS.value or _REMATS.value:
+        raise app.UsageError("--attention_variants and --remat_variants time a decoder config (configs/lm.py).")
     peak, peak_source = peak_tflops(config)
     runners = {"jax (this repo)": JaxStep(config)}
     skipped = ""
@@ -232,10 +296,7 @@ def main(argv):
             runners["open_clip (PyTorch)"] = OpenClipStep(config)
         except (ImportError, ValueError) as e:
             skipped = f"open_clip skipped: {e}"
-    best = {name: float("inf") for name in runners}
-    for _ in range(_REPEATS.value):
-        for name, runner in runners.items():
-            best[name] = min(best[name], runner.run(_STEPS.value) / _STEPS.value)
+    best = best_seconds_per_step(runners)
     flops = runners["jax (this repo)"].model_flops
     devices = jax.device_count()
     image, text = config.model.image, config.model.text
@@ -264,6 +325,86 @@ def main(argv):
         if "open_clip (PyTorch)" in runners:
             steps = _PROFILE_STEPS.value
             print(f"\nopen_clip, {steps} steps (torch.profiler):\n{runners['open_clip (PyTorch)'].profile(steps)}")
+
+
+def decoder_variants(config) -> dict[str, object]:
+    """{name: validated config, or the ConfigError that refused it} for each --remat_variants x
+    --attention_variants pair (the config's own value where a list is empty), the first the baseline."""
+    attentions = _ATTENTIONS.value or [config.model.attention]
+    if unknown := [value for value in _REMATS.value if value.lower() not in ("true", "false")]:
+        raise app.UsageError(f"--remat_variants takes true and false, not {unknown}.")
+    remats = [value.lower() == "true" for value in _REMATS.value] or [config.model.remat]
+    variants = {}
+    for remat, attention in itertools.product(remats, attentions):
+        name = f"{attention}, remat {'on' if remat else 'off'}"
+        try:
+            variants[name] = apply_overrides(config, {"model.attention": attention, "model.remat": remat})
+        except ConfigError as e:
+            variants[name] = e
+    return variants
+
+
+def decoder_main(config) -> None:
+    """Times each decoder variant (decoder_variants) in one process, best of --repeats, alternating; prints a table
+    with a row per variant, a variant that fails to build or compile included."""
+    if config.model.kind != "decoder":
+        raise app.UsageError("--decoder_preset needs a decoder config: --config=configs/lm.py.")
+    if _PRESET.value:  # the preset, then the command line's --config.* flags over it
+        overrides = config_flags.get_override_values(flags.FLAGS["config"])
+        config = apply_overrides(config, {**decoder_preset(_PRESET.value, jax.default_backend() == "cpu"), **overrides})
+    peak = peak_tflops(config)
+    variants, runners, failed = decoder_variants(config), {}, {}
+    for name, variant in variants.items():
+        start = time.perf_counter()
+        try:
+            if isinstance(variant, Exception):
+                raise variant
+            runners[name] = JaxStep(variant)
+            print(f"{name}: compiled and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
+        except Exception as e:  # noqa: BLE001 - a kernel that refuses the shape is a row of the table, not the end
+            failed[name] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:150]}".replace("|", "/")
+    print_decoder_table(config, peak, list(variants), best_seconds_per_step(runners), failed)
+    for name, runner in runners.items():
+        print(f"{name}: {runner.state_copies()}")
+    if _PROFILE.value and runners:
+        print_profile(*next(iter(runners.values())).profile(_PROFILE.value, _PROFILE_STEPS.value), _PROFILE.value)
+
+
+def print_decoder_table(config, peak: tuple[float, str], names: list[str], best: dict, failed: dict) -> None:
+    """The decoder's shape and a row per variant of `names`: its best s/step (`best`) or why it `failed`."""
+    d, tokens = config.model.decoder, config.batch_size * config.model.decoder.max_len
+    flops = decoder_train_flops(build_model(config, _VOCAB), config.batch_size, d.max_len)
+    print(
+        f"{jax.devices()[0].device_kind} x {jax.device_count()}; decoder {_PRESET.value or 'of the config'}: "
+        f"w{d.width} d{d.depth} heads {d.heads} kv {d.kv_heads or d.heads} L{d.max_len} "
+        f"vocab {d.vocab_size or _VOCAB}, {d.norm}, {d.position}, {d.mlp}, bias {d.bias}, tied {d.tie_embeddings}; "
+        f"batch {config.batch_size} ({tokens} tokens), {config.model.dtype}; "
+        f"{flops / tokens / 1e9:.4g} GFLOP/token (model); peak {peak[0]:.2f} TFLOP/s per device ({peak[1]})"
+        + ("; XLA:GPU command buffers off (--profile_dir)" if _PROFILE.value else "")
+    )
+    baseline = next(iter(best), None)
+    print(
+        f"\n| attention, remat | ms/step | examples/s | tokens/s | model TFLOP/s | MFU | vs {baseline} |"
+        "\n|---|---|---|---|---|---|---|"
+    )
+    for name in names:
+        if name in failed:
+            print(f"| {name} | fails: {failed[name]} | | | | | |")
+            continue
+        seconds, achieved = best[name], flops / best[name] / 1e12
+        print(
+            f"| {name} | {seconds * 1e3:.1f} | {config.batch_size / seconds:.0f} | {tokens / seconds:.0f} | "
+            f"{achieved:.3f} | {achieved / (peak[0] * jax.device_count()):.1%} | {best[baseline] / seconds:.2f}x |"
+        )
+
+
+def best_seconds_per_step(runners: dict) -> dict[str, float]:
+    """{name: best s/step} of each runner over --repeats repeats of --steps steps, the runners alternating."""
+    best = {name: float("inf") for name in runners}
+    for _ in range(_REPEATS.value):
+        for name, runner in runners.items():
+            best[name] = min(best[name], runner.run(_STEPS.value) / _STEPS.value)
+    return best
 
 
 def print_profile(ops, rows, top, wall: float, log_dir: str, count: int = 15) -> None:

@@ -41,6 +41,7 @@ DATASETS += VIDEO_DATASETS
 DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
 DATASETS += ("lm_text", "preference_text", "scored_documents")  # language models (PHF: the last two)
 DATASETS += ("expository_text", "web_text")  # 1.5-Pints' corpora (input_pipeline/quality_text.py)
+DATASETS += ("child_text",)  # CLIMB's child-directed corpus (input_pipeline/child_text.py)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

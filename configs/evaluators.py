@@ -26,6 +26,7 @@ EVAL_TYPES: dict[str, dict] = {
     "knowledge_conflict": {},
     "preference": {"num_samples": 0, "path": ""},
     "fact_probe": {},
+    "minimal_pairs": {"per_phenomenon": 100},
     "captioning": {},
 }  # fmt: skip
 

@@ -35,6 +35,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `fact_probe` (a 1.5-Pints run's language model): accuracy and mean log-probability of the world's value of each
   memorised fact after its statement's prompt, and the loss on config.eval.num_examples held-out expository
   documents (evaluation/fact_probe.py).
+- `minimal_pairs` (a CLIMB run's masked language model): % of `per_phenomenon` BLiMP-style pairs of each
+  phenomenon of the embedded child-directed grammar whose grammatical sentence has the higher pseudo-log-likelihood,
+  and the pseudo-perplexity of config.eval.num_examples held-out documents (evaluation/minimal_pairs.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -55,7 +58,7 @@ from input_pipeline.masks import MASK_DATASETS
 from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
 
-TEXT_ONLY_TYPES = ("sts", "dialog")  # the evaluators that a text-only run (training/text_task.py) can run
+TEXT_ONLY_TYPES = ("sts", "dialog", "minimal_pairs")  # the evaluators a text-only run (training/text_task.py) runs
 # the evaluators of a decoder language model
 LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference", "fact_probe")
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
@@ -130,6 +133,13 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
                 f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."
             )
+        if entry.type == "minimal_pairs" and config.objective != "climb":
+            raise ConfigError(
+                f"{key} (minimal_pairs) scores a masked language model's head, which only CLIMB's runs train; use it "
+                "with configs/climb.py, or remove it from config.evals."
+            )
+        if entry.type == "minimal_pairs" and entry.per_phenomenon < 1:
+            raise ConfigError(f"{key}.per_phenomenon must be at least 1, not {entry.per_phenomenon}.")
         if entry.type == "preference" and config.get("phf") is None:
             raise ConfigError(
                 f"{key} (preference) scores a PHF run's control tokens and undesirable word; use it with "

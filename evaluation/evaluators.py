@@ -16,6 +16,7 @@ from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
 from evaluation.fact_probe import FactProbeEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
+from evaluation.minimal_pairs import MinimalPairsEvaluator
 from evaluation.preference_eval import PreferenceEvaluator, embedded_documents
 from evaluation.proclip import proclip_retrieval
 from evaluation.region_eval import RegionEvaluator
@@ -26,7 +27,7 @@ from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
 from evaluation.video_eval import VideoEvaluator
-from input_pipeline import lm_text, segmentation, sentences, transforms
+from input_pipeline import child_text, lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.quality_text import QUALITY_DATASETS, expository
@@ -174,10 +175,25 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         return _Call(video.evaluate, f"{n} held-out shapes_video clips of {frames} frames")
     if entry.type in eval_types.LANGUAGE_TYPES:
         return language_evaluator(config, entry, model, tokenizer)
+    if entry.type == "minimal_pairs":
+        return minimal_pairs_evaluator(config, entry, model, tokenizer)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
                                    batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip
     raise ConfigError(f"Unknown evaluator type {entry.type!r}; use one of {sorted(eval_types.EVAL_TYPES)}.")
+
+
+def minimal_pairs_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
+    """CLIMB's: the embedded grammar's minimal pairs and held-out child-directed documents
+    (evaluation/minimal_pairs.py), scored through the masked-token head, whose [MASK] is the row after the
+    tokenizer's vocabulary."""
+    pairs = child_text.minimal_pairs(0, entry.per_phenomenon)
+    held_out = child_text.ChildTextSource(config.eval.num_examples, seed=0, split="test")
+    return MinimalPairsEvaluator(
+        lambda params, tokens: model.apply({"params": params}, tokens, method=model.mlm_logits), tokenizer,
+        mask_id=tokenizer.vocab_size, max_len=config.model.text.max_len, pairs=pairs,
+        texts=[r["text"] for r in held_out], batch_size=config.eval.batch_size,
+    )  # fmt: skip
 
 
 def preference_evaluator(config: ml_collections.ConfigDict, entry: ml_collections.ConfigDict, model, tokenizer):
@@ -253,7 +269,8 @@ class Evaluators:
         kinds = {kind for _, kind, _ in self.evaluators.values()}
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
-        embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS)
+        embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS,
+                    child_text.CHILD_DATASET)  # fmt: skip
         if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "

@@ -136,7 +136,9 @@ def make_train_iterator(
     ds = RecordDataset(source)
     if process_count > 1:  # a [0::1] slice would be one more stage per record for nothing
         ds = ds[process_index::process_count]
-    ds = ds.seed(seed * 1_000_003 + process_index).shuffle().repeat()  # reshuffled every epoch
+    ds = ds.seed(seed * 1_000_003 + process_index)
+    # Reshuffled every epoch, unless the source draws its records in step order (input_pipeline/curriculum.py).
+    ds = (ds if getattr(source, "in_step_order", False) else ds.shuffle()).repeat()
     if getattr(transform, "uses_positions", False):
         ds = ds.map_with_index(_with_position)
     ds = ds.random_map(SkipAware(transform))

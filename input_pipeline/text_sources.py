@@ -17,6 +17,8 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
   own, as they follow config.phf;
 - `expository_text` / `web_text`: 1.5-Pints' two corpora, the same facts in clean or in noisy text
   (input_pipeline/quality_text.py);
+- `child_text`: CLIMB's, child-directed utterances and story sentences with each word's part of speech
+  (input_pipeline/child_text.py);
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
@@ -30,12 +32,12 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import dialog_files, dialog_frames, lm_text, quality_text, sentences
+from input_pipeline import child_text, dialog_files, dialog_frames, lm_text, quality_text, sentences
 from input_pipeline.jsonl import json_objects
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
-    "preference_text", "scored_documents", *quality_text.QUALITY_DATASETS,
+    "preference_text", "scored_documents", *quality_text.QUALITY_DATASETS, child_text.CHILD_DATASET,
 )  # fmt: skip
 FILE_DATASETS = ("sentences", "nli", "documents", "dialogs", "scored_documents")
 # Column names accepted for each field of an NLI triple, first match wins.
@@ -223,6 +225,8 @@ def make_text_source(
         return EmbeddedSource(lm_text.record, size, seed), ["en"]
     if name in quality_text.DOCUMENTS:
         return quality_text.QualitySource(name, size, seed), ["en"]
+    if name == child_text.CHILD_DATASET:
+        return child_text.ChildTextSource(size, seed), ["en"]
     if name == "nli":
         return RecordSource(read_triples(path)), ["und"]
     if name == "documents":

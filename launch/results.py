@@ -10,6 +10,8 @@ import re
 import numpy as np
 import scipy.stats
 
+from input_pipeline.child_text import PHENOMENA
+
 # Column label -> (key in summary.json's "eval" dict or at its top level, scale, decimals).
 COLUMNS = {
     "zero-shot shape+colour": ("zero_shot/shape_colour", 100, 1),
@@ -75,6 +77,13 @@ FACT_PROBE_COLUMNS = {
     "truth log-prob": ("fact_probe/true_log_prob", 1, 3),
     "clean NLL": ("fact_probe/clean_loss", 1, 4),
 }
+# CLIMB runs (evaluation/minimal_pairs.py): minimal pairs judged right, in percent, and per phenomenon;
+# pseudo-perplexity.
+MINIMAL_PAIRS_COLUMNS = {
+    "pairs %": ("minimal_pairs/accuracy", 1, 1),
+    **{f"{p.replace('_', ' ')} %": (f"minimal_pairs/{p}", 1, 1) for p in PHENOMENA},
+    "pseudo-perplexity": ("minimal_pairs/pseudo_perplexity", 1, 3),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -130,8 +139,8 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF or 1.5-Pints run's: those of
-    the tasks the runs were evaluated on."""
+    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints or CLIMB run's:
+    those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
@@ -144,6 +153,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return PREFERENCE_COLUMNS
     if has(FACT_PROBE_COLUMNS):
         return FACT_PROBE_COLUMNS
+    if has(MINIMAL_PAIRS_COLUMNS):
+        return MINIMAL_PAIRS_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 

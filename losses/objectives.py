@@ -46,6 +46,7 @@ from losses import (
     alip,
     captioning,
     ccp,
+    climb,
     clip_refine,
     cloc,
     degla,
@@ -298,6 +299,14 @@ OBJECTIVES: dict[str, Objective] = {
         validate=space2.validate,
         implementations=("dense",),
         dense_only=lambda config: "the soft targets are pairwise tree scores over the whole 2B x 2B matrix",
+    ),
+    "climb": Objective(
+        loss=climb.loss,
+        init_extra=climb.init_extra,
+        update_extra=climb.update_extra,
+        validate=climb.validate,
+        implementations=("dense",),
+        dense_only=lambda config: "a masked language model has no term over the batch",
     ),
     # Language models (models/language_model.py): per-sequence terms only, so "dense" is the one implementation.
     "lm": Objective(loss=language.lm_loss, implementations=("dense",), dense_only=language.no_batch_term),

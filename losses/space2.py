@@ -30,10 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from configs.errors import ConfigError
-
-# The SentencePiece layout of input_pipeline/tokenizer.py: 0 padding, 1 unknown, 2 and 3 the start and end markers;
-# padding and markers are never masked nor drawn as random pieces.
-UNKNOWN_ID, FIRST_PIECE = 1, 4
+from losses.masked_lm import mlm_inputs, mlm_loss
 
 
 def jaccard_scores(ids_a: jax.Array, ids_b: jax.Array) -> jax.Array:
@@ -69,29 +66,6 @@ def multi_view_loss(views: jax.Array, scores: jax.Array | None, temperature: flo
         for v in range(views.shape[1])
     ]
     return jnp.mean(jnp.stack(per_view))
-
-
-def mlm_inputs(tokens: jax.Array, rng: jax.Array, mask_id: int, probability: float) -> tuple[jax.Array, jax.Array]:
-    """int32 [N, L] -> (inputs, labels [N, L], -1 where nothing is predicted): BERT's masking of the pieces (ids >=
-    FIRST_PIECE, and unknown pieces): each chosen with `probability`, then 80% [MASK] (`mask_id`), 10% a random
-    piece (< mask_id), 10% kept."""
-    choose, kind, draw = jax.random.split(rng, 3)
-    maskable = (tokens >= FIRST_PIECE) | (tokens == UNKNOWN_ID)
-    chosen = maskable & (jax.random.uniform(choose, tokens.shape) < probability)
-    u = jax.random.uniform(kind, tokens.shape)
-    random_piece = jax.random.randint(draw, tokens.shape, FIRST_PIECE, mask_id)
-    replaced = jnp.where(u < 0.8, mask_id, jnp.where(u < 0.9, random_piece, tokens))
-    return jnp.where(chosen, replaced, tokens), jnp.where(chosen, tokens, -1)
-
-
-def mlm_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """logits [N, L, V], labels [N, L] (-1 = not predicted) -> (token-mean cross-entropy, accuracy); 0 if none."""
-    predicted = labels >= 0
-    count = jnp.maximum(jnp.sum(predicted), 1)
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    picked = jnp.take_along_axis(log_probs, jnp.maximum(labels, 0)[..., None], axis=-1)[..., 0]
-    hits = (jnp.argmax(logits, axis=-1) == labels) & predicted
-    return -jnp.sum(jnp.where(predicted, picked, 0.0)) / count, jnp.sum(hits) / count
 
 
 def loss(params, batch, extra, rng, *, model, config):

@@ -49,6 +49,7 @@ class TwoTower(nn.Module):
     `frame_mean_embedding(videos)` is the baseline any model has (plain CLIP on each frame, averaged).
     With `text_views` = V > 0 and `text_mlm_head` (SPACE-2): `encode_text_views(tokens)` adds `view_embedding`
     [B, V, D], and `mlm_logits(tokens)` gives [B, L, vocab]; the vocabulary then holds the [MASK] row.
+    With `text_tag_classes` = C > 0 (CLIMB's word-class objective) `tag_logits(tokens)` gives [B, L, C].
     """
 
     image: ml_collections.ConfigDict
@@ -75,6 +76,7 @@ class TwoTower(nn.Module):
     video_frames: int = 0  # X-CLIP's video modules for clips of this many frames; 0 = none
     text_views: int = 0  # SPACE-2's per-view heads over the text features; 0 = none
     text_mlm_head: bool = False  # SPACE-2's masked-language-model head, tied to the text tower's token embedding
+    text_tag_classes: int = 0  # CLIMB's part-of-speech head over each position's state; 0 = none
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -111,6 +113,10 @@ class TwoTower(nn.Module):
             self.mlm_transform = nn.Dense(self.text["width"], dtype=self.dtype)
             self.mlm_norm = nn.LayerNorm(epsilon=self.text.get("layer_norm_eps", 1e-12))
             self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (self.vocab_size,), jnp.float32)
+        if self.text_tag_classes:
+            self.tag_transform = nn.Dense(self.text["width"], dtype=self.dtype)
+            self.tag_norm = nn.LayerNorm(epsilon=self.text.get("layer_norm_eps", 1e-12))
+            self.tag_output = nn.Dense(self.text_tag_classes, dtype=jnp.float32)
 
     def _setup_dense(self, d: DenseSettings):
         shape = (d.context_tokens, self.text["width"])
@@ -252,6 +258,13 @@ class TwoTower(nn.Module):
         embedding = self.text_tower.variables["params"]["token_embedding"]["embedding"]
         return x @ embedding.T.astype(jnp.float32) + self.mlm_bias
 
+    def tag_logits(self, tokens: jax.Array, deterministic: bool = True) -> jax.Array:
+        """tokens [B, L] -> [B, L, text_tag_classes]: each position's state through dense, exact GELU, LayerNorm and
+        a linear layer of its own (RoBERTa's LM head over the tag classes, CLIMB's POS head)."""
+        _, states = self.text_tower(tokens, deterministic=deterministic)
+        x = self.tag_norm(jax.nn.gelu(self.tag_transform(states), approximate=False)).astype(jnp.float32)
+        return self.tag_output(x)
+
     def __call__(self, images: jax.Array | None = None, tokens: jax.Array | None = None) -> dict[str, jax.Array]:
         out = {"logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
         if images is not None:
@@ -271,6 +284,8 @@ class TwoTower(nn.Module):
             out["view_embedding"] = self.encode_text_views(tokens)["view_embedding"]
         if self.text_mlm_head and tokens is not None:
             out["mlm_logits"] = self.mlm_logits(tokens)
+        if self.text_tag_classes and tokens is not None:
+            out["tag_logits"] = self.tag_logits(tokens)
         if self.video_frames and images is not None and tokens is not None:
             video = self.encode_video(
                 jnp.broadcast_to(images[:, None], (images.shape[0], self.video_frames, *images.shape[1:]))
@@ -295,13 +310,13 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         options = config[config.objective]
         dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise
         return PrefixCaptioner(build_language_model(config, vocab_size), options.prefix_tokens, dropout)
-    space2 = config.objective == "space2"
-    mlm = space2 and config.space2.mlm_weight > 0
+    space2, climb = config.objective == "space2", config.objective == "climb"
+    mlm = (space2 and config.space2.mlm_weight > 0) or climb
     return TwoTower(
         image=m.image,
         text=m.text,
         embed_dim=m.embed_dim,
-        vocab_size=vocab_size + mlm,  # SPACE-2's [MASK]: one row after the tokenizer's vocabulary
+        vocab_size=vocab_size + mlm,  # SPACE-2's and CLIMB's [MASK]: one row after the tokenizer's vocabulary
         logit_scale_init=m.logit_scale_init,
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),
@@ -320,7 +335,13 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         video_frames=m.video_frames,
         text_views=len(config.space2.views) if space2 else 0,
         text_mlm_head=mlm,
+        text_tag_classes=1 + len(config.climb.pos_classes) if climb and pos_task(config.climb) else 0,
     )
+
+
+def pos_task(climb: ml_collections.ConfigDict) -> bool:
+    """CLIMB's word-class objective runs at some step (config.climb.pos_window is not empty)."""
+    return climb.pos_window[1] > climb.pos_window[0]
 
 
 def dense_settings(config: ml_collections.ConfigDict) -> DenseSettings | None:

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_VALUES = {
     "alip": ("momentum", 1.5, "config.alip.momentum must be in [0, 1)"),
     "ccp": ("queue_size", 8, "config.ccp.queue_size (8) is below config.batch_size"),
+    "climb": ("pacing", "cubic", "config.climb.pacing='cubic' is not one of"),
     "clip_hard_negatives": ("mask_mode", "drop", "Unknown config.clip_hard_negatives.mask_mode 'drop'"),
     "clip_refine": ("features", "pooled", "Unknown config.clip_refine.features 'pooled'"),
     "close": ("noise_std", 3.0, "config.close.noise_std must be in [0, 2]"),

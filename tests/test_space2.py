@@ -16,7 +16,7 @@ from configs import space2 as space2_config
 from configs.errors import ConfigError
 from input_pipeline import dialog_frames
 from input_pipeline.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from losses import space2
+from losses import masked_lm, space2
 from models.two_tower import build_model
 from training.loop import train_and_evaluate
 from training.mesh import make_mesh
@@ -88,11 +88,11 @@ def test_views_are_averaged_and_identical_twins_with_far_negatives_cost_nothing(
 
 
 def test_mlm_masks_pieces_only_in_berts_proportions():
-    assert (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, space2.UNKNOWN_ID, 2, 3) and space2.FIRST_PIECE == 4
+    assert (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, masked_lm.UNKNOWN_ID, 2, 3) and masked_lm.FIRST_PIECE == 4
     rng = np.random.default_rng(2)
     tokens = rng.integers(4, 100, size=(400, 50)).astype(np.int32)
     tokens[:, 0], tokens[:, 40], tokens[:, 41:] = BOS_ID, EOS_ID, PAD_ID
-    inputs, labels = (np.asarray(x) for x in space2.mlm_inputs(jnp.array(tokens), jax.random.PRNGKey(0), 100, 0.15))
+    inputs, labels = (np.asarray(x) for x in masked_lm.mlm_inputs(jnp.array(tokens), jax.random.PRNGKey(0), 100, 0.15))
     chosen = labels >= 0
     assert not chosen[:, [0, 40]].any() and not chosen[:, 41:].any()
     np.testing.assert_array_equal(labels[chosen], tokens[chosen])
@@ -111,7 +111,7 @@ def test_mlm_loss_is_the_token_mean_cross_entropy():
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.mean([log_p[0, 0, 1], log_p[0, 2, 4], log_p[1, 2, 0]])
     accuracy = np.mean([logits[0, 0].argmax() == 1, logits[0, 2].argmax() == 4, logits[1, 2].argmax() == 0])
-    value, acc = space2.mlm_loss(jnp.array(logits), jnp.array(labels))
+    value, acc = masked_lm.mlm_loss(jnp.array(logits), jnp.array(labels))
     np.testing.assert_allclose(float(value), expected, rtol=1e-6)
     np.testing.assert_allclose(float(acc), accuracy)
 
@@ -148,7 +148,7 @@ def test_heads_and_the_tied_mlm_head():
 
     def mlm(p):
         out = model.apply({"params": p}, tokens, method=model.mlm_logits)
-        return space2.mlm_loss(out, jnp.array([[-1, 10, -1, -1, -1], [-1, 12, -1, -1, -1]]))[0]
+        return masked_lm.mlm_loss(out, jnp.array([[-1, 10, -1, -1, -1], [-1, 12, -1, -1, -1]]))[0]
 
     grad = jax.grad(mlm)(params)
     # Row 150 is neither an input nor a label: its gradient comes through the output layer, the tied embedding.

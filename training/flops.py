@@ -1,4 +1,5 @@
-"""Model FLOPs of a function, counted on its jaxpr: the matmuls and convolutions, as MFU counts them.
+"""Model FLOPs, as MFU counts them: the matmuls and convolutions of a function, counted on its jaxpr, and the
+same count in closed form for the decoder language model (models/language_model.py).
 
 Backend-independent, unlike XLA's cost analysis, which on GPUs misses the matmuls it hands to cuBLAS.
 """
@@ -6,9 +7,13 @@ Backend-independent, unlike XLA's cost analysis, which on GPUs misses the matmul
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import jax
 from jax.extend import core
+
+if TYPE_CHECKING:
+    from models.language_model import DecoderLM
 
 
 def matmul_flops(fn, *args) -> float:
@@ -46,3 +51,28 @@ def _subjaxprs(eqn):
                 yield item.jaxpr
             elif isinstance(item, core.Jaxpr):
                 yield item
+
+
+def decoder_forward_flops(model: DecoderLM, batch: int, length: int) -> float:
+    """2 x multiply-adds of the matmuls of `model`'s forward pass over `batch` sequences of `length` tokens: what
+    matmul_flops counts on the jaxpr of its dense-attention forward (tests/test_flops.py), in closed form.
+
+    Per token, 2 x (per block: q [W, H*Dh], k and v [W, KV*Dh] each (grouped-query: KV heads), o [H*Dh, W], the
+    MLP's 2 [W, M] matrices for GELU or 3 for SwiGLU; then the output projection [W, vocab], tied or not) plus per
+    block the attention's scores q.k and weighted sum of v, 2 x length x H*Dh each. Like the two-tower count (its
+    causal text tower included) the attention is the full length x length product the dense kernel computes:
+    the causal half a flash kernel may skip is not taken off (PaLM's 6N + 12 x depth x length x width convention
+    for training). The embedding lookups, norms, softmax and loss are not matmuls and are not counted."""
+    width, heads = model.width, model.heads
+    head_dim, kv_heads = width // heads, model.kv_heads or heads
+    projections = width * head_dim * (heads + 2 * kv_heads) + heads * head_dim * width
+    mlp = (3 if model.mlp == "swiglu" else 2) * width * model.mlp_width
+    attention = 2 * length * heads * head_dim
+    per_token = 2 * (model.depth * (projections + mlp + attention) + width * model.vocab_size)
+    return float(batch * length * per_token)
+
+
+def decoder_train_flops(model: DecoderLM, batch: int, length: int) -> float:
+    """Model FLOPs of one training step (forward and backward, 3 x the forward's: backward = 2 x forward, so
+    remat's recomputation is not useful work) of `model` on `batch` sequences of `length` tokens."""
+    return 3 * decoder_forward_flops(model, batch, length)

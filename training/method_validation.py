@@ -11,6 +11,7 @@ import ml_collections
 from configs import (
     alip,
     ccp,
+    climb,
     clip_hard_negatives,
     clip_refine,
     cloc,
@@ -33,17 +34,19 @@ from configs import (
 from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
 from configs.errors import ConfigError
 from input_pipeline import dialog_frames, shape_video
+from input_pipeline.child_text import CHILD_DATASET, POS_TAGS
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
 from losses.objectives import OBJECTIVES
+from models.two_tower import pos_task
 from training.trained_runs import check_language_model_run
 
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
+    for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
                    multicsr, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
@@ -96,10 +99,29 @@ def check_phf_data(c: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_climb_data(c: ml_collections.ConfigDict) -> None:
+    """CLIMB's data curriculum and word-class task read what only the child-directed corpus holds: each document's
+    register and each word's part of speech (input_pipeline/child_text.py)."""
+    classes = tuple(c.climb.pos_classes)
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(POS_TAGS):
+        raise ConfigError(
+            f"config.climb.pos_classes={classes!r} must name distinct tags, at least one, of {list(POS_TAGS)}; "
+            "CLIMB's are ('NOUN', 'VERB') or all of them."
+        )
+    needs = "a data curriculum" if c.climb.data != "none" else "a word-class task" if pos_task(c.climb) else ""
+    if needs and c.data.name != CHILD_DATASET:
+        raise ConfigError(
+            f"CLIMB's {needs} reads the registers and parts of speech of config.data.name='{CHILD_DATASET}', not "
+            f"{c.data.name!r}; set config.data.name='{CHILD_DATASET}', or turn it off (config.climb.data='none', "
+            "pos_window=(0, 0))."
+        )
+
+
 # objective -> what its loss module's validate cannot check: the input pipeline's class names, data and views,
 # another run's files.
 OBJECTIVE_CHECKS = {
-    "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data
+    "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data,
+    "climb": check_climb_data,
 }  # fmt: skip
 
 

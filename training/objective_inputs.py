@@ -29,6 +29,7 @@ import numpy as np
 
 from configs.errors import ConfigError
 from input_pipeline import second_language, segmentation, shapes, transforms
+from input_pipeline.curriculum import piece_ranks
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import open_raw_source, usable_examples
 from losses import proclip, salt
@@ -131,6 +132,20 @@ def _salt_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
     return {"teacher": jax.tree.map(np.asarray, loaded)}
 
 
+def _climb_shapes(config: ml_collections.ConfigDict, params) -> dict:
+    """Each piece's rank [vocab]: the token embedding's rows less the [MASK] row."""
+    del config
+    return {"piece_rank": jax.ShapeDtypeStruct((params["text_tower"]["token_embedding"]["embedding"].shape[0] - 1,),
+                                               np.int32)}  # fmt: skip
+
+
+def _climb_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    if tokenizer is None:
+        raise ValueError("CLIMB's vocabulary curriculum ranks the run's pieces: pass its tokenizer to prepare_inputs.")
+    del config, params
+    return {"piece_rank": piece_ranks(tokenizer)}
+
+
 # objective -> (inputs: (config, params of the model or their ShapeDtypeStructs, tokenizer) -> dict, their shapes:
 # (config, params) -> dict).
 PREPARERS = {
@@ -138,6 +153,7 @@ PREPARERS = {
     "proclip": (_proclip_inputs, _proclip_shapes),
     "denseclip": (_denseclip_inputs, _denseclip_shapes),
     "salt": (_salt_inputs, _salt_shapes),
+    "climb": (_climb_inputs, _climb_shapes),
 }
 
 

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 
 from input_pipeline.binding import KINDS
+from input_pipeline.child_text import PHENOMENA
 from input_pipeline.lm_text import QUESTION_ATTRIBUTES
 
 
@@ -70,6 +71,10 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
                      f"log-prob of the truth {e['fact_probe/true_log_prob']:.3f}"))  # fmt: skip
         rows.append(("clean held-out loss", f"{e['fact_probe/clean_loss']:.4f}  "
                      f"(perplexity {e['fact_probe/clean_perplexity']:.3f})"))  # fmt: skip
+    if "minimal_pairs/accuracy" in e:  # CLIMB (evaluation/minimal_pairs.py)
+        each = ", ".join(f"{p} {e[f'minimal_pairs/{p}']:.1f}" for p in PHENOMENA if f"minimal_pairs/{p}" in e)
+        rows.append(("minimal pairs", f"{e['minimal_pairs/accuracy']:.1f}% right (chance 50%): {each}"))
+        rows.append(("pseudo-perplexity", f"{e['minimal_pairs/pseudo_perplexity']:.3f} on held-out documents"))
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

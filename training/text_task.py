@@ -14,11 +14,14 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import preference_text, text_sources
+from input_pipeline import child_text, preference_text, text_sources
+from input_pipeline.curriculum import CurriculumSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.preference_text import PHF_DATASETS
-from input_pipeline.text_transform import TextTransform
+from input_pipeline.text_transform import TaggedTextTransform, TextTransform
 from input_pipeline.tokenizer import Tokenizer
+from losses.climb import schedule
+from losses.pacing import pacing
 
 
 def is_text_data(config: ml_collections.ConfigDict) -> bool:
@@ -56,7 +59,20 @@ def make_source(config: ml_collections.ConfigDict):
             f"config.ccp.queue_size ({config.ccp.queue_size}) must be at least config.batch_size "
             f"({config.batch_size}) so one batch never overwrites itself in the bank; raise it."
         )
+    if config.objective == "climb" and config.climb.data != "none":
+        return _data_curriculum(config, source)
     return source
+
+
+def _data_curriculum(config: ml_collections.ConfigDict, source) -> CurriculumSource:
+    """CLIMB's data curriculum over the child-directed corpus: each step samples the easiest share of its documents
+    by config.climb.data's difficulty, under the run's pacing function (losses/climb.py,
+    input_pipeline/curriculum.py)."""
+    difficulty, pace = child_text.difficulty(source, config.climb.data), schedule(config)
+    return CurriculumSource(
+        source, difficulty, lambda step: pacing(step, pace), total_steps=config.total_steps,
+        global_batch_size=config.batch_size, seed=config.seed,
+    )  # fmt: skip
 
 
 # Text datasets whose records carry the fields each objective reads.
@@ -106,4 +122,6 @@ def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
             raise ConfigError(str(e)) from None
         tags = config.phf.objective == "conditional"
         return preference_text.PreferenceTransform(tokenizer, config.model.decoder.max_len + 1, tags)
+    if config.objective == "climb":  # each piece's word class, for CLIMB's word-class task
+        return TaggedTextTransform(tokenizer, config.model.text.max_len, tuple(config.climb.pos_classes))
     return TextTransform(tokenizer, config.model.decoder.max_len + 1 if decoder else config.model.text.max_len)
