@@ -5,6 +5,7 @@ python main.py --config=configs/clip.py:size=B/16 --workdir=runs/b16 --config.ba
 python main.py --config=configs/laclip.py --workdir=runs/laclip --mode=eval   # evaluate the latest checkpoint
 python main.py --config=configs/clip.py:size=B/16 --workdir=/tmp/dry --dry_run   # compile for 256 devices, print memory
 python main.py --config=configs/lm.py --workdir=runs/lm --mode=generate --prompt="there is a"   # a language model
+python main.py --config=configs/pints.py --workdir=runs/pints --mode=export   # a Hugging Face folder in runs/pints/hf
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, log
 _MODE = flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "generate"],
+    ["train", "eval", "generate", "export"],
     "train: train (resuming) and evaluate; eval: evaluate the latest checkpoint; generate: continue --prompt with a "
-    "language model's latest checkpoint (config.generation).",
+    "language model's latest checkpoint (config.generation); export: write the latest checkpoint as a Hugging Face "
+    "folder (--export_dir).",
 )
+_EXPORT_DIR = flags.DEFINE_string("export_dir", "", "With --mode=export: the folder to write ('' = <workdir>/hf).")
 _PROMPT = flags.DEFINE_multi_string("prompt", [], "With --mode=generate: text to continue (repeat for several).")
 _EVAL_DATA = flags.DEFINE_list(
     "eval_data", [], "With --mode=eval: extra labelled images to evaluate on, .npz files or class folders."
@@ -62,8 +65,10 @@ def main(argv):
             raise ConfigError(f"Workdir {workdir!r} does not exist; pass the --workdir of a trained language model.")
         if _EVAL_DATA.value and _MODE.value != "eval":
             raise ConfigError("--eval_data is read only by --mode=eval; add --mode=eval or drop --eval_data.")
-        if _MODE.value == "eval" and not os.path.isdir(workdir):
+        if _MODE.value in ("eval", "export") and not os.path.isdir(workdir):
             raise ConfigError(f"Workdir {workdir!r} does not exist; pass the --workdir of a trained run.")
+        if _EXPORT_DIR.value and _MODE.value != "export":
+            raise ConfigError("--export_dir is read only by --mode=export; add --mode=export or drop --export_dir.")
         validate_workdir(workdir)
         if missing := missing_extra(config, _MODE.value):
             raise ConfigError(missing)
@@ -75,6 +80,8 @@ def main(argv):
         return evaluate(config, workdir)
     if _MODE.value == "generate":
         return generate(config, workdir, _PROMPT.value)
+    if _MODE.value == "export":
+        return export(config, workdir, _EXPORT_DIR.value)
     logging.get_absl_handler().use_absl_log_file("train", workdir)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     logging.set_stderrthreshold(logging.INFO)
@@ -143,6 +150,17 @@ def evaluate(config, workdir: str) -> None:
     print(outcome["table"], flush=True)
     print(f"Results in {os.path.abspath(outcome['output_dir'])}", flush=True)
     print(f"Report: {os.path.abspath(outcome['report'])}", flush=True)
+
+
+def export(config, workdir: str, folder: str) -> None:
+    """--mode=export: the latest checkpoint as a Hugging Face folder (training/export.py)."""
+    from training.export import export_run  # imported late: jax starts only for a valid config
+
+    try:
+        folder, kind, step = export_run(config, workdir, folder)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    print(f"Step {step} of {workdir} written to {os.path.abspath(folder)} ({kind}).", flush=True)
 
 
 def generate(config, workdir: str, prompts: list[str]) -> None:

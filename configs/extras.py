@@ -29,6 +29,8 @@ def needed_modules(config: ml_collections.ConfigDict, mode: str = "train") -> li
         needs.append(("interop", modules, "config.init_from.pretrained"))
     if mode == "eval":
         needs.append(("eval", ("matplotlib", "sklearn"), "--mode=eval (report plots, scikit-learn's digits)"))
+    if mode == "export":
+        needs.append(("interop", ("safetensors",), "--mode=export (a Hugging Face folder's model.safetensors)"))
     return needs
 
 

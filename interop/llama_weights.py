@@ -1,22 +1,30 @@
-"""Hugging Face LlamaForCausalLM checkpoints (Llama 2, 1.5-Pints, TinyLlama, ...) -> our Llama-style DecoderLM.
+"""Hugging Face LlamaForCausalLM checkpoints (Llama 2, 1.5-Pints, TinyLlama, ...) <-> our Llama-style DecoderLM.
 
     params, decoder = convert_llama("path/to/llama_folder")
+    export_hf_llama(params, config, "runs/pints/hf", tokenizer_path="runs/pints/tokenizer.model")
 
 `params` is the DecoderLM's parameter tree as {path: array} ("block0/attn/query/kernel", ...); `decoder` the
 config.model.decoder entries the checkpoint needs (sizes and the switches: rms_norm, rope, swiglu, kv_heads,
 bias, tie_embeddings). The model then computes what transformers computes from the same weights
-(tests/test_llama_decoder.py). Imports no jax or PyTorch.
+(tests/test_llama_decoder.py). `export_hf_llama` writes a trained decoder back as such a folder (model.safetensors,
+config.json, tokenizer.model) that transformers' LlamaForCausalLM loads with the same logits. Imports no jax or
+PyTorch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 
 from configs.errors import ConfigError
+from input_pipeline.llama_tokenizer import vocabulary_order
+from input_pipeline.token_ids import BOS_ID, EOS_ID, PAD_ID
 from interop import mismatch
+from interop.bert_weights import flatten
+from interop.export_hf import write_hf_folder
 from interop.safe_load import load_state_dict
 
 _PROJECTIONS = {"q_proj": "query", "k_proj": "key", "v_proj": "value"}
@@ -113,3 +121,58 @@ def _names(decoder: dict) -> dict[str, str]:
             for kind in kinds:
                 names[f"{layer}.mlp.{module}.{kind}"] = f"{block}/mlp/{ours}/{kind.replace('weight', 'kernel')}"
     return names
+
+
+def export_hf_llama(params, config, folder: str, *, tokenizer_path: str) -> str:
+    """A Llama-style decoder's `params` (the DecoderLM tree of a run of `config`) -> `folder` holding
+    model.safetensors, config.json and the run's tokenizer.model, which transformers' LlamaForCausalLM and
+    LlamaTokenizer load. A run that started from a Llama folder (text.tokenizer 'llama') gets its rows back in
+    Llama's id order and Llama's special ids; a run with its own tokenizer keeps the project's (padding 0, BOS 2,
+    EOS 3), which its tokenizer.model also holds. Returns `folder`."""
+    d = config.model.decoder
+    switches = {"norm": "rms_norm", "position": "rope", "mlp": "swiglu"}
+    wrong = [f"config.model.decoder.{k} is {d[k]!r}, not {v!r}" for k, v in switches.items() if d[k] != v]
+    if config.model.kind != "decoder" or wrong:
+        raise ConfigError(
+            "Only a Llama-style decoder exports as a LlamaForCausalLM folder"
+            + (f" ({'; '.join(wrong)})" if wrong else f", not config.model.kind={config.model.kind!r}")
+            + "; train it with configs/lm.py's llama_style() (configs/pints.py) or from a Llama folder."
+        )
+    flat = flatten(params)
+    rows, width = flat["token_embedding/embedding"].shape
+    heads, depth = d.heads, d.depth
+    layout = dict(depth=depth, bias=d.bias, tie_embeddings=d.tie_embeddings)
+    state = {}
+    for name, ours in _names(layout).items():
+        value = np.asarray(flat[ours], np.float32)
+        if ours.endswith(("query/kernel", "key/kernel", "value/kernel")):
+            value = value.reshape(width, -1)  # [W, heads, Dh] -> [W, heads * Dh]
+        elif ours.endswith(("query/bias", "key/bias", "value/bias")):
+            value = value.reshape(-1)
+        elif ours.endswith("out/kernel"):
+            value = value.reshape(-1, width)  # [heads, Dh, W] -> [heads * Dh, W]
+        if name.endswith("proj.weight") or name == "lm_head.weight":
+            value = value.T  # [in, out] -> torch's [out, in]
+        state[name if name == "lm_head.weight" else f"model.{name}"] = np.ascontiguousarray(value)
+    relabelled = config.text.tokenizer == "llama"
+    if relabelled:  # our rows are Llama's taken in vocabulary_order: put them back
+        back = np.argsort(vocabulary_order(rows))
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):
+            if name in state:
+                state[name] = np.ascontiguousarray(state[name][back])
+    specials = dict(bos_token_id=1, eos_token_id=2) if relabelled else dict(
+        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID
+    )  # fmt: skip
+    config_json = dict(
+        architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=int(rows), hidden_size=int(width),
+        intermediate_size=int(flat["block0/mlp/fc1/kernel"].shape[1]), num_hidden_layers=depth,
+        num_attention_heads=heads, num_key_value_heads=d.kv_heads or heads, head_dim=width // heads,
+        hidden_act="silu", rms_norm_eps=d.norm_eps, max_position_embeddings=d.max_len, rope_theta=d.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": d.rope_theta}, attention_bias=d.bias, mlp_bias=d.bias,
+        tie_word_embeddings=d.tie_embeddings, torch_dtype="float32", **specials,
+    )  # fmt: skip
+    write_hf_folder(state, config_json, folder)
+    if os.path.isdir(tokenizer_path):  # a Llama folder (text.tokenizer_path of a run started from one)
+        tokenizer_path = os.path.join(tokenizer_path, "tokenizer.model")
+    shutil.copyfile(tokenizer_path, os.path.join(folder, "tokenizer.model"))
+    return folder

@@ -70,7 +70,10 @@ def loss(params, batch, extra, rng, *, model, config):
         tokens = capped_vocabulary(tokens, difficulty, extra["piece_rank"])
     mlm_rng, mlm_dropout, pos_rng, pos_dropout = jax.random.split(rng, 4)
     value = jnp.zeros((), jnp.float32)
-    metrics = {"difficulty": difficulty, "unknown_share": _unknown_share(tokens)}
+    # The pacing's difficulty where a curriculum follows it (the data curriculum's is the pipeline's, the same curve).
+    metrics = {"difficulty": difficulty} if c.vocabulary != "none" or c.data != "none" else {}
+    if c.vocabulary != "none":
+        metrics["unknown_share"] = _unknown_share(tokens)
     if c.mlm_window[1] > c.mlm_window[0]:
         inputs, chosen = mask_pieces(tokens, mlm_rng, mask_id, c.mlm_probability)
         logits = model.apply(

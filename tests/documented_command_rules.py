@@ -130,6 +130,13 @@ RULES = (
         "continues the prompt with the language model an earlier command trained",
         r"(^|\n)(<\|aligned\|> )?(we see a|there is a)",
     ),
+    Rule(
+        r"python main\.py .*--mode=export",
+        RUN,
+        "writes the run an earlier command trained as a Hugging Face folder (tests/test_llama_decoder.py loads one "
+        "with transformers)",
+        r"written to .*\(LlamaForCausalLM\)",
+    ),
     Rule(r"python main\.py ", RUN, "trains at a tiny size", r"\nSummary\n"),
     Rule(
         r"python -m input_pipeline\.convert ",

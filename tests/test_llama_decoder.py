@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +24,7 @@ from evaluation.generate import generate_text
 from input_pipeline import lm_text
 from input_pipeline.llama_tokenizer import LlamaTokenizer, vocabulary_order
 from input_pipeline.tokenizer import train_tokenizer
-from interop.llama_weights import convert_llama
+from interop.llama_weights import convert_llama, export_hf_llama
 from interop.pretrained import load_pretrained_params
 from models import generation as gen
 from models.language_model import DecoderLM, rotary
@@ -321,3 +324,94 @@ def test_the_decoder_refuses_the_pallas_kernel_before_jax_starts():
     config.model.attention = "pallas"
     with pytest.raises(ConfigError, match="attention='pallas' cannot; use 'xla'"):
         validate_config(config)
+
+
+def _exported_state(folder) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": True, "attention_bias": True, "mlp_bias": True}])
+def test_export_writes_the_checkpoint_back_for_transformers(tmp_path, overrides):
+    torch, transformers = require_torch()
+    reference = _save_llama(tmp_path / "in", **overrides)
+    params, decoder = convert_llama(str(tmp_path / "in"))
+    config = lm.get_config()
+    config.model.decoder.update(decoder, max_len=64)
+    (tmp_path / "own.model").write_bytes(b"our sentencepiece model")
+    folder = export_hf_llama(nested(params), config, str(tmp_path / "out"), tokenizer_path=str(tmp_path / "own.model"))
+    original = {k: v.numpy() for k, v in reference.state_dict().items() if "rotary" not in k}
+    if overrides:
+        original.pop("lm_head.weight")  # tied: transformers saves no copy of the embedding
+    exported = _exported_state(tmp_path / "out")
+    assert sorted(exported) == sorted(original)
+    for name, value in original.items():
+        np.testing.assert_array_equal(exported[name], value, err_msg=name)
+    loaded = transformers.LlamaForCausalLM.from_pretrained(folder).eval()
+    tokens = torch.as_tensor(np.random.default_rng(2).integers(1, VOCAB, size=(2, 12)))
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(tokens).logits.numpy(), reference(tokens).logits.numpy(), atol=1e-5)
+    hf = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (hf["bos_token_id"], hf["eos_token_id"], hf["pad_token_id"]) == (2, 3, 0)  # the project's tokenizer
+    assert (tmp_path / "out" / "tokenizer.model").read_bytes() == b"our sentencepiece model"
+
+
+def test_export_of_a_run_from_a_llama_folder_restores_llamas_ids(tmp_path):
+    require_torch()
+    _llama_folder(tmp_path / "in")
+    config = lm.get_config(f"pretrained={tmp_path / 'in'}")
+    tokenizer = LlamaTokenizer(config.text.tokenizer_path)
+    model = build_model(config, tokenizer.vocab_size)
+    fresh = model.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32))["params"]
+    params, _ = load_pretrained_params(config, fresh)  # the rows in the project's id order
+    export_hf_llama(jax.device_get(params), config, str(tmp_path / "out"), tokenizer_path=config.text.tokenizer_path)
+    original = _exported_state(tmp_path / "in")
+    exported = _exported_state(tmp_path / "out")
+    for name, value in original.items():
+        np.testing.assert_allclose(exported[name], value, atol=0, err_msg=name)  # Llama's order again, exactly
+    hf = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (hf["bos_token_id"], hf["eos_token_id"], "pad_token_id" in hf) == (1, 2, False)
+    assert (tmp_path / "out" / "tokenizer.model").read_bytes() == (tmp_path / "in" / "tokenizer.model").read_bytes()
+
+
+def test_only_a_llama_style_decoder_exports(tmp_path):
+    config = lm.get_config()  # GPT-2-style
+    with pytest.raises(ConfigError, match="config.model.decoder.norm is 'layer_norm', not 'rms_norm'"):
+        export_hf_llama({}, config, str(tmp_path), tokenizer_path="")
+
+
+def test_a_trained_llama_style_run_exports_from_the_command_line(tmp_path):
+    """The user's path: train configs/pints.py (tiny), `main.py --mode=export`, load the folder with transformers:
+    the same next-token logits as the run's own model on the run's tokenizer."""
+    torch, transformers = require_torch()
+    from configs import pints
+    from training.trained_runs import load_trained_run
+
+    flags = ["--config.total_steps=2", "--config.model.decoder.depth=1", "--config.data.train_size=200",
+             "--config.eval_every_steps=2", "--config.checkpoint_every_steps=2", "--config.eval.num_examples=8",
+             "--config.batch_size=8"]  # fmt: skip
+    run, root = str(tmp_path / "pints"), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for mode in ("train", "export"):
+        done = subprocess.run([sys.executable, "main.py", "--config=configs/pints.py", f"--workdir={run}",
+                               f"--mode={mode}", *flags], capture_output=True, text=True, cwd=root)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert f"written to {tmp_path / 'pints' / 'hf'} (LlamaForCausalLM)" in done.stdout
+    misused = subprocess.run([sys.executable, "main.py", "--config=configs/pints.py", f"--workdir={run}",
+                              f"--export_dir={tmp_path / 'x'}"], capture_output=True, text=True, cwd=root)  # fmt: skip
+    assert misused.returncode and "--export_dir is read only by --mode=export" in misused.stderr
+    config = pints.get_config()
+    config.model.decoder.depth = 1
+    model, tokenizer, params, _ = load_trained_run(config, run)
+    tokens = tokenizer.encode(["the vokim is red .", "the bedak is a star ."], 16)
+    ours = np.asarray(model.apply({"params": params}, jnp.asarray(tokens))[0]["logits"])
+    loaded = transformers.LlamaForCausalLM.from_pretrained(str(tmp_path / "pints" / "hf")).eval()
+    with torch.no_grad():
+        theirs = loaded(torch.as_tensor(tokens), attention_mask=torch.as_tensor(tokens != 0)).logits.numpy()
+    real = tokens != 0
+    np.testing.assert_allclose(theirs[real], ours[real], atol=2e-4, rtol=2e-4)
+    import sentencepiece as spm
+
+    exported = spm.SentencePieceProcessor(model_file=str(tmp_path / "pints" / "hf" / "tokenizer.model"))
+    pieces = exported.encode("the vokim is red .")
+    assert tokenizer.encode(["the vokim is red ."], 16)[0][1 : 1 + len(pieces)].tolist() == pieces
