@@ -27,7 +27,7 @@ from configs.errors import ConfigError
 from interop import hf_encoder
 
 
-def _check_exportable(config) -> None:
+def check_exportable(config) -> None:
     m = config.model
     problems = []
     if m.image.conv_stem_depth:
@@ -55,7 +55,7 @@ def _check_exportable(config) -> None:
 
 def hf_clip_state_dict(params, config) -> dict[str, np.ndarray]:
     """{CLIPModel parameter name: float32 array} for our params (a nested dict of arrays)."""
-    _check_exportable(config)
+    check_exportable(config)
     p = {k: v for k, v in params.items()}
     image, text = p["image_tower"], p["text_tower"]
     patchify = image["patchify"]

@@ -123,12 +123,8 @@ def _names(decoder: dict) -> dict[str, str]:
     return names
 
 
-def export_hf_llama(params, config, folder: str, *, tokenizer_path: str) -> str:
-    """A Llama-style decoder's `params` (the DecoderLM tree of a run of `config`) -> `folder` holding
-    model.safetensors, config.json and the run's tokenizer.model, which transformers' LlamaForCausalLM and
-    LlamaTokenizer load. A run that started from a Llama folder (text.tokenizer 'llama') gets its rows back in
-    Llama's id order and Llama's special ids; a run with its own tokenizer keeps the project's (padding 0, BOS 2,
-    EOS 3), which its tokenizer.model also holds. Returns `folder`."""
+def check_exportable(config) -> None:
+    """Raises ConfigError, naming the switches, unless config.model is a Llama-style decoder."""
     d = config.model.decoder
     switches = {"norm": "rms_norm", "position": "rope", "mlp": "swiglu"}
     wrong = [f"config.model.decoder.{k} is {d[k]!r}, not {v!r}" for k, v in switches.items() if d[k] != v]
@@ -138,6 +134,16 @@ def export_hf_llama(params, config, folder: str, *, tokenizer_path: str) -> str:
             + (f" ({'; '.join(wrong)})" if wrong else f", not config.model.kind={config.model.kind!r}")
             + "; train it with configs/lm.py's llama_style() (configs/pints.py) or from a Llama folder."
         )
+
+
+def export_hf_llama(params, config, folder: str, *, tokenizer_path: str) -> str:
+    """A Llama-style decoder's `params` (the DecoderLM tree of a run of `config`) -> `folder` holding
+    model.safetensors, config.json and the run's tokenizer.model, which transformers' LlamaForCausalLM and
+    LlamaTokenizer load. A run that started from a Llama folder (text.tokenizer 'llama') gets its rows back in
+    Llama's id order and Llama's special ids; a run with its own tokenizer keeps the project's (padding 0, BOS 2,
+    EOS 3), which its tokenizer.model also holds. Returns `folder`."""
+    check_exportable(config)
+    d = config.model.decoder
     flat = flatten(params)
     rows, width = flat["token_embedding/embedding"].shape
     heads, depth = d.heads, d.depth

@@ -123,7 +123,7 @@ def convert_siglip(path: str) -> tuple[dict[str, np.ndarray], dict]:
     return flatten(params), model_config
 
 
-def _check_exportable(config) -> None:
+def check_exportable(config) -> None:
     m = config.model
     wanted = {
         "model.image.pool": (m.image.pool, "map"),
@@ -145,7 +145,7 @@ def _check_exportable(config) -> None:
 
 def hf_siglip_state_dict(params, config) -> dict[str, np.ndarray]:
     """{SiglipModel parameter name: float32 array} for our params (a nested dict of arrays)."""
-    _check_exportable(config)
+    check_exportable(config)
     image, text, head = params["image_tower"], params["text_tower"], params["image_tower"]["map_head"]
     qkv = [attention.linear_from_qkv(head["attn"][part]) for part in ("query", "key", "value")]
     out_weight, out_bias = attention.linear_from_out(head["attn"]["out"])

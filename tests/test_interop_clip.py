@@ -277,3 +277,34 @@ def test_clip_config_takes_every_setting_from_the_checkpoint(tmp_path):
     )["params"]
     params, copied = load_pretrained_params(config, shapes)
     assert len(copied) == len(jax.tree.leaves(params))
+
+
+def test_a_trained_run_exports_as_a_clip_folder_with_its_tokenizer(tmp_path):
+    """--mode=export's two-tower path (training/export.py): a run trained here, its latest checkpoint written as a
+    CLIPModel folder whose features are the run's; the tiny preset's conv stem is refused in one sentence."""
+    torch, transformers = require_torch()
+    from configs import clip as clip_config
+    from training.export import export_run
+    from training.loop import train_and_evaluate
+    from training.trained_runs import load_trained_run
+
+    config = clip_config.get_config()
+    config.model.image.update(conv_stem_depth=0, pool="cls", depth=1)
+    config.model.text.depth = 1
+    config.update(total_steps=2, eval_every_steps=2, checkpoint_every_steps=2, batch_size=16)
+    config.data.train_size, config.eval.num_examples = 64, 32
+    train_and_evaluate(config, str(tmp_path / "run"))
+    folder, kind, step = export_run(config, str(tmp_path / "run"))
+    assert (folder, kind, step) == (str(tmp_path / "run" / "hf"), "CLIPModel", 2)
+    model, tokenizer, params, _ = load_trained_run(config, str(tmp_path / "run"))
+    assert (tmp_path / "run" / "hf" / "tokenizer.model").read_bytes() == tokenizer.model_proto
+    hf_model = transformers.CLIPModel.from_pretrained(folder).eval()
+    size = config.data.image_size
+    images = np.random.default_rng(3).normal(size=(2, size, size, 3)).astype(np.float32)
+    tokens = tokenizer.encode(["a red square", "two blue circles"], config.model.text.max_len)
+    for a, b in zip(_our_features(model, params, images, tokens), _hf_features(torch, hf_model, images, tokens),
+                    strict=True):  # fmt: skip
+        assert np.abs(a - b).max() < 1e-4
+    config.model.image.update(conv_stem_depth=2, pool="gap")  # the tiny preset's: no CLIPModel equivalent
+    with pytest.raises(ConfigError, match="cannot be a Hugging Face CLIPModel"):  # before reading the checkpoint
+        export_run(config, str(tmp_path / "run"))
