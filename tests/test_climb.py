@@ -21,7 +21,7 @@ from input_pipeline.pipeline import make_train_iterator
 from input_pipeline.text_transform import TaggedTextTransform
 from input_pipeline.token_ids import UNK_ID
 from input_pipeline.tokenizer import train_tokenizer
-from launch.results import results_table
+from launch.results import paired_table, results_table
 from losses import climb, masked_lm
 from losses.pacing import PACING_CURVES, Schedule, pacing
 from models.two_tower import build_model
@@ -253,3 +253,9 @@ def test_every_curriculum_trains_end_to_end_and_reports_the_pairs(tmp_path):
     assert len(models) == 1
     table = results_table({c: [s] for c, s in summaries.items()})
     assert "| pairs % | agreement % | attractor % | determiner % | adjective order % | pseudo-perplexity |" in table
+    paired = paired_table({c: [s] for c, s in summaries.items()}, "none", [0])
+    assert "| config − none | pairs % | agreement % |" in paired
+    difference = (
+        summaries["objective"]["eval"]["minimal_pairs/accuracy"] - summaries["none"]["eval"]["minimal_pairs/accuracy"]
+    )
+    assert f"| objective | {difference:+.1f} 1/1" in paired or f"| objective | {difference:+.1f} 0/1" in paired
