@@ -232,6 +232,12 @@ RULES = (
         "tests/test_pints.py trains both end to end): every config loads and passes validate_config",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/climb\.py",
+        CHECK,
+        "CLIMB's baseline and three curricula at 3 seeds (the doc trains each at the tiny size; tests/test_climb.py "
+        "trains every curriculum end to end): every config loads and passes validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py ",
         RUN,
         "trains each config at a tiny size, seed 0 only",
