@@ -137,6 +137,12 @@ RULES = (
         "with transformers)",
         r"written to .*\(LlamaForCausalLM\)",
     ),
+    Rule(
+        r"python main\.py --config=configs/climb\.py:curriculum=(vocabulary|objective) ",
+        VALIDATE,
+        "the curricula that change the loss, trained end to end by tests/test_climb.py (the baseline and the data "
+        "curriculum commands run here): flags and config checked only",
+    ),
     Rule(r"python main\.py ", RUN, "trains at a tiny size", r"\nSummary\n"),
     Rule(
         r"python -m input_pipeline\.convert ",

@@ -381,27 +381,26 @@ def test_only_a_llama_style_decoder_exports(tmp_path):
         export_hf_llama({}, config, str(tmp_path), tokenizer_path="")
 
 
-def test_a_trained_llama_style_run_exports_from_the_command_line(tmp_path):
-    """The user's path: train configs/pints.py (tiny), `main.py --mode=export`, load the folder with transformers:
-    the same next-token logits as the run's own model on the run's tokenizer."""
+def test_a_trained_llama_style_run_exports_and_transformers_reads_it(tmp_path):
+    """The user's path in-process (docs/language.md's `--mode=export` command runs main.py itself): train
+    configs/pints.py (tiny), export_run, load the folder with transformers: the same next-token logits as the run's
+    own model on the run's tokenizer."""
     torch, transformers = require_torch()
     from configs import pints
+    from training.export import export_run
     from training.trained_runs import load_trained_run
 
-    flags = ["--config.total_steps=2", "--config.model.decoder.depth=1", "--config.data.train_size=200",
-             "--config.eval_every_steps=2", "--config.checkpoint_every_steps=2", "--config.eval.num_examples=8",
-             "--config.batch_size=8"]  # fmt: skip
-    run, root = str(tmp_path / "pints"), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for mode in ("train", "export"):
-        done = subprocess.run([sys.executable, "main.py", "--config=configs/pints.py", f"--workdir={run}",
-                               f"--mode={mode}", *flags], capture_output=True, text=True, cwd=root)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert f"written to {tmp_path / 'pints' / 'hf'} (LlamaForCausalLM)" in done.stdout
+    config = pints.get_config()
+    config.model.decoder.depth = 1
+    config.update(total_steps=2, eval_every_steps=2, checkpoint_every_steps=2, batch_size=8)
+    config.data.train_size, config.eval.num_examples = 200, 8
+    run = str(tmp_path / "pints")
+    train_and_evaluate(config, run)
+    assert export_run(config, run)[:2] == (os.path.join(run, "hf"), "LlamaForCausalLM")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     misused = subprocess.run([sys.executable, "main.py", "--config=configs/pints.py", f"--workdir={run}",
                               f"--export_dir={tmp_path / 'x'}"], capture_output=True, text=True, cwd=root)  # fmt: skip
     assert misused.returncode and "--export_dir is read only by --mode=export" in misused.stderr
-    config = pints.get_config()
-    config.model.decoder.depth = 1
     model, tokenizer, params, _ = load_trained_run(config, run)
     tokens = tokenizer.encode(["the vokim is red .", "the bedak is a star ."], 16)
     ours = np.asarray(model.apply({"params": params}, jnp.asarray(tokens))[0]["logits"])
