@@ -35,6 +35,13 @@ from input_pipeline.child_text import CHILD_DATASET, POS_TAGS
 CURRICULA = ("none", "vocabulary", "data", "data_split", "objective", "multitask")
 
 
+def masked_lm_tower(config: ml_collections.ConfigDict) -> None:
+    """The masked LM's text tower and tokenizer size, which configs/pcp.py continues from."""
+    config.model.text.update(kind="bert", pool="first", activation="gelu", layer_norm_eps=1e-12, dropout_rate=0.1)
+    config.model.text.max_len = 48
+    config.text.vocab_size = 1024
+
+
 def get_config(arg: str | None = None):
     arg = common.parse_arg(arg, curriculum="none", pacing="linear", size="tiny")
     if arg.curriculum not in CURRICULA:
@@ -42,9 +49,7 @@ def get_config(arg: str | None = None):
     config = text_only(common.get_base_config(f"size={arg.size}"), CHILD_DATASET)
     config.objective = "climb"
     config.evals = ml_collections.ConfigDict({"minimal_pairs": evaluator("minimal_pairs", prefix="")})
-    config.model.text.update(kind="bert", pool="first", activation="gelu", layer_norm_eps=1e-12, dropout_rate=0.1)
-    config.model.text.max_len = 48
-    config.text.vocab_size = 1024
+    masked_lm_tower(config)
     config.batch_size = 128  # CLIMB's
     config.total_steps = 1200
     config.eval_every_steps = 200

@@ -42,6 +42,7 @@ DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences"
 DATASETS += ("lm_text", "preference_text", "scored_documents")  # language models (PHF: the last two)
 DATASETS += ("expository_text", "web_text")  # 1.5-Pints' corpora (input_pipeline/quality_text.py)
 DATASETS += ("child_text",)  # CLIMB's child-directed corpus (input_pipeline/child_text.py)
+DATASETS += ("acceptability",)  # PCP's grammaticality judgements (input_pipeline/acceptability_text.py)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -27,6 +27,7 @@ EVAL_TYPES: dict[str, dict] = {
     "preference": {"num_samples": 0, "path": ""},
     "fact_probe": {},
     "minimal_pairs": {"per_phenomenon": 100},
+    "prompt_accuracy": {},
     "captioning": {},
 }  # fmt: skip
 

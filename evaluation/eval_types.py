@@ -38,6 +38,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `minimal_pairs` (a CLIMB run's masked language model): % of `per_phenomenon` BLiMP-style pairs of each
   phenomenon of the embedded child-directed grammar whose grammatical sentence has the higher pseudo-log-likelihood,
   and the pseudo-perplexity of config.eval.num_examples held-out documents (evaluation/minimal_pairs.py).
+- `prompt_accuracy` (a PCP run's masked language model): % of config.eval.num_examples held-out grammaticality
+  judgements whose label word the head puts first at the prompt template's masked slot, overall and by phenomenon
+  (evaluation/prompt_eval.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -58,7 +61,8 @@ from input_pipeline.masks import MASK_DATASETS
 from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
 
-TEXT_ONLY_TYPES = ("sts", "dialog", "minimal_pairs")  # the evaluators a text-only run (training/text_task.py) runs
+# the evaluators a text-only run (training/text_task.py) runs
+TEXT_ONLY_TYPES = ("sts", "dialog", "minimal_pairs", "prompt_accuracy")
 # the evaluators of a decoder language model
 LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference", "fact_probe")
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
@@ -137,6 +141,11 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
             raise ConfigError(
                 f"{key} (minimal_pairs) scores a masked language model's head, which only CLIMB's runs train; use it "
                 "with configs/climb.py, or remove it from config.evals."
+            )
+        if entry.type == "prompt_accuracy" and config.objective != "pcp":
+            raise ConfigError(
+                f"{key} (prompt_accuracy) reads a masked language model's head at a prompt's slot, which only PCP's "
+                "runs train for it; use it with configs/pcp.py, or remove it from config.evals."
             )
         if entry.type == "minimal_pairs" and entry.per_phenomenon < 1:
             raise ConfigError(f"{key}.per_phenomenon must be at least 1, not {entry.per_phenomenon}.")

@@ -19,6 +19,7 @@ from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluat
 from evaluation.minimal_pairs import MinimalPairsEvaluator
 from evaluation.preference_eval import PreferenceEvaluator, embedded_documents
 from evaluation.proclip import proclip_retrieval
+from evaluation.prompt_eval import PromptEvaluator
 from evaluation.region_eval import RegionEvaluator
 from evaluation.retrieval import retrieval_metrics
 from evaluation.second_language import second_language_retrieval
@@ -27,7 +28,7 @@ from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
 from evaluation.video_eval import VideoEvaluator
-from input_pipeline import child_text, lm_text, segmentation, sentences, transforms
+from input_pipeline import acceptability_text, child_text, lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.quality_text import QUALITY_DATASETS, expository
@@ -177,6 +178,10 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         return language_evaluator(config, entry, model, tokenizer)
     if entry.type == "minimal_pairs":
         return minimal_pairs_evaluator(config, entry, model, tokenizer)
+    if entry.type == "prompt_accuracy":
+        prompt = PromptEvaluator(model, tokenizer, max_len=config.model.text.max_len, num_examples=n,
+                                 batch_size=batch_size)  # fmt: skip
+        return _Call(prompt.evaluate, prompt.description)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
                                    batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip
@@ -270,7 +275,7 @@ class Evaluators:
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
         embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS,
-                    child_text.CHILD_DATASET)  # fmt: skip
+                    child_text.CHILD_DATASET, acceptability_text.ACCEPTABILITY_DATASET)  # fmt: skip
         if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "

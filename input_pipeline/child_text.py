@@ -306,7 +306,7 @@ def word_piece_tags(tokenizer, text: str, pos: str, max_len: int) -> tuple[np.nd
     return ids, tags
 
 
-def _pair(rng: np.random.Generator, phenomenon: str) -> tuple[str, str]:
+def minimal_pair(rng: np.random.Generator, phenomenon: str) -> tuple[str, str]:
     """(grammatical, ungrammatical) sentence of one phenomenon (see minimal_pairs)."""
     plural, animate = rng.random() < 0.5, rng.random() < 0.5
     if phenomenon == "determiner":  # a demonstrative's number against its noun's
@@ -345,6 +345,6 @@ def minimal_pairs(seed: int, per_phenomenon: int) -> list[tuple[str, str, str]]:
         for i in range(1000 * per_phenomenon):
             if len(drawn) == per_phenomenon:
                 break
-            drawn[_pair(sentences.item_rng(seed, f"child/pairs/{phenomenon}", i), phenomenon)] = None
+            drawn[minimal_pair(sentences.item_rng(seed, f"child/pairs/{phenomenon}", i), phenomenon)] = None
         pairs += [(phenomenon, good, bad) for good, bad in drawn]
     return pairs

@@ -19,6 +19,8 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
   (input_pipeline/quality_text.py);
 - `child_text`: CLIMB's, child-directed utterances and story sentences with each word's part of speech
   (input_pipeline/child_text.py);
+- `acceptability`: PCP's unlabelled task text, sentences of the child-directed grammar, half of them
+  ungrammatical (input_pipeline/acceptability_text.py);
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
@@ -32,12 +34,13 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import child_text, dialog_files, dialog_frames, lm_text, quality_text, sentences
+from input_pipeline import acceptability_text, child_text, dialog_files, dialog_frames, lm_text, quality_text, sentences
 from input_pipeline.jsonl import json_objects
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
     "preference_text", "scored_documents", *quality_text.QUALITY_DATASETS, child_text.CHILD_DATASET,
+    acceptability_text.ACCEPTABILITY_DATASET,
 )  # fmt: skip
 FILE_DATASETS = ("sentences", "nli", "documents", "dialogs", "scored_documents")
 # Column names accepted for each field of an NLI triple, first match wins.
@@ -227,6 +230,8 @@ def make_text_source(
         return quality_text.QualitySource(name, size, seed), ["en"]
     if name == child_text.CHILD_DATASET:
         return child_text.ChildTextSource(size, seed), ["en"]
+    if name == acceptability_text.ACCEPTABILITY_DATASET:
+        return RecordSource([{"text": acceptability_text.raw_text(r)} for r in acceptability_text.pool(size)]), ["en"]
     if name == "nli":
         return RecordSource(read_triples(path)), ["und"]
     if name == "documents":

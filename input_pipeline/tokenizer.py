@@ -47,6 +47,9 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
+    def id_to_piece(self, piece_id: int) -> str:
+        return self._sp.id_to_piece(piece_id)
+
     def encode(self, texts: Sequence[str], max_len: int) -> np.ndarray:
         """Returns [len(texts), max_len] int32."""
         out = np.full((len(texts), max_len), PAD_ID, np.int32)

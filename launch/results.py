@@ -84,6 +84,11 @@ MINIMAL_PAIRS_COLUMNS = {
     **{f"{p.replace('_', ' ')} %": (f"minimal_pairs/{p}", 1, 1) for p in PHENOMENA},
     "pseudo-perplexity": ("minimal_pairs/pseudo_perplexity", 1, 3),
 }
+# PCP runs (evaluation/prompt_eval.py): held-out judgements right at the prompt's slot, in percent, and per phenomenon.
+PROMPT_COLUMNS = {
+    "judgements %": ("prompt/accuracy", 1, 1),
+    **{f"{p.replace('_', ' ')} judged %": (f"prompt/{p}", 1, 1) for p in PHENOMENA},
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -139,7 +144,8 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints or CLIMB run's:
+    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints, CLIMB or PCP
+    run's:
     those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
@@ -155,6 +161,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return FACT_PROBE_COLUMNS
     if has(MINIMAL_PAIRS_COLUMNS):
         return MINIMAL_PAIRS_COLUMNS
+    if has(PROMPT_COLUMNS):
+        return PROMPT_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 
@@ -192,6 +200,7 @@ PAIRED_COLUMNS = (
     *PREFERENCE_COLUMNS,
     *FACT_PROBE_COLUMNS,
     *MINIMAL_PAIRS_COLUMNS,
+    *PROMPT_COLUMNS,
 )
 
 

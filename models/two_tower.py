@@ -311,12 +311,12 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise
         return PrefixCaptioner(build_language_model(config, vocab_size), options.prefix_tokens, dropout)
     space2, climb = config.objective == "space2", config.objective == "climb"
-    mlm = (space2 and config.space2.mlm_weight > 0) or climb
+    mlm = (space2 and config.space2.mlm_weight > 0) or climb or config.objective == "pcp"
     return TwoTower(
         image=m.image,
         text=m.text,
         embed_dim=m.embed_dim,
-        vocab_size=vocab_size + mlm,  # SPACE-2's and CLIMB's [MASK]: one row after the tokenizer's vocabulary
+        vocab_size=vocab_size + mlm,  # SPACE-2's, CLIMB's and PCP's [MASK]: one row after the tokenizer's vocabulary
         logit_scale_init=m.logit_scale_init,
         logit_bias_init=m.logit_bias_init,
         dtype=jnp.dtype(m.dtype),

@@ -138,6 +138,18 @@ RULES = (
         r"written to .*\(LlamaForCausalLM\)",
     ),
     Rule(
+        r"python main\.py --config=configs/pcp\.py",
+        CHECK,
+        "PCP's chain of runs, each started from the one before (tests/test_pcp.py trains the chain end to end at a "
+        "tiny size through the same loop): main.py's flags parse",
+    ),
+    Rule(
+        r"python benchmarks/pcp_chain\.py ",
+        CHECK,
+        "PCP's comparison at 3 seeds, 24 runs (tests/test_pcp.py trains the chain and checks the script's order and "
+        "agreement count): its flags parse",
+    ),
+    Rule(
         r"python main\.py --config=configs/climb\.py:curriculum=(vocabulary|objective) ",
         VALIDATE,
         "the curricula that change the loss, trained end to end by tests/test_climb.py (the baseline and the data "

@@ -31,6 +31,7 @@ BAD_VALUES = {
     "dreamlip": ("multipos", "triplet", "Unknown config.dreamlip.multipos 'triplet'; use one of ['infonce'"),
     "limber": ("dropout", 1.0, "config.limber.dropout must be in [0, 1)"),
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),
+    "pcp": ("mlm_probability", 1.5, "config.pcp.mlm_probability must lie in (0, 1)"),
     "phf": ("objective", "rwr", "Unknown config.phf.objective 'rwr'; use one of ['mle', 'filtering'"),
     "proclip": ("stage", 3, "Unknown config.proclip.stage 3; use 1 or 2"),
     "protoclip": ("num_prototypes", 100_000, "raise config.protoclip.episode_steps or lower num_prototypes"),

@@ -21,6 +21,7 @@ from configs import (
     dreamlip,
     limber,
     multicsr,
+    pcp,
     phf,
     proclip,
     protoclip,
@@ -34,6 +35,7 @@ from configs import (
 from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
 from configs.errors import ConfigError
 from input_pipeline import dialog_frames, shape_video
+from input_pipeline.acceptability_text import ACCEPTABILITY_DATASET
 from input_pipeline.child_text import CHILD_DATASET, POS_TAGS
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.preference_text import PHF_DATASETS
@@ -41,13 +43,14 @@ from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
 from losses.objectives import OBJECTIVES
 from models.two_tower import pos_task
+from training.pseudo_labels import check_labeller
 from training.trained_runs import check_language_model_run
 
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
+                   multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -117,11 +120,24 @@ def check_climb_data(c: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_pcp_data(c: ml_collections.ConfigDict) -> None:
+    """PCP's stages after pretraining read the judgements' template and label words
+    (input_pipeline/acceptability_text.py), and stage `pcp`
+    a prompt-based fine-tuned labeller (training/pseudo_labels.py)."""
+    if c.pcp.stage != "pretrain" and c.data.name != ACCEPTABILITY_DATASET:
+        raise ConfigError(
+            f"PCP's stage {c.pcp.stage!r} reads the judgements' template and labels, which config.data.name="
+            f"{c.data.name!r} lacks; set it to '{ACCEPTABILITY_DATASET}'."
+        )
+    if c.pcp.stage == "pcp":
+        check_labeller(c)
+
+
 # objective -> what its loss module's validate cannot check: the input pipeline's class names, data and views,
 # another run's files.
 OBJECTIVE_CHECKS = {
     "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data,
-    "climb": check_climb_data,
+    "climb": check_climb_data, "pcp": check_pcp_data,
 }  # fmt: skip
 
 

@@ -13,6 +13,9 @@ reads before anything is jitted and passes to `Objective.init_extra(params, conf
   `segmentation`, each pixel's class, is the input pipeline's (input_pipeline/segmentation.py; on your files the
   masks beside the images, input_pipeline/masks.py).
 - salt: `teacher`, the small language model's params from salt.teacher_workdir's latest checkpoint.
+- climb: `piece_rank`, each piece's rank by the tokenizer's probability (the vocabulary curriculum's).
+- pcp: `verbalizer`, the pieces of the label words (input_pipeline/acceptability_text.py VERBALIZER) in the run's
+  tokenizer.
 
 `input_shapes` gives the same as ShapeDtypeStructs without reading anything (restoring a checkpoint needs
 only the state's shapes).
@@ -28,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from configs.errors import ConfigError
-from input_pipeline import second_language, segmentation, shapes, transforms
+from input_pipeline import acceptability_text, second_language, segmentation, shapes, transforms
 from input_pipeline.curriculum import piece_ranks
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.sources import open_raw_source, usable_examples
@@ -146,6 +149,16 @@ def _climb_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
     return {"piece_rank": piece_ranks(tokenizer)}
 
 
+def _pcp_inputs(config: ml_collections.ConfigDict, params, tokenizer) -> dict:
+    if tokenizer is None:
+        raise ValueError("PCP's prompt reads the label words' pieces: pass the run's tokenizer to prepare_inputs.")
+    del config, params
+    try:
+        return {"verbalizer": acceptability_text.verbalizer_ids(tokenizer)}
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 # objective -> (inputs: (config, params of the model or their ShapeDtypeStructs, tokenizer) -> dict, their shapes:
 # (config, params) -> dict).
 PREPARERS = {
@@ -154,6 +167,10 @@ PREPARERS = {
     "denseclip": (_denseclip_inputs, _denseclip_shapes),
     "salt": (_salt_inputs, _salt_shapes),
     "climb": (_climb_inputs, _climb_shapes),
+    "pcp": (
+        _pcp_inputs,
+        lambda config, params: {"verbalizer": jax.ShapeDtypeStruct((len(acceptability_text.VERBALIZER),), np.int32)},
+    ),
 }
 
 

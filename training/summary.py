@@ -75,6 +75,9 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         each = ", ".join(f"{p} {e[f'minimal_pairs/{p}']:.1f}" for p in PHENOMENA if f"minimal_pairs/{p}" in e)
         rows.append(("minimal pairs", f"{e['minimal_pairs/accuracy']:.1f}% right (chance 50%): {each}"))
         rows.append(("pseudo-perplexity", f"{e['minimal_pairs/pseudo_perplexity']:.3f} on held-out documents"))
+    if "prompt/accuracy" in e:  # PCP (evaluation/prompt_eval.py)
+        each = ", ".join(f"{p} {e[f'prompt/{p}']:.1f}" for p in PHENOMENA if f"prompt/{p}" in e)
+        rows.append(("judgements", f"{e['prompt/accuracy']:.1f}% right at the prompt's slot (chance 50%): {each}"))
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import child_text, preference_text, text_sources
+from input_pipeline import acceptability_text, child_text, preference_text, text_sources
 from input_pipeline.curriculum import CurriculumSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.preference_text import PHF_DATASETS
@@ -22,6 +22,7 @@ from input_pipeline.text_transform import TaggedTextTransform, TextTransform
 from input_pipeline.tokenizer import Tokenizer
 from losses.climb import schedule
 from losses.pacing import pacing
+from training.pseudo_labels import pseudo_labelled_pool
 
 
 def is_text_data(config: ml_collections.ConfigDict) -> bool:
@@ -40,6 +41,8 @@ def make_source(config: ml_collections.ConfigDict):
             return preference_text.ScoredDocumentSource(read_scored_documents(data.path, phf.threshold), filtered)
         except (OSError, ValueError) as e:
             raise ConfigError(f"config.data.path: {e}") from None
+    if config.objective == "pcp" and config.pcp.stage != "pretrain":
+        return _pcp_source(config)
     try:
         space2 = config.get("space2", {})
         source, languages = text_sources.make_text_source(
@@ -75,6 +78,22 @@ def _data_curriculum(config: ml_collections.ConfigDict, source) -> CurriculumSou
     )  # fmt: skip
 
 
+def _pcp_source(config: ml_collections.ConfigDict) -> text_sources.RecordSource:
+    """PCP's stage data (losses/pcp.py): the seed's few labelled judgements in the template (`prompt`), the unlabelled
+    pool as raw text (`tapt`) or in the template with each text's pseudo-label word (`pcp`)."""
+    c = config.pcp
+    if c.stage == "prompt":
+        records = [
+            acceptability_text.prompt_record(r, r["label"]) for r in acceptability_text.labelled(config.seed, c.shots)
+        ]
+    elif c.stage == "tapt":
+        records = [{"text": acceptability_text.raw_text(r)} for r in acceptability_text.pool(c.unlabelled_size)]
+    else:
+        pool, labels, _ = pseudo_labelled_pool(config)
+        records = [{"text": acceptability_text.prompt_record(r, y)["text"]} for r, y in zip(pool, labels, strict=True)]
+    return text_sources.RecordSource(records)
+
+
 # Text datasets whose records carry the fields each objective reads.
 _DATA_FOR = {
     "sup": ("shape_sentences", "nli"),
@@ -107,7 +126,9 @@ def corpus(source) -> Iterator[str]:
 
 
 def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """Control tokens the run's own tokenizer trains in as single pieces."""
+    """Control tokens (PHF's) or words (PCP's label words) the run's own tokenizer trains in as single pieces."""
+    if config.objective == "pcp":
+        return acceptability_text.VERBALIZER
     return preference_text.TAGS if config.data.name in PHF_DATASETS else ()
 
 
@@ -122,6 +143,8 @@ def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
             raise ConfigError(str(e)) from None
         tags = config.phf.objective == "conditional"
         return preference_text.PreferenceTransform(tokenizer, config.model.decoder.max_len + 1, tags)
+    if config.objective == "pcp" and config.pcp.stage == "prompt":  # the label slot's position
+        return acceptability_text.PromptTransform(tokenizer, config.model.text.max_len)
     if config.objective == "climb":  # each piece's word class, for CLIMB's word-class task
         return TaggedTextTransform(tokenizer, config.model.text.max_len, tuple(config.climb.pos_classes))
     return TextTransform(tokenizer, config.model.decoder.max_len + 1 if decoder else config.model.text.max_len)

@@ -19,6 +19,7 @@ from configs.common import DATASETS, VIDEO_DATASETS, check_type, flat_items, get
 from configs.errors import ConfigError
 from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
+from input_pipeline.acceptability_text import ACCEPTABILITY_DATASET
 from input_pipeline.child_text import CHILD_DATASET
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.preference_text import PHF_DATASETS
@@ -145,7 +146,7 @@ def _check_ranges(flat: dict) -> None:
 # generated in-process: no data.path
 EMBEDDED_DATASETS = (
     "shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text", "preference_text",
-    *QUALITY_DATASETS, CHILD_DATASET,
+    *QUALITY_DATASETS, CHILD_DATASET, ACCEPTABILITY_DATASET,
 )  # fmt: skip
 
 
