@@ -33,7 +33,7 @@ import ml_collections
 
 from configs.errors import ConfigError
 from losses.masked_lm import FIRST_PIECE, UNKNOWN_ID, mask_pieces, mlm_loss
-from losses.pacing import PACING_CURVES, Schedule, pacing
+from losses.pacing import PACING_CURVES, Schedule, count_step, pacing
 from models.two_tower import pos_task
 
 VOCABULARY_CURRICULA = ("none", "token_ids")
@@ -110,9 +110,7 @@ def init_extra(params, config, inputs=None) -> dict:
     return {"step": jnp.zeros((), jnp.int32), "piece_rank": jnp.asarray(inputs["piece_rank"], jnp.int32)}
 
 
-def update_extra(extra, params, aux) -> dict:
-    del params, aux
-    return {**extra, "step": extra["step"] + 1}
+update_extra = count_step
 
 
 def validate(config) -> None:

@@ -5,7 +5,8 @@ training step may use.
 then rising to 1 at `end` along one of CLIMB's curves (src/data_curriculum/pacing_fn.py: linear, quad, root, exp
 and log with c = 10, and `step`, a jump at `end`), 1 after. It takes NumPy or jax numbers (`xp`), so that the loss
 (the vocabulary curriculum, losses/climb.py) and the host pipeline (the data curriculum,
-input_pipeline/curriculum.py) read the same curve.
+input_pipeline/curriculum.py) read the same curve. `count_step` is the clock such a loss reads: the `update_extra`
+of objectives whose loss depends on the step (CLIMB's curricula, SALT's distillation window), so that it stays pure.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import numpy as np
 
 PACING_CURVES = ("linear", "quad", "root", "exp", "log", "step")
 _C = 10.0  # CLIMB's growth constant of the exp and log curves
+
+
+def count_step(extra: dict, params, aux) -> dict:
+    """An objective's `update_extra`: extra["step"] + 1 after each optimizer step (the rest of extra kept)."""
+    del params, aux
+    return {**extra, "step": extra["step"] + 1}
 
 
 class Schedule(NamedTuple):

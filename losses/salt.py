@@ -17,6 +17,7 @@ import ml_collections
 
 from configs.errors import ConfigError
 from losses.language import next_token_loss
+from losses.pacing import count_step
 from models.language_model import DecoderLM
 
 
@@ -69,9 +70,7 @@ def init_extra(params, config, inputs=None):
     return {"teacher": inputs["teacher"], "step": jnp.zeros((), jnp.int32)}
 
 
-def update_extra(extra, params, aux):
-    del params, aux
-    return {**extra, "step": extra["step"] + 1}
+update_extra = count_step  # the steps taken: the distillation window's clock
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
