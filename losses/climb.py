@@ -17,7 +17,8 @@ The loss of a step, its index s of config.total_steps T (counted in `extra["step
   piece, in the inputs and the targets, d the pacing function (input_pipeline/curriculum.py); CLIMB hides the BPE
   ids past d x V, the last merges.
 The data curriculum (`data`) is the input pipeline's (input_pipeline/curriculum.CurriculumSource): the loss is the
-baseline's. Windows are fractions of T, [start, end); an empty window ((0, 0)) turns a task off.
+baseline's. Windows are fractions of T, [start, end); an empty window ((0, 0)) turns a task off, and a task outside
+its window is not computed (lax.cond; its logged loss and accuracy read 0 there).
 
 Options (config.climb): `vocabulary` ("none" | "token_ids"), `data` ("none" | "unigram" | "spoken_first"),
 `pacing` (a curve of input_pipeline/curriculum.PACING_CURVES), `pacing_start`, `pacing_end`, `first_difficulty`
@@ -75,26 +76,40 @@ def loss(params, batch, extra, rng, *, model, config):
     if c.vocabulary != "none":
         metrics["unknown_share"] = _unknown_share(tokens)
     if c.mlm_window[1] > c.mlm_window[0]:
-        inputs, chosen = mask_pieces(tokens, mlm_rng, mask_id, c.mlm_probability)
-        logits = model.apply(
-            {"params": params}, inputs, deterministic=False, method=model.mlm_logits, rngs={"dropout": mlm_dropout}
-        )
-        mlm, accuracy = mlm_loss(logits, jnp.where(chosen, tokens, -1))
+
+        def masked_lm():
+            inputs, chosen = mask_pieces(tokens, mlm_rng, mask_id, c.mlm_probability)
+            logits = model.apply(
+                {"params": params}, inputs, deterministic=False, method=model.mlm_logits, rngs={"dropout": mlm_dropout}
+            )
+            return mlm_loss(logits, jnp.where(chosen, tokens, -1))
+
         on = _active(step, c.mlm_window, total)
-        value = value + jnp.where(on, mlm, 0.0)
+        mlm, accuracy = _when(on, masked_lm)
+        value = value + mlm
         metrics.update(mlm=mlm, mlm_accuracy=accuracy, mlm_on=on.astype(jnp.float32))
     if pos_task(c):
         classes = batch["tags"]
-        probability = jnp.where(classes > 0, c.pos_probability, c.mlm_probability)
-        inputs, chosen = mask_pieces(tokens, pos_rng, mask_id, probability)
-        logits = model.apply(
-            {"params": params}, inputs, deterministic=False, method=model.tag_logits, rngs={"dropout": pos_dropout}
-        )
-        pos, accuracy = mlm_loss(logits, jnp.where(chosen & (classes >= 0), classes, -1))
+
+        def word_classes():
+            probability = jnp.where(classes > 0, c.pos_probability, c.mlm_probability)
+            inputs, chosen = mask_pieces(tokens, pos_rng, mask_id, probability)
+            logits = model.apply(
+                {"params": params}, inputs, deterministic=False, method=model.tag_logits, rngs={"dropout": pos_dropout}
+            )
+            return mlm_loss(logits, jnp.where(chosen & (classes >= 0), classes, -1))
+
         on = _active(step, c.pos_window, total)
-        value = value + jnp.where(on, pos, 0.0)
+        pos, accuracy = _when(on, word_classes)
+        value = value + pos
         metrics.update(pos=pos, pos_accuracy=accuracy, pos_on=on.astype(jnp.float32))
     return value, metrics
+
+
+def _when(on: jax.Array, task) -> tuple[jax.Array, jax.Array]:
+    """task() -> (loss, accuracy) at a step inside its window, (0, 0) outside without running it (lax.cond: the
+    objective curriculum's idle head costs nothing)."""
+    return jax.lax.cond(on, task, lambda: (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)))
 
 
 def _unknown_share(tokens: jax.Array) -> jax.Array:
