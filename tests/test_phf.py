@@ -315,3 +315,13 @@ def test_phf_trains_on_scored_documents(tmp_path):
     assert "preference/misaligned_rate" not in scores
     rows_logged = [json.loads(line) for line in open(summary["metrics"], encoding="utf-8")]
     assert any(r.get("train/misaligned_tokens", 0) > 0 for r in rows_logged)
+
+
+def test_scored_sentences_read_by_another_objective_are_refused_in_one_sentence():
+    from configs import lm
+    from training.task import make_task
+
+    config = lm.get_config()
+    config.data.name = "preference_text"
+    with pytest.raises(ConfigError, match="holds PHF's scored sentences, which objective 'lm' does not read"):
+        make_task(config)

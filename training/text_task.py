@@ -1,5 +1,7 @@
-"""Text-only training (SimCSE, MultiCSR, CCP): the source, tokenizer corpus and transform that the
-training loop uses in place of the image-text ones when config.data.name is a text dataset.
+"""Text-only training (SimCSE, MultiCSR, CCP, SPACE-2, CLIMB, PCP and the language models): the source, tokenizer
+corpus and transform that the training loop uses in place of the image-text ones when config.data.name is a text
+dataset; a method that changes them says how in METHODS (its own source, a wrapper of config.data's, its
+transform, the symbols its tokenizer holds).
 
 The model, optimizer, mesh, train step, checkpoints and logging are the image-text ones; the batch has
 only token fields ("text", and "positive"/"negative" or "context"/"language" by source), the objective
@@ -9,7 +11,8 @@ encodes them with the text tower alone, and the text configs name an `sts` evalu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import ml_collections
 
@@ -30,19 +33,17 @@ def is_text_data(config: ml_collections.ConfigDict) -> bool:
 
 
 def make_source(config: ml_collections.ConfigDict):
-    """The text source of config.data; for CCP, checks that its languages and a batch fit the banks."""
+    """The text source of config.data, or the method's own (METHODS below); for CCP, checks that its languages
+    and a batch fit the banks."""
+    method = METHODS.get(config.objective, TextMethod())
+    if method.source and (own := method.source(config)) is not None:
+        return own
     data = config.data
-    if data.name in PHF_DATASETS:  # PHF: the misaligned share, threshold and filtering are the method's (config.phf)
-        phf = config.phf
-        filtered = phf.objective == "filtering"
-        if data.name == "preference_text":
-            return preference_text.PreferenceSource(data.train_size, phf.misaligned_rate, filtered=filtered)
-        try:
-            return preference_text.ScoredDocumentSource(read_scored_documents(data.path, phf.threshold), filtered)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"config.data.path: {e}") from None
-    if config.objective == "pcp" and config.pcp.stage != "pretrain":
-        return _pcp_source(config)
+    if data.name in PHF_DATASETS:
+        raise ConfigError(
+            f"config.data.name={data.name!r} holds PHF's scored sentences, which objective {config.objective!r} does "
+            "not read; train on them with configs/phf.py (its `mle` objective is plain language modelling)."
+        )
     try:
         space2 = config.get("space2", {})
         source, languages = text_sources.make_text_source(
@@ -62,15 +63,37 @@ def make_source(config: ml_collections.ConfigDict):
             f"config.ccp.queue_size ({config.ccp.queue_size}) must be at least config.batch_size "
             f"({config.batch_size}) so one batch never overwrites itself in the bank; raise it."
         )
-    if config.objective == "climb" and config.climb.data != "none":
-        return _data_curriculum(config, source)
-    return source
+    return method.over(config, source) if method.over else source
 
 
-def _data_curriculum(config: ml_collections.ConfigDict, source) -> CurriculumSource:
-    """CLIMB's data curriculum over the child-directed corpus: each step samples the easiest share of its documents
-    by config.climb.data's difficulty, under the run's pacing function (losses/climb.py,
-    input_pipeline/curriculum.py)."""
+def _phf_source(config: ml_collections.ConfigDict):
+    """PHF's: the misaligned share, threshold and filtering are the method's (config.phf)."""
+    data, phf = config.data, config.phf
+    filtered = phf.objective == "filtering"
+    if data.name == "preference_text":
+        return preference_text.PreferenceSource(data.train_size, phf.misaligned_rate, filtered=filtered)
+    try:
+        return preference_text.ScoredDocumentSource(read_scored_documents(data.path, phf.threshold), filtered)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config.data.path: {e}") from None
+
+
+def _phf_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
+    """Each sentence after its control token (conditional training), or the documents as they are."""
+    try:
+        preference_text.tag_ids(tokenizer)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    tags = config.phf.objective == "conditional"
+    return preference_text.PreferenceTransform(tokenizer, config.model.decoder.max_len + 1, tags)
+
+
+def _data_curriculum(config: ml_collections.ConfigDict, source):
+    """CLIMB's data curriculum over the child-directed corpus (config.climb.data, else the source as it is): each
+    step samples the easiest share of its documents by that difficulty, under the run's pacing function
+    (losses/climb.py, input_pipeline/curriculum.py)."""
+    if config.climb.data == "none":
+        return source
     difficulty, pace = child_text.difficulty(source, config.climb.data), schedule(config)
     return CurriculumSource(
         source, difficulty, lambda step: pacing(step, pace), total_steps=config.total_steps,
@@ -78,10 +101,13 @@ def _data_curriculum(config: ml_collections.ConfigDict, source) -> CurriculumSou
     )  # fmt: skip
 
 
-def _pcp_source(config: ml_collections.ConfigDict) -> text_sources.RecordSource:
-    """PCP's stage data (losses/pcp.py): the seed's few labelled judgements in the template (`prompt`), the unlabelled
-    pool as raw text (`tapt`) or in the template with each text's pseudo-label word (`pcp`)."""
+def _pcp_source(config: ml_collections.ConfigDict) -> text_sources.RecordSource | None:
+    """PCP's stage data (losses/pcp.py): the seed's labelled judgements in the template (`prompt`), the unlabelled
+    pool as raw text (`tapt`) or in the template with each text's pseudo-label word (`pcp`); None for `pretrain`
+    (config.data's text)."""
     c = config.pcp
+    if c.stage == "pretrain":
+        return None
     if c.stage == "prompt":
         records = [
             acceptability_text.prompt_record(r, r["label"]) for r in acceptability_text.labelled(config.seed, c.shots)
@@ -127,24 +153,44 @@ def corpus(source) -> Iterator[str]:
 
 def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """Control tokens (PHF's) or words (PCP's label words) the run's own tokenizer trains in as single pieces."""
-    if config.objective == "pcp":
-        return acceptability_text.VERBALIZER
-    return preference_text.TAGS if config.data.name in PHF_DATASETS else ()
+    return METHODS.get(config.objective, TextMethod()).symbols
 
 
 def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
-    """Token fields of max_len: the text tower's, or for a language model (config.model.kind 'decoder') its
-    context plus one (it reads tokens[:-1] and predicts tokens[1:])."""
+    """The method's transform (METHODS), else token fields of max_len: the text tower's, or for a language model
+    (config.model.kind 'decoder') its context plus one (it reads tokens[:-1] and predicts tokens[1:])."""
+    method = METHODS.get(config.objective, TextMethod())
+    if method.transform and (own := method.transform(config, tokenizer)) is not None:
+        return own
     decoder = config.model.kind == "decoder"
-    if config.data.name in PHF_DATASETS:
-        try:
-            preference_text.tag_ids(tokenizer)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        tags = config.phf.objective == "conditional"
-        return preference_text.PreferenceTransform(tokenizer, config.model.decoder.max_len + 1, tags)
-    if config.objective == "pcp" and config.pcp.stage == "prompt":  # the label slot's position
-        return acceptability_text.PromptTransform(tokenizer, config.model.text.max_len)
-    if config.objective == "climb":  # each piece's word class, for CLIMB's word-class task
-        return TaggedTextTransform(tokenizer, config.model.text.max_len, tuple(config.climb.pos_classes))
     return TextTransform(tokenizer, config.model.decoder.max_len + 1 if decoder else config.model.text.max_len)
+
+
+class TextMethod(NamedTuple):
+    """What one method changes in the text task; each hook returns None (or is None) to keep the default."""
+
+    source: Callable[[ml_collections.ConfigDict], Any] | None = None  # its own source in place of config.data's
+    over: Callable[[ml_collections.ConfigDict, Any], Any] | None = None  # config.data's source -> what it reads
+    transform: Callable[[ml_collections.ConfigDict, Tokenizer], Any] | None = None
+    symbols: tuple[str, ...] = ()  # held as single pieces by a tokenizer trained for the run
+
+
+# objective -> its hooks; the other text methods (SimCSE, MultiCSR, CCP, SPACE-2, the language models) read
+# config.data's records with TextTransform.
+METHODS = {
+    "phf": TextMethod(source=_phf_source, transform=_phf_transform, symbols=preference_text.TAGS),
+    "climb": TextMethod(
+        over=_data_curriculum,  # each piece's word class, for CLIMB's word-class task
+        transform=lambda config, tokenizer: TaggedTextTransform(
+            tokenizer, config.model.text.max_len, tuple(config.climb.pos_classes)
+        ),
+    ),
+    "pcp": TextMethod(
+        source=_pcp_source,
+        transform=lambda config, tokenizer: (  # the label slot's position
+            acceptability_text.PromptTransform(tokenizer, config.model.text.max_len)
+            if config.pcp.stage == "prompt" else None
+        ),
+        symbols=acceptability_text.VERBALIZER,
+    ),
+}  # fmt: skip
