@@ -20,22 +20,23 @@ from input_pipeline import acceptability_text
 from losses.pcp import slot_logits
 
 
-def prompt_scores(
-    score_fn: Callable, params, tokenizer, records: Sequence[dict], *, max_len: int, batch_size: int
-) -> np.ndarray:
-    """float32 [N, C]: `score_fn(params, tokens [B, L], slots [B])` -> [B, C] on every record of
-    acceptability_text.judgement's form, in the template (the slot's word is masked, so which word fills it does
-    not matter), in batches of `batch_size` (the last padded with its first row: one compiled shape)."""
+def encode_prompts(tokenizer, records: Sequence[dict], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens int32 [N, max_len], slots int32 [N]) of records of acceptability_text.judgement's form in the template
+    (the slot's word is masked when scored, so which word fills it does not matter)."""
     text = acceptability_text
     examples = [text.prompt_example(tokenizer, text.prompt_record(r, 0), max_len) for r in records]
-    tokens = np.stack([e["text"] for e in examples])
-    slots = np.array([e["slot"] for e in examples], np.int32)
+    return np.stack([e["text"] for e in examples]), np.array([e["slot"] for e in examples], np.int32)
+
+
+def prompt_scores(score_fn: Callable, params, tokens: np.ndarray, slots: np.ndarray, batch_size: int) -> np.ndarray:
+    """float32 [N, C]: `score_fn(params, tokens [B, L], slots [B])` -> [B, C] over `encode_prompts`' rows, in batches
+    of `batch_size` (the last padded with its first row: one compiled shape)."""
     scores = []
-    for start in range(0, len(records), batch_size):
-        take = np.arange(start, min(start + batch_size, len(records)))
+    for start in range(0, len(tokens), batch_size):
+        take = np.arange(start, min(start + batch_size, len(tokens)))
         take = np.concatenate([take, np.full(batch_size - len(take), start)])
         out = score_fn(params, jnp.asarray(tokens[take]), jnp.asarray(slots[take]))
-        scores.append(np.asarray(out, np.float32)[: min(batch_size, len(records) - start)])
+        scores.append(np.asarray(out, np.float32)[: min(batch_size, len(tokens) - start)])
     return np.concatenate(scores)
 
 
@@ -53,15 +54,15 @@ class PromptEvaluator:
         self.phenomena = np.array([r["phenomenon"] for r in self.records])
         self.labels = np.array([r["label"] for r in self.records])
         self.score = slot_scorer(model, acceptability_text.verbalizer_ids(tokenizer))
-        self.tokenizer, self.max_len, self.batch_size = tokenizer, max_len, batch_size
+        self.tokens, self.slots = encode_prompts(tokenizer, self.records, max_len)  # once, not at every evaluation
+        self.batch_size = batch_size
         self.description = (
             f"{num_examples} held-out grammaticality judgements in the prompt template, read at the label slot "
             f"({' / '.join(acceptability_text.VERBALIZER)})"
         )
 
     def evaluate(self, params) -> dict[str, float]:
-        scores = prompt_scores(self.score, params, self.tokenizer, self.records, max_len=self.max_len,
-                               batch_size=self.batch_size)  # fmt: skip
+        scores = prompt_scores(self.score, params, self.tokens, self.slots, self.batch_size)
         right = np.argmax(scores, axis=1) == self.labels
         metrics = {"prompt/accuracy": 100.0 * float(right.mean())}
         for phenomenon in dict.fromkeys(self.phenomena):

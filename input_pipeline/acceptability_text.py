@@ -75,9 +75,10 @@ def _word_pieces(tokenizer: Tokenizer, text: str) -> list[int]:
 def verbalizer_ids(tokenizer: Tokenizer) -> np.ndarray:
     """int32 [2]: the piece of each label word (after the bare word-start piece a user-defined symbol follows:
     configs/pcp.py's pretraining makes the words symbols); a ValueError naming the fix if a word is not one piece."""
-    ids, starts = [], set()
+    ids, lengths = [], set()
     for word in VERBALIZER:
         pieces = _word_pieces(tokenizer, f"? {word}")[1:]  # after a word, as in the template
+        lengths.add(len(pieces))
         if len(pieces) == 2 and tokenizer.id_to_piece(pieces[0]) == "\u2581":  # a symbol's bare word start
             pieces = pieces[1:]
         if len(pieces) != 1:
@@ -87,13 +88,12 @@ def verbalizer_ids(tokenizer: Tokenizer) -> np.ndarray:
                 "the label words."
             )
         ids.append(int(pieces[0]))
-        starts.add(len(_word_pieces(tokenizer, f"? {word}")))
-    if len(starts) != 1:
+    if len(lengths) != 1:
         raise ValueError("The label words take different numbers of pieces; train the tokenizer with them as symbols.")
     return np.asarray(ids, np.int32)
 
 
-def slot_position(tokenizer: Tokenizer, prefix: str, max_len: int) -> int:
+def slot_position(tokenizer: Tokenizer, prefix: str) -> int:
     """Where the label word's piece sits in the template's tokens: the last piece of `prefix` + a label word, after
     BOS (SentencePiece splits at spaces, so the prefix's pieces are the text's first ones)."""
     return len(_word_pieces(tokenizer, f"{prefix} {VERBALIZER[0]}"))
@@ -102,7 +102,7 @@ def slot_position(tokenizer: Tokenizer, prefix: str, max_len: int) -> int:
 def prompt_example(tokenizer: Tokenizer, record: dict, max_len: int) -> dict:
     """Record {"text", "prefix", "label"} (`prompt_record`) -> {"text": int32 [max_len], "label": int32, "slot":
     int32, the label word's position}; a ValueError if max_len cuts the text before its slot."""
-    slot = slot_position(tokenizer, record["prefix"], max_len)
+    slot = slot_position(tokenizer, record["prefix"])
     if slot >= max_len - 1:
         raise ValueError(f"config.model.text.max_len={max_len} cuts {record['text']!r} before its label slot.")
     ids = tokenizer.encode([record["text"]], max_len)[0]

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from configs.errors import ConfigError
-from losses.masked_lm import FIRST_PIECE, UNKNOWN_ID, mask_pieces, mlm_loss
+from losses.masked_lm import FIRST_PIECE, UNKNOWN_ID, mask_id_of, mask_pieces, mlm_loss
 from losses.pacing import PACING_CURVES, Schedule, count_step, pacing
 from models.two_tower import pos_task
 
@@ -65,7 +65,7 @@ def loss(params, batch, extra, rng, *, model, config):
     c, total = config.climb, config.total_steps
     step = extra["step"]
     tokens = batch["text"]
-    mask_id = params["text_tower"]["token_embedding"]["embedding"].shape[0] - 1  # the row after the vocabulary
+    mask_id = mask_id_of(params)
     difficulty = pacing(step, schedule(config), xp=jnp)
     if c.vocabulary == "token_ids":
         tokens = capped_vocabulary(tokens, difficulty, extra["piece_rank"])

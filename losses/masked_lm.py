@@ -15,6 +15,11 @@ import jax.numpy as jnp
 UNKNOWN_ID, FIRST_PIECE = 1, 4
 
 
+def mask_id_of(params) -> int:
+    """The [MASK] id: the text tower's embedding row after the tokenizer's vocabulary."""
+    return params["text_tower"]["token_embedding"]["embedding"].shape[0] - 1
+
+
 def mask_pieces(tokens: jax.Array, rng: jax.Array, mask_id: int, probability) -> tuple[jax.Array, jax.Array]:
     """int32 [N, L] -> (inputs [N, L], chosen bool [N, L]): each piece (ids >= FIRST_PIECE, and unknown pieces)
     chosen with `probability` (a number, or [N, L] per token), then 80% [MASK] (`mask_id`), 10% a random piece

@@ -26,14 +26,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from configs.errors import ConfigError
-from losses.masked_lm import mask_pieces, mlm_loss
+from losses.masked_lm import mask_id_of, mask_pieces, mlm_loss
 
 STAGES = ("pretrain", "prompt", "tapt", "pcp")
-
-
-def mask_id_of(params) -> int:
-    """The [MASK] id: the text tower's row after the tokenizer's vocabulary (models/two_tower.py)."""
-    return params["text_tower"]["token_embedding"]["embedding"].shape[0] - 1
 
 
 def slot_logits(params, tokens, slot, verbalizer, *, model, deterministic: bool = True, rngs=None) -> jax.Array:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from configs.errors import ConfigError
-from losses.masked_lm import mlm_inputs, mlm_loss
+from losses.masked_lm import mask_id_of, mlm_inputs, mlm_loss
 
 
 def jaccard_scores(ids_a: jax.Array, ids_b: jax.Array) -> jax.Array:
@@ -87,8 +87,9 @@ def loss(params, batch, extra, rng, *, model, config):
     value = supervised + self_supervised
     metrics = {"supervised": supervised, "self_supervised": self_supervised}
     if options.mlm_weight:
-        mask_id = params["text_tower"]["token_embedding"]["embedding"].shape[0] - 1
-        inputs, labels = mlm_inputs(jnp.concatenate([labelled, unlabelled]), mlm_rng, mask_id, options.mlm_probability)
+        inputs, labels = mlm_inputs(
+            jnp.concatenate([labelled, unlabelled]), mlm_rng, mask_id_of(params), options.mlm_probability
+        )
         logits = model.apply(
             {"params": params}, inputs, deterministic=False, method=model.mlm_logits, rngs={"dropout": mlm_dropout_rng}
         )

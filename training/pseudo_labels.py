@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 
 from configs.errors import ConfigError
-from evaluation.prompt_eval import prompt_scores, slot_scorer
+from evaluation.prompt_eval import encode_prompts, prompt_scores, slot_scorer
 from input_pipeline import acceptability_text
 from training.trained_runs import load_trained_run, run_config
 
@@ -54,10 +54,9 @@ def pseudo_labelled_pool(config: ml_collections.ConfigDict) -> tuple[list[dict],
     else:
         labeller_config = run_config(labeller)
         model, tokenizer, params, step = load_trained_run(labeller_config, labeller)
-        scores = prompt_scores(
-            slot_scorer(model, acceptability_text.verbalizer_ids(tokenizer)), params, tokenizer, records,
-            max_len=labeller_config.model.text.max_len, batch_size=config.eval.batch_size,
-        )  # fmt: skip
+        tokens, slots = encode_prompts(tokenizer, records, labeller_config.model.text.max_len)
+        score = slot_scorer(model, acceptability_text.verbalizer_ids(tokenizer))
+        scores = prompt_scores(score, params, tokens, slots, config.eval.batch_size)
         labels = np.argmax(scores, axis=1)
         labeller = f"{labeller} (step {step})"
     agreement = 100.0 * float(np.mean(labels == np.array([r["label"] for r in records])))
