@@ -191,6 +191,7 @@ def get_base_config(arg: str | None) -> ml_collections.ConfigDict:
     c.model.head_dim = 0  # ProtoCLIP's MLP projection head on each tower; 0 = none
     c.model.region_depth = 0  # CLOC's box prompter and grounding head: cross-attention blocks each; 0 = none
     c.model.video_frames = 0  # X-CLIP's video modules (models/video.py) for clips of this many frames; 0 = none
+    c.model.image_classes = 0  # COCONUT's linear classifier over the image features; 0 = none
     c.model.head_hidden_dim = 256
     c.model.text_mlp_head = "none"  # SimCSE's Dense+tanh over the text features: none | train | always
     c.model.kind = "two_tower"  # or "decoder": the language model of models/language_model.py (configs/lm.py)

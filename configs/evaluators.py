@@ -28,6 +28,7 @@ EVAL_TYPES: dict[str, dict] = {
     "fact_probe": {},
     "minimal_pairs": {"per_phenomenon": 100},
     "prompt_accuracy": {},
+    "class_incremental": {},
     "captioning": {},
 }  # fmt: skip
 

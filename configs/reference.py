@@ -83,6 +83,8 @@ DESCRIPTIONS = {
     "model.head_dim": "Output width of an MLP projection head on each tower (ProtoCLIP); 0 = no heads.",
     "model.head_hidden_dim": "Hidden width of those heads (used only when `model.head_dim` > 0).",
     "model.region_depth": "Cross-attention blocks of the box prompter and of the grounding head (CLOC); 0 = none.",
+    "model.image_classes": "Classes of a linear classifier over the image features (COCONUT's, "
+    "`configs/coconut.py`); 0 = none.",
     "model.video_frames": "Frames per clip of X-CLIP's video modules (cross-frame messages, MIT, prompts; "
     "docs/video.md); 0 = none.",
     "model.kind": "`two_tower` (image and text towers: every contrastive method), `decoder` (the language model of "

@@ -41,6 +41,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `prompt_accuracy` (a PCP run's masked language model): % of config.eval.num_examples held-out grammaticality
   judgements whose label word the head puts first at the prompt template's masked slot, overall and by phenomenon
   (evaluation/prompt_eval.py).
+- `class_incremental` (a COCONUT run's classifier): % of the held-out shapes test images of the classes seen so far
+  classified right among them, overall, per experience and over the earlier experiences
+  (evaluation/incremental_eval.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -146,6 +149,11 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
             raise ConfigError(
                 f"{key} (prompt_accuracy) reads a masked language model's head at a prompt's slot, which only PCP's "
                 "runs train for it; use it with configs/pcp.py, or remove it from config.evals."
+            )
+        if entry.type == "class_incremental" and config.objective != "coconut":
+            raise ConfigError(
+                f"{key} (class_incremental) scores COCONUT's classifier over the classes seen so far; use it with "
+                "configs/coconut.py, or remove it from config.evals."
             )
         if entry.type == "minimal_pairs" and entry.per_phenomenon < 1:
             raise ConfigError(f"{key}.per_phenomenon must be at least 1, not {entry.per_phenomenon}.")

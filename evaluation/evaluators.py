@@ -15,6 +15,7 @@ from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
 from evaluation.fact_probe import FactProbeEvaluator
+from evaluation.incremental_eval import IncrementalEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.minimal_pairs import MinimalPairsEvaluator
 from evaluation.preference_eval import PreferenceEvaluator, embedded_documents
@@ -182,6 +183,10 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         prompt = PromptEvaluator(model, tokenizer, max_len=config.model.text.max_len, num_examples=n,
                                  batch_size=batch_size)  # fmt: skip
         return _Call(prompt.evaluate, prompt.description)
+    if entry.type == "class_incremental":
+        incremental = IncrementalEvaluator(model, config, num_examples=n, batch_size=batch_size,
+                                           image_size=image_size)  # fmt: skip
+        return _Call(incremental.evaluate, incremental.description)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
                                    batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip

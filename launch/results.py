@@ -89,6 +89,9 @@ PROMPT_COLUMNS = {
     "judgements %": ("prompt/accuracy", 1, 1),
     **{f"{p.replace('_', ' ')} judged %": (f"prompt/{p}", 1, 1) for p in PHENOMENA},
 }
+# COCONUT runs (evaluation/incremental_eval.py): held-out images of the classes seen so far classified right, in
+# percent, over all of them and over the earlier experiences'.
+INCREMENTAL_COLUMNS = {"seen classes %": ("incremental/accuracy", 1, 1), "earlier classes %": ("incremental/old", 1, 1)}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -163,6 +166,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return MINIMAL_PAIRS_COLUMNS
     if has(PROMPT_COLUMNS):
         return PROMPT_COLUMNS
+    if has(INCREMENTAL_COLUMNS):
+        return INCREMENTAL_COLUMNS
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 

@@ -49,6 +49,7 @@ from losses import (
     climb,
     clip_refine,
     cloc,
+    coconut,
     degla,
     denseclip,
     dreamlip,
@@ -308,6 +309,25 @@ OBJECTIVES: dict[str, Objective] = {
         validate=climb.validate,
         implementations=("dense",),
         dense_only=lambda config: "a masked language model has no term over the batch",
+    ),
+    "coconut": Objective(
+        loss=embed_then_loss(coconut.embed, coconut.loss_from_embeddings),
+        init_extra=coconut.init_extra,
+        embed=coconut.embed,
+        loss_from_embeddings=coconut.loss_from_embeddings,
+        grad_cache=True,
+        batch_fields=coconut.batch_fields,
+        validate=coconut.validate,
+        # no record_fields: class_label and replay come from the experience's source
+        # (input_pipeline/class_incremental.py), not the data
+        # CE and L_MM (the shared primitive) run anywhere; L_NSPT's mixed-source mask is a dense term of its own.
+        implementations=ALL_IMPLEMENTATIONS,
+        dense_only=lambda config: (
+            "L_NSPT's positives are the teacher's embeddings and its negatives the student's, a mask per anchor "
+            "over two sources of columns that the shared primitive does not express"
+            if coconut.uses_teacher(config)
+            else None
+        ),
     ),
     "pcp": Objective(
         loss=pcp.loss,

@@ -50,6 +50,8 @@ class TwoTower(nn.Module):
     With `text_views` = V > 0 and `text_mlm_head` (SPACE-2): `encode_text_views(tokens)` adds `view_embedding`
     [B, V, D], and `mlm_logits(tokens)` gives [B, L, vocab]; the vocabulary then holds the [MASK] row.
     With `text_tag_classes` = C > 0 (CLIMB's word-class objective) `tag_logits(tokens)` gives [B, L, C].
+    With `image_classes` = C > 0 (COCONUT's classifier) the model has a linear head over the image features:
+    `class_logits` [B, C] beside the image outputs.
     """
 
     image: ml_collections.ConfigDict
@@ -77,6 +79,7 @@ class TwoTower(nn.Module):
     text_views: int = 0  # SPACE-2's per-view heads over the text features; 0 = none
     text_mlm_head: bool = False  # SPACE-2's masked-language-model head, tied to the text tower's token embedding
     text_tag_classes: int = 0  # CLIMB's part-of-speech head over each position's state; 0 = none
+    image_classes: int = 0  # COCONUT's linear classifier over the image features; 0 = none
 
     def setup(self):
         transformer = dict(attention=self.attention, layer_norm_dtype=self.layer_norm_dtype)
@@ -117,6 +120,8 @@ class TwoTower(nn.Module):
             self.tag_transform = nn.Dense(self.text["width"], dtype=self.dtype)
             self.tag_norm = nn.LayerNorm(epsilon=self.text.get("layer_norm_eps", 1e-12))
             self.tag_output = nn.Dense(self.text_tag_classes, dtype=jnp.float32)
+        if self.image_classes:
+            self.class_head = nn.Dense(self.image_classes, dtype=jnp.float32)
 
     def _setup_dense(self, d: DenseSettings):
         shape = (d.context_tokens, self.text["width"])
@@ -269,6 +274,8 @@ class TwoTower(nn.Module):
         out = {"logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
         if images is not None:
             out.update(self.encode_image(images))
+            if self.image_classes:
+                out["class_logits"] = self.class_head(out["image_features"])
         if tokens is not None:
             out.update(self.encode_text(tokens))
         if self.head_dim and images is not None and tokens is not None:
@@ -336,6 +343,7 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         text_views=len(config.space2.views) if space2 else 0,
         text_mlm_head=mlm,
         text_tag_classes=1 + len(config.climb.pos_classes) if climb and pos_task(config.climb) else 0,
+        image_classes=m.image_classes,
     )
 
 

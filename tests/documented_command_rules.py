@@ -150,6 +150,19 @@ RULES = (
         "agreement count): its flags parse",
     ),
     Rule(
+        r"python main\.py --config=configs/coconut\.py",
+        CHECK,
+        "COCONUT's experiences, each started from the one before; a rehearsal buffer needs more examples per class "
+        "than the tiny run renders (tests/test_coconut.py trains two experiences end to end through the same loop): "
+        "main.py's flags parse",
+    ),
+    Rule(
+        r"python benchmarks/coconut_chain\.py ",
+        CHECK,
+        "COCONUT's ablation at 3 seeds, 33 runs (tests/test_coconut.py checks its forgetting arithmetic and trains "
+        "two experiences): its flags parse",
+    ),
+    Rule(
         r"python main\.py --config=configs/climb\.py:curriculum=(vocabulary|objective) ",
         VALIDATE,
         "the curricula that change the loss, trained end to end by tests/test_climb.py (the baseline and the data "

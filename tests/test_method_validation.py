@@ -24,6 +24,7 @@ BAD_VALUES = {
     "climb": ("pacing", "cubic", "config.climb.pacing='cubic' is not one of"),
     "clip_hard_negatives": ("mask_mode", "drop", "Unknown config.clip_hard_negatives.mask_mode 'drop'"),
     "clip_refine": ("features", "pooled", "Unknown config.clip_refine.features 'pooled'"),
+    "coconut": ("temperature", 0.0, "config.coconut.temperature=0.0 must be positive"),
     "close": ("noise_std", 3.0, "config.close.noise_std must be in [0, 2]"),
     "cloc": ("region_weight", -1.0, "config.cloc.region_weight must be at least 0, not -1.0"),
     "degla": ("tgc_negatives", "all", "Unknown config.degla.tgc_negatives 'all'"),

@@ -68,6 +68,9 @@ def _config(name: str, implementation: str = "dense", batch_size: int = BATCH, m
     if name == "xclip":
         config.model.video_frames = VIDEO_FRAMES
         config.data.name = "shapes_video"
+    if name == "coconut":  # experience 1 of 4 (classes 0-3 seen); NSPT (dense only: test_coconut.py) off
+        config.model.image_classes = 8
+        config[name].update(task=1, nspt_weight=0.0)
     if name in ("protoclip", "proclip", "uclip"):
         config.model.head_dim = config.model.embed_dim
         config.model.head_hidden_dim = 32
@@ -112,6 +115,10 @@ def _fields(name: str, config, size: int, rng: np.random.Generator) -> dict[str,
             "region_group": rng.integers(0, 6, (size, 3)).astype(np.int32),  # duplicates: not each other's negatives
             "ground_valid": valid & (rng.random((size, 3)) < 0.8),
         }
+    if name == "coconut":  # seen classes only; a few rehearsal samples of two classes
+        replay = np.arange(size) < size // 4
+        labels = np.where(replay, np.arange(size) % 2, 2 + rng.integers(0, 2, size))
+        return {"class_label": labels.astype(np.int32), "replay": replay}
     if name == "denseclip":
         labels = rng.integers(0, len(config.denseclip.class_names), (size, *(config.data.image_size,) * 2))
         return {"segmentation": np.where(rng.random(labels.shape) < 0.1, 255, labels).astype(np.int32)}
@@ -140,7 +147,7 @@ def _extra(name: str, config, params):
     """The objective's extra state, filled so that every term takes part (ready prototypes, full banks)."""
     rng = jax.random.PRNGKey(7)
     unit = lambda key, *shape: l2_normalize(jax.random.normal(key, shape, jnp.float64))  # noqa: E731
-    if name in ("clip_refine", "degla"):
+    if name in ("clip_refine", "degla", "coconut"):
         return {"teacher": _perturbed(params, 1)}
     if name in ("multicsr", "clip_hard_negatives"):
         return {"frozen": _perturbed(params, 2)}

@@ -16,6 +16,7 @@ from configs import (
     clip_refine,
     cloc,
     close,
+    coconut,
     degla,
     denseclip,
     dreamlip,
@@ -44,13 +45,13 @@ from input_pipeline.shapes import TEXT_FIELDS
 from losses.objectives import OBJECTIVES
 from models.two_tower import pos_task
 from training.pseudo_labels import check_labeller
-from training.trained_runs import check_language_model_run
+from training.trained_runs import check_language_model_run, run_config
 
 # objective -> the config file whose config.<objective> section holds the method's options, with their defaults.
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
-    for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, degla, denseclip, dreamlip, limber,
-                   multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
+    for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, coconut, degla, denseclip, dreamlip,
+                   limber, multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -120,6 +121,27 @@ def check_climb_data(c: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_previous_experience(c: ml_collections.ConfigDict) -> None:
+    """After the first experience, config.init_from.workdir is a finished COCONUT run of the experience before, on
+    the same split of the same label; every parameter is copied from it (it is also the teacher)."""
+    k = c.coconut
+    if k.task == 0:
+        return
+    key, workdir = "config.init_from.workdir", c.init_from.workdir
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise ConfigError(f"{key} {workdir!r} holds no checkpoints; train experience {k.task - 1} there first.")
+    previous = run_config(workdir)
+    if previous.objective != "coconut" or (previous.coconut.task, previous.coconut.tasks, previous.coconut.label) != (
+        k.task - 1,
+        k.tasks,
+        k.label,
+    ):
+        raise ConfigError(
+            f"{key} {workdir!r} is no configs/coconut.py run of experience {k.task - 1} of {k.tasks} on the "
+            f"{k.label} classes; name the run of the experience before this one."
+        )
+
+
 def check_pcp_data(c: ml_collections.ConfigDict) -> None:
     """PCP's stages after pretraining read the judgements' template and label words
     (input_pipeline/acceptability_text.py), and stage `pcp`
@@ -137,7 +159,7 @@ def check_pcp_data(c: ml_collections.ConfigDict) -> None:
 # another run's files.
 OBJECTIVE_CHECKS = {
     "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data,
-    "climb": check_climb_data, "pcp": check_pcp_data,
+    "climb": check_climb_data, "pcp": check_pcp_data, "coconut": check_previous_experience,
 }  # fmt: skip
 
 

@@ -78,6 +78,10 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
     if "prompt/accuracy" in e:  # PCP (evaluation/prompt_eval.py)
         each = ", ".join(f"{p} {e[f'prompt/{p}']:.1f}" for p in PHENOMENA if f"prompt/{p}" in e)
         rows.append(("judgements", f"{e['prompt/accuracy']:.1f}% right at the prompt's slot (chance 50%): {each}"))
+    if "incremental/accuracy" in e:  # COCONUT (evaluation/incremental_eval.py)
+        tasks = sorted(k for k in e if k.startswith("incremental/task_"))
+        each = ", ".join(f"experience {k.rsplit('_', 1)[1]} {e[k]:.1f}" for k in tasks)
+        rows.append(("seen classes", f"{e['incremental/accuracy']:.1f}% of held-out images right: {each}"))
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

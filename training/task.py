@@ -14,6 +14,7 @@ import ml_collections
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
 from input_pipeline import segmentation
+from input_pipeline.class_incremental import ClassIncrementalSource
 from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
 from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import Tokenizer
@@ -42,6 +43,12 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
         )  # fmt: skip
     source = make_source(config)  # shapes, shapes_video or your files (input_pipeline/sources.py)
     _check_record_fields(config, source)
+    if config.objective == "coconut":
+        # One experience of the class-incremental split and its rehearsal buffer. The tokenizer reads every class's
+        # captions, as a vocabulary fixed before the stream starts (a pretrained model's) would.
+        c = config.coconut
+        experience = ClassIncrementalSource(source, c.label, c.task, c.tasks, c.buffer_per_class, c.replay_fraction)
+        return Task(experience, lambda: train_texts(source), transform_for(config))
     if config.data.name in VIDEO_DATASETS:
         fields = objective_inputs.batch_fields(config)
         frames, max_len = config.model.video_frames, config.model.text.max_len
@@ -50,6 +57,16 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             lambda: train_texts(source),
             lambda tokenizer: VideoTrainTransform(tokenizer, max_len, frames, fields),
         )
+
+    transform = transform_for(config)
+    if segmentation.mask_options(config):
+        # DenseCLIP on your masks reads text only in its class-name prompts, and the images may have no captions.
+        return Task(source, lambda: itertools.chain(train_texts(source), config.denseclip.class_names), transform)
+    return Task(source, lambda: train_texts(source), transform)
+
+
+def transform_for(config: ml_collections.ConfigDict) -> Callable[[Tokenizer], TrainTransform]:
+    """tokenizer -> the image-text records' TrainTransform of config."""
 
     def transform(tokenizer: Tokenizer) -> TrainTransform:
         return TrainTransform(
@@ -62,10 +79,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
             rewrite_warmup_examples=config.data.rewrite_warmup_steps * (config.batch_size // jax.process_count()),
         )
 
-    if segmentation.mask_options(config):
-        # DenseCLIP on your masks reads text only in its class-name prompts, and the images may have no captions.
-        return Task(source, lambda: itertools.chain(train_texts(source), config.denseclip.class_names), transform)
-    return Task(source, lambda: train_texts(source), transform)
+    return transform
 
 
 def _check_record_fields(config: ml_collections.ConfigDict, source) -> None:
