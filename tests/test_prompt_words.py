@@ -24,7 +24,7 @@ from training.text_task import is_text_data
 RECORDS, DRAWS = 600, 4
 IMAGE_TEXT_CONFIGS = (
     "clip", "laclip", "siglip", "lit", "dreamlip", "alip", "protoclip", "clip_hard_negatives", "degla",
-    "clip_refine", "clip_continued", "proclip_stage1", "proclip", "uclip", "cloc", "denseclip",
+    "clip_refine", "clip_continued", "proclip_stage1", "proclip", "uclip", "cloc", "denseclip", "coconut",
 )  # fmt: skip
 
 
@@ -64,6 +64,8 @@ def records():
 def _trained_words(name: str, records) -> set[str]:
     config = importlib.import_module(f"configs.{name}").get_config()
     assert not is_text_data(config)
+    if name == "coconut":  # the fields its experience's source adds (input_pipeline/class_incremental.py)
+        records = [{**r, "class_label": r["shape"], "replay": np.False_} for r in records]
     tokenizer = _RecordingTokenizer()
     transform = TrainTransform(
         tokenizer, 8, config.data.text_augmentation, (1.0, 1.0), get_objective(config.objective).batch_fields
