@@ -35,7 +35,6 @@ import numpy as np
 from configs.errors import ConfigError
 from losses.contrastive import contrastive_loss, implementation_options
 
-NUM_CLASSES = 8  # the shapes' shapes and colours (input_pipeline/class_incremental.py LABELS)
 _MASKED = -1e9  # a finite "excluded" logit: rows with nothing kept still give finite gradients
 
 
@@ -58,9 +57,9 @@ def nspt_loss(
 
 
 def seen_mask(config: ml_collections.ConfigDict) -> np.ndarray:
-    """bool [NUM_CLASSES]: the classes of experiences 0..config.coconut.task."""
-    c = config.coconut
-    return np.arange(NUM_CLASSES) < (c.task + 1) * (NUM_CLASSES // c.tasks)
+    """bool [C]: the classes of experiences 0..config.coconut.task, C = config.model.image_classes (the label's)."""
+    c, classes = config.coconut, config.model.image_classes
+    return np.arange(classes) < (c.task + 1) * (classes // c.tasks)
 
 
 def seen_logits(class_logits: jax.Array, seen: np.ndarray) -> jax.Array:
@@ -125,9 +124,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     c = config.coconut
     if c.label not in ("shape", "colour"):
         raise ConfigError(f"config.coconut.label={c.label!r} is no class label of the shapes; use 'shape' or 'colour'.")
-    if c.tasks < 1 or NUM_CLASSES % c.tasks:
+    classes = config.model.image_classes  # the label's, checked by training/method_validation.py
+    if c.tasks < 1 or (classes and classes % c.tasks):
+        divisors = [n for n in range(1, classes + 1) if classes % n == 0]
         raise ConfigError(
-            f"config.coconut.tasks={c.tasks} does not split the {NUM_CLASSES} classes evenly; use 1, 2, 4 or 8."
+            f"config.coconut.tasks={c.tasks} does not split the {classes} classes evenly; use one of {divisors}."
         )
     if not 0 <= c.task < c.tasks:
         raise ConfigError(f"config.coconut.task={c.task} is not an experience of {c.tasks}; use 0 to {c.tasks - 1}.")
@@ -146,11 +147,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.coconut.{key}={c[key]} is negative; use 0 (off) or more.")
     if c.temperature <= 0:
         raise ConfigError(f"config.coconut.temperature={c.temperature} must be positive (SupCon's is 0.1).")
-    if config.model.image_classes != NUM_CLASSES:
-        raise ConfigError(
-            f"config.model.image_classes={config.model.image_classes} is not the {NUM_CLASSES} classes of the label; "
-            f"set it to {NUM_CLASSES} (configs/coconut.py does)."
-        )
     if config.data.name != "shapes":
         raise ConfigError(
             f"COCONUT's experiences split the embedded shapes' classes, not config.data.name={config.data.name!r}; "

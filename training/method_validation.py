@@ -35,7 +35,7 @@ from configs import (
 )
 from configs.common import REAL_DATASETS, VIDEO_DATASETS, check_type, flat_items
 from configs.errors import ConfigError
-from input_pipeline import dialog_frames, shape_video
+from input_pipeline import class_incremental, dialog_frames, shape_video
 from input_pipeline.acceptability_text import ACCEPTABILITY_DATASET
 from input_pipeline.child_text import CHILD_DATASET, POS_TAGS
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
@@ -122,9 +122,16 @@ def check_climb_data(c: ml_collections.ConfigDict) -> None:
 
 
 def check_previous_experience(c: ml_collections.ConfigDict) -> None:
-    """After the first experience, config.init_from.workdir is a finished COCONUT run of the experience before, on
-    the same split of the same label; every parameter is copied from it (it is also the teacher)."""
+    """The classifier has a logit per class of the label; after the first experience, config.init_from.workdir is a
+    finished COCONUT run of the experience before, on the same split of the same label; every parameter is copied
+    from it (it is also the teacher)."""
     k = c.coconut
+    classes = len(class_incremental.LABELS[k.label])
+    if c.model.image_classes != classes:
+        raise ConfigError(
+            f"config.model.image_classes={c.model.image_classes} is not the {classes} classes of the label; "
+            f"set it to {classes} (configs/coconut.py does)."
+        )
     if k.task == 0:
         return
     key, workdir = "config.init_from.workdir", c.init_from.workdir
