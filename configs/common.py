@@ -43,6 +43,7 @@ DATASETS += ("lm_text", "preference_text", "scored_documents")  # language model
 DATASETS += ("expository_text", "web_text")  # 1.5-Pints' corpora (input_pipeline/quality_text.py)
 DATASETS += ("child_text",)  # CLIMB's child-directed corpus (input_pipeline/child_text.py)
 DATASETS += ("acceptability",)  # PCP's grammaticality judgements (input_pipeline/acceptability_text.py)
+DATASETS += ("icl_tasks",)  # MEND's in-context tasks (input_pipeline/icl_tasks.py)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

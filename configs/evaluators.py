@@ -30,6 +30,7 @@ EVAL_TYPES: dict[str, dict] = {
     "prompt_accuracy": {},
     "class_incremental": {},
     "captioning": {},
+    "in_context": {},
 }  # fmt: skip
 
 

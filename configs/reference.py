@@ -19,7 +19,8 @@ DESCRIPTIONS = {
     "data.name": "Training data: `shapes` (embedded, procedural), or your files: `webdataset`, `csv`, `jsonl`, "
     "`tfds`, `array_record` (docs/data.md); text only: `shape_sentences`, `shape_documents`, "
     "`shape_commands` (embedded), `sentences`, `nli`, `documents`, `dialogs` (docs/text.md); language models: "
-    "`lm_text`, `preference_text` (PHF), `expository_text`, `web_text` (1.5-Pints) (embedded), `sentences`, "
+    "`lm_text`, `preference_text` (PHF), `expository_text`, `web_text` (1.5-Pints), `icl_tasks` (MEND) (embedded), "
+    "`sentences`, "
     "`scored_documents` (PHF) (docs/language.md); clips: "
     "`shapes_video` (embedded), `video_folders` (docs/video.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
@@ -89,10 +90,11 @@ DESCRIPTIONS = {
     "docs/video.md); 0 = none.",
     "model.kind": "`two_tower` (image and text towers: every contrastive method), `decoder` (the language model of "
     "`models/language_model.py`: `configs/lm.py`, `configs/simctg.py`, `configs/salt.py`, "
-    "`configs/phf.py`, `configs/pints.py`; docs/language.md) or "
+    "`configs/phf.py`, `configs/pints.py`, `configs/mend.py:stage=icl`; docs/language.md), "
     "`captioner` (that "
     "language model reading a prefix mapped from a frozen CLIP run's embedding, models/captioner.py: "
-    "`configs/limber.py`, `configs/close.py`).",
+    "`configs/limber.py`, `configs/close.py`) or `mend` (that language model reading k vectors a distiller writes "
+    "from the demonstrations, models/mend.py: `configs/mend.py`).",
     "model.decoder.width": "`decoder`: the language model's width.",
     "model.decoder.depth": "`decoder`: its number of transformer blocks.",
     "model.decoder.heads": "`decoder`: its attention heads.",

@@ -44,6 +44,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `class_incremental` (a COCONUT run's classifier): % of the held-out shapes test images of the classes seen so far
   classified right among them, overall, per experience and over the earlier experiences
   (evaluation/incremental_eval.py).
+- `in_context` (a language model trained on `icl_tasks`, or a MEND run): % of held-out in-context tasks answered
+  from the demonstrations, from MEND's k distilled vectors, and from nothing, and the tokens the language model
+  reads for each (evaluation/in_context_eval.py).
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
@@ -60,6 +63,7 @@ import ml_collections
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
 from configs.evaluators import EVAL_TYPES, NAME_PREFIX
+from input_pipeline.icl_tasks import ICL_DATASET
 from input_pipeline.masks import MASK_DATASETS
 from input_pipeline.segmentation import CLASS_SETS, shapes_class_table
 from models.generation import STRATEGIES
@@ -69,8 +73,11 @@ TEXT_ONLY_TYPES = ("sts", "dialog", "minimal_pairs", "prompt_accuracy")
 # the evaluators of a decoder language model
 LANGUAGE_TYPES = ("language", "knowledge_conflict", "preference", "fact_probe")
 CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
-# evaluator type -> the config.model.kind it scores; every other type scores the two-tower model.
-MODEL_KINDS = {**dict.fromkeys(LANGUAGE_TYPES, "decoder"), **dict.fromkeys(CAPTION_TYPES, "captioner")}
+# evaluator type -> the config.model.kinds it scores; every other type scores the two-tower model.
+MODEL_KINDS = {
+    **dict.fromkeys(LANGUAGE_TYPES, ("decoder",)), **dict.fromkeys(CAPTION_TYPES, ("captioner",)),
+    "in_context": ("decoder", "mend"),
+}  # fmt: skip
 
 
 def entry_options(entry: ml_collections.ConfigDict) -> dict:
@@ -124,18 +131,23 @@ def validate_evals(config: ml_collections.ConfigDict, text_only: bool) -> None:
                 )
             if not isinstance(value, type(defaults[option])):
                 raise ConfigError(f"{key}.{option} must be a {type(defaults[option]).__name__}, not {value!r}.")
-        scores = MODEL_KINDS.get(entry.type, "two_tower")
-        if scores != config.model.kind:
-            usable = sorted(t for t in EVAL_TYPES if MODEL_KINDS.get(t, "two_tower") == config.model.kind)
+        scores = MODEL_KINDS.get(entry.type, ("two_tower",))
+        if config.model.kind not in scores:
+            usable = sorted(t for t in EVAL_TYPES if config.model.kind in MODEL_KINDS.get(t, ("two_tower",)))
             raise ConfigError(
-                f"{key} ({entry.type}) scores a {scores} model, but this run trains a {config.model.kind}; "
-                f"use one of {usable} or remove it from config.evals."
+                f"{key} ({entry.type}) scores a {' or '.join(scores)} model, but this run trains a "
+                f"{config.model.kind}; use one of {usable} or remove it from config.evals."
+            )
+        if entry.type == "in_context" and config.data.name != ICL_DATASET:
+            raise ConfigError(
+                f"{key} (in_context) scores held-out tasks of the embedded {ICL_DATASET!r} data, which this run "
+                f"does not train on ({config.data.name}); use it with configs/mend.py, or remove it from config.evals."
             )
         if entry.type == "language":
             _check_language_entry(config, key, entry)
         elif entry.type == "dialog":
             _check_dialog_entry(config, key, entry)
-        elif text_only and entry.type not in (*TEXT_ONLY_TYPES, *LANGUAGE_TYPES):
+        elif text_only and entry.type not in (*TEXT_ONLY_TYPES, *LANGUAGE_TYPES, "in_context"):
             raise ConfigError(
                 f"{key} ({entry.type}) scores images, but config.data.name={config.data.name!r} trains the text "
                 f"tower alone; remove it from config.evals or use one of {list(TEXT_ONLY_TYPES)}."

@@ -15,6 +15,7 @@ from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
 from evaluation.fact_probe import FactProbeEvaluator
+from evaluation.in_context_eval import InContextEvaluator
 from evaluation.incremental_eval import IncrementalEvaluator
 from evaluation.language_eval import KnowledgeConflictEvaluator, LanguageEvaluator
 from evaluation.minimal_pairs import MinimalPairsEvaluator
@@ -29,7 +30,7 @@ from evaluation.shapes_eval import ShapesEvaluator, batched
 from evaluation.sts_data import STSSet, load_sts
 from evaluation.sts_eval import STSEvaluator
 from evaluation.video_eval import VideoEvaluator
-from input_pipeline import acceptability_text, child_text, lm_text, segmentation, sentences, transforms
+from input_pipeline import acceptability_text, child_text, icl_tasks, lm_text, segmentation, sentences, transforms
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.quality_text import QUALITY_DATASETS, expository
@@ -187,6 +188,9 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         incremental = IncrementalEvaluator(model, config, num_examples=n, batch_size=batch_size,
                                            image_size=image_size)  # fmt: skip
         return _Call(incremental.evaluate, incremental.description)
+    if entry.type == "in_context":
+        demo_len = config.mend.distiller.max_len if config.model.kind == "mend" else 0
+        return InContextEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, demo_len=demo_len)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
                                    batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip
@@ -280,7 +284,8 @@ class Evaluators:
         files = any(eval_types.entry_options(config.evals[name]).get("path") for name in self.evaluators)
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
         embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS,
-                    child_text.CHILD_DATASET, acceptability_text.ACCEPTABILITY_DATASET)  # fmt: skip
+                    child_text.CHILD_DATASET, acceptability_text.ACCEPTABILITY_DATASET,
+                    icl_tasks.ICL_DATASET)  # fmt: skip
         if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "

@@ -21,6 +21,7 @@ Records hold strings (tokenized by TextTransform) and, for documents, a language
   (input_pipeline/child_text.py);
 - `acceptability`: PCP's unlabelled task text, sentences of the child-directed grammar, half of them
   ungrammatical (input_pipeline/acceptability_text.py);
+- `icl_tasks`: MEND's, random word maps shown by demonstrations, then a query (input_pipeline/icl_tasks.py);
   a language model trains on your text as `sentences` (a .txt file, or JSON Lines {"text": ...}).
 Unusable rows (empty fields, malformed JSON, documents of one sentence) are skipped when the file is
 read and counted in a warning; a file with no usable row is an error naming the fix.
@@ -34,13 +35,22 @@ from collections.abc import Iterator, Sequence
 
 from absl import logging
 
-from input_pipeline import acceptability_text, child_text, dialog_files, dialog_frames, lm_text, quality_text, sentences
+from input_pipeline import (
+    acceptability_text,
+    child_text,
+    dialog_files,
+    dialog_frames,
+    icl_tasks,
+    lm_text,
+    quality_text,
+    sentences,
+)
 from input_pipeline.jsonl import json_objects
 
 TEXT_DATASETS = (
     "shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs", "lm_text",
     "preference_text", "scored_documents", *quality_text.QUALITY_DATASETS, child_text.CHILD_DATASET,
-    acceptability_text.ACCEPTABILITY_DATASET,
+    acceptability_text.ACCEPTABILITY_DATASET, icl_tasks.ICL_DATASET,
 )  # fmt: skip
 FILE_DATASETS = ("sentences", "nli", "documents", "dialogs", "scored_documents")
 # Column names accepted for each field of an NLI triple, first match wins.
@@ -226,6 +236,8 @@ def make_text_source(
         return RecordSource(read_sentences(path)), ["und"]
     if name == "lm_text":
         return EmbeddedSource(lm_text.record, size, seed), ["en"]
+    if name == icl_tasks.ICL_DATASET:
+        return EmbeddedSource(icl_tasks.text_record, size, seed), ["en"]
     if name in quality_text.DOCUMENTS:
         return quality_text.QualitySource(name, size, seed), ["en"]
     if name == child_text.CHILD_DATASET:

@@ -92,6 +92,14 @@ PROMPT_COLUMNS = {
 # COCONUT runs (evaluation/incremental_eval.py): held-out images of the classes seen so far classified right, in
 # percent, over all of them and over the earlier experiences'.
 INCREMENTAL_COLUMNS = {"seen classes %": ("incremental/accuracy", 1, 1), "earlier classes %": ("incremental/old", 1, 1)}
+# MEND runs (evaluation/in_context_eval.py): held-out in-context tasks answered right, in percent, from MEND's
+# vectors, from the demonstrations and from nothing, and how often MEND chooses as in-context learning does.
+IN_CONTEXT_COLUMNS = {
+    "MEND %": ("in_context/mend", 1, 1),
+    "in-context %": ("in_context/full", 1, 1),
+    "zero-shot %": ("in_context/zero_shot", 1, 1),
+    "agreement %": ("in_context/agreement", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -147,9 +155,8 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
-    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints, CLIMB or PCP
-    run's:
-    those of the tasks the runs were evaluated on."""
+    """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints, CLIMB, PCP,
+    COCONUT or MEND run's: those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
@@ -168,6 +175,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return PROMPT_COLUMNS
     if has(INCREMENTAL_COLUMNS):
         return INCREMENTAL_COLUMNS
+    if has(IN_CONTEXT_COLUMNS):  # only those the runs made (a language model alone has no MEND columns)
+        return {name: column for name, column in IN_CONTEXT_COLUMNS.items() if column[0] in keys}
     text = has(TEXT_COLUMNS)
     return {**(COLUMNS if has(COLUMNS) or not text else {}), **(TEXT_COLUMNS if text else {})}
 

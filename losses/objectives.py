@@ -55,6 +55,7 @@ from losses import (
     dreamlip,
     hard_negatives,
     language,
+    mend,
     pcp,
     phf,
     proclip,
@@ -354,6 +355,10 @@ OBJECTIVES: dict[str, Objective] = {
     ),
     "phf": Objective(
         loss=phf.phf_loss, validate=phf.validate, implementations=("dense",), dense_only=language.no_batch_term
+    ),
+    # MEND (models/mend.py): a distiller for a frozen language model, per-sequence terms as well.
+    "mend": Objective(
+        loss=mend.mend_loss, validate=mend.validate, implementations=("dense",), dense_only=mend.no_batch_term
     ),
     # Captioners (models/captioner.py) through a frozen CLIP run's embeddings: per-sequence terms as well.
     **{

@@ -11,6 +11,7 @@ from models.captioner import PrefixCaptioner
 from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, SegmentationHead, score_map
 from models.heads import MlpHead
 from models.language_model import DecoderLM, build_language_model
+from models.mend import MendModel
 from models.region_heads import GroundingHead, Prompter, roi_mean
 from models.text_towers import text_tower
 from models.video import MultiFrameIntegration, VideoSpecificPrompt
@@ -313,6 +314,13 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         )
     if m.kind == "decoder":
         return build_language_model(config, vocab_size)
+    if m.kind == "mend":  # a distiller of demonstrations for the language model (models/mend.py)
+        d, k = config.mend.distiller, config.mend.virtual_tokens
+        lm = build_language_model(config, vocab_size)
+        # the language model's switches (norm, positions, MLP, ...) at the distiller's sizes, k more ids
+        distiller = lm.clone(vocab_size=lm.vocab_size + k, width=d.width, depth=d.depth, heads=d.heads,
+                             max_len=d.max_len, parent=None)  # fmt: skip
+        return MendModel(lm, distiller, k)
     if m.kind == "captioner":
         options = config[config.objective]
         dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise

@@ -251,6 +251,13 @@ RULES = (
         "and passes validate_config",
     ),
     Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/mend\.py",
+        CHECK,
+        "MEND's three losses at 3 seeds from one language model (the doc's main.py commands train the language "
+        "model and MEND at the tiny size; tests/test_mend.py trains both stages): every config loads and passes "
+        "validate_config",
+    ),
+    Rule(
         r"python benchmarks/compare_methods\.py --configs=configs/phf\.py",
         CHECK,
         "PHF's four objectives at 5 seeds (the doc trains configs/phf.py at the tiny size; tests/test_phf.py trains "

@@ -131,6 +131,7 @@ CONFIG_ARGUMENTS = [
     "configs/clip.py:data=webdataset",
     "configs/denseclip.py:variant=pre",
     "configs/limber.py:data=jsonl",
+    "configs/mend.py:stage=icl",
     "configs/salt.py:stage=teacher",
     "configs/simcse.py:mode=sup",
     "configs/space2.py:supervision=none",

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from configs import clip, lm, salt
+from configs import clip, lm, mend, salt
 from configs.common import flat_items
 from configs.errors import ConfigError
 from training.method_validation import METHOD_CONFIGS
@@ -31,6 +31,7 @@ BAD_VALUES = {
     "denseclip": ("prompting", "mid", "Unknown config.denseclip.prompting 'mid'; use one of ['none', 'post', 'pre']"),
     "dreamlip": ("multipos", "triplet", "Unknown config.dreamlip.multipos 'triplet'; use one of ['infonce'"),
     "limber": ("dropout", 1.0, "config.limber.dropout must be in [0, 1)"),
+    "mend": ("virtual_tokens", 0, "config.mend.virtual_tokens must be at least 1"),
     "multicsr": ("loss", "mse", "Unknown config.multicsr.loss 'mse'; use one of ['ce', 'bce']"),
     "pcp": ("mlm_probability", 1.5, "config.pcp.mlm_probability must lie in (0, 1)"),
     "phf": ("objective", "rwr", "Unknown config.phf.objective 'rwr'; use one of ['mle', 'filtering'"),
@@ -70,11 +71,17 @@ def small_language_model_run(tmp_path_factory) -> str:
     return _fake_run(tmp_path_factory.mktemp("slm"), salt.get_config("stage=teacher"))
 
 
-def _config(name: str, trained_run: str, language_model_run: str = "", small_language_model_run: str = ""):
+@pytest.fixture(scope="module")
+def in_context_run(tmp_path_factory) -> str:
+    return _fake_run(tmp_path_factory.mktemp("icl"), mend.get_config("stage=icl"))
+
+
+def _config(name: str, trained_run: str, language_model_run: str = "", small_language_model_run: str = "",
+            in_context_run: str = ""):  # fmt: skip
     config = METHOD_CONFIGS[name].get_config()
     config.init_from.workdir = trained_run  # post-pretraining methods start from a run
-    if "lm_workdir" in config[name]:  # captioners caption with a trained language model
-        config[name].lm_workdir = language_model_run
+    if "lm_workdir" in config[name]:  # captioners caption with a trained language model; MEND distils for one
+        config[name].lm_workdir = in_context_run if name == "mend" else language_model_run
     if "teacher_workdir" in config[name]:  # SALT distils from a small one
         config[name].teacher_workdir = small_language_model_run
     return config
@@ -99,8 +106,8 @@ def test_every_method_config_with_a_section_is_checked():
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_the_method_config_is_valid(name, trained_run, language_model_run, small_language_model_run):
-    validate_config(_config(name, trained_run, language_model_run, small_language_model_run))
+def test_the_method_config_is_valid(name, trained_run, language_model_run, small_language_model_run, in_context_run):
+    validate_config(_config(name, trained_run, language_model_run, small_language_model_run, in_context_run))
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -26,6 +27,7 @@ from input_pipeline.sources import open_raw_source, usable_examples
 from input_pipeline.text_transform import TextTransform
 from input_pipeline.tokenizer import Tokenizer
 from losses.captioning import CAPTION_OBJECTIVES
+from models.mend import distiller_from_language_model
 from training.checkpointing import init_params_from
 from training.trained_runs import check_language_model_run, frozen_encoders, run_config
 
@@ -79,11 +81,22 @@ def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> T
 
 
 def with_language_model(config: ml_collections.ConfigDict, state):
-    """`state` with the captioner's "lm" params read from the language-model run."""
+    """`state` with the "lm" params (a captioner's, or MEND's: models/mend.py) read from the language-model run
+    config.<objective>.lm_workdir."""
     key = f"config.{config.objective}.lm_workdir"
     lm, copied, step = init_params_from(lm_workdir(config), state.params["lm"], sorted(state.params["lm"]), key)
     logging.info("Loaded the language model (%d arrays) of %s at step %d", len(copied), lm_workdir(config), step)
     return state.replace(params={**state.params, "lm": lm})
+
+
+def with_distiller_from_language_model(config: ml_collections.ConfigDict, state):
+    """MEND's `state` (its "lm" loaded) with the distiller a copy of the language model (models/mend.py), each array
+    placed as the distiller's was."""
+    params = distiller_from_language_model(state.params, config.mend.virtual_tokens, config.seed)
+    placed = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding), params["distiller"],
+                          state.params["distiller"])  # fmt: skip
+    logging.info("Started the distiller as a copy of the language model (config.mend.distiller_init='lm')")
+    return state.replace(params={**state.params, "distiller": placed})
 
 
 def check_captioner(c: ml_collections.ConfigDict) -> None:

@@ -21,6 +21,7 @@ from configs import (
     denseclip,
     dreamlip,
     limber,
+    mend,
     multicsr,
     pcp,
     phf,
@@ -39,6 +40,7 @@ from input_pipeline import class_incremental, dialog_frames, shape_video
 from input_pipeline.acceptability_text import ACCEPTABILITY_DATASET
 from input_pipeline.child_text import CHILD_DATASET, POS_TAGS
 from input_pipeline.cleaning import METHOD_TEXT_FIELDS
+from input_pipeline.icl_tasks import ICL_DATASET
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.segmentation import check_class_names
 from input_pipeline.shapes import TEXT_FIELDS
@@ -51,7 +53,7 @@ from training.trained_runs import check_language_model_run, run_config
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, coconut, degla, denseclip, dreamlip,
-                   limber, multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
+                   limber, mend, multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
@@ -162,11 +164,45 @@ def check_pcp_data(c: ml_collections.ConfigDict) -> None:
         check_labeller(c)
 
 
+def check_mend(c: ml_collections.ConfigDict) -> None:
+    """MEND distils the embedded in-context tasks for a finished language-model run of config.model.decoder's sizes,
+    and its distiller's context holds their demonstrations and the k summary ids."""
+    if c.data.name != ICL_DATASET:
+        raise ConfigError(
+            f"MEND distils the demonstrations of in-context tasks, which config.data.name={c.data.name!r} lacks; set "
+            f"it to '{ICL_DATASET}'."
+        )
+    check_language_model_run(
+        c.mend.lm_workdir, c.model.decoder, key="config.mend.lm_workdir", sizes_key="config.model.decoder",
+        what="the language model", trained_by="configs/mend.py:stage=icl",
+    )  # fmt: skip
+    if run_config(c.mend.lm_workdir).data.name != ICL_DATASET:
+        raise ConfigError(
+            f"config.mend.lm_workdir {c.mend.lm_workdir!r} did not train on the in-context tasks, so it cannot read "
+            "their demonstrations; name a configs/mend.py:stage=icl run."
+        )
+    if not os.path.isdir(os.path.join(c.mend.lm_workdir, "checkpoints")):
+        raise ConfigError(f"{c.mend.lm_workdir!r} holds no checkpoints; finish training the language model first.")
+    d = c.mend.distiller
+    kv_heads = c.model.decoder.kv_heads
+    if d.width % d.heads or d.max_len <= c.mend.virtual_tokens or (kv_heads and d.heads % kv_heads):
+        raise ConfigError(
+            f"config.mend.distiller (width {d.width}, heads {d.heads}, max_len {d.max_len}) needs heads dividing the "
+            f"width (and divided by the language model's {kv_heads or d.heads} key-value heads) and a context longer "
+            f"than the {c.mend.virtual_tokens} summary ids; fix it."
+        )
+    if c.model.decoder.max_len <= c.mend.virtual_tokens:
+        raise ConfigError(
+            f"config.mend.virtual_tokens ({c.mend.virtual_tokens}) fill the language model's context of "
+            f"{c.model.decoder.max_len}; lower it."
+        )
+
+
 # objective -> what its loss module's validate cannot check: the input pipeline's class names, data and views,
 # another run's files.
 OBJECTIVE_CHECKS = {
     "denseclip": check_class_names, "salt": check_salt_teacher, "space2": check_space2_data, "phf": check_phf_data,
-    "climb": check_climb_data, "pcp": check_pcp_data, "coconut": check_previous_experience,
+    "climb": check_climb_data, "pcp": check_pcp_data, "coconut": check_previous_experience, "mend": check_mend,
 }  # fmt: skip
 
 

@@ -39,6 +39,10 @@ def _init_params(config: ml_collections.ConfigDict, model, rng: jax.Array):
     if config.model.kind == "captioner":  # a CLIP embedding and tokens
         features = jnp.zeros((1, config.model.embed_dim), jnp.float32)
         return model.init(rng, features, jnp.zeros((1, config.model.decoder.max_len), jnp.int32))["params"]
+    if config.model.kind == "mend":  # demonstrations, their length, and the query
+        demos = jnp.zeros((1, config.mend.distiller.max_len), jnp.int32)
+        query = jnp.zeros((1, config.model.decoder.max_len - config.mend.virtual_tokens), jnp.int32)
+        return model.init(rng, demos, jnp.zeros((1,), jnp.int32), query)["params"]
     image_size, max_len = config.data.image_size, config.model.text.max_len
     images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     tokens = jnp.zeros((1, max_len), jnp.int32)

@@ -82,6 +82,11 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         tasks = sorted(k for k in e if k.startswith("incremental/task_"))
         each = ", ".join(f"experience {k.rsplit('_', 1)[1]} {e[k]:.1f}" for k in tasks)
         rows.append(("seen classes", f"{e['incremental/accuracy']:.1f}% of held-out images right: {each}"))
+    if "in_context/full" in e:  # MEND and its language model (evaluation/in_context_eval.py)
+        ways = [("demonstrations", "full"), ("MEND vectors", "mend"), ("nothing", "zero_shot")]
+        each = ", ".join(f"from {label} {e[f'in_context/{k}']:.1f}% ({e[f'in_context/{k}_tokens']:.0f} tokens)"
+                         for label, k in ways if f"in_context/{k}" in e)  # fmt: skip
+        rows.append(("in-context tasks", f"{each}; chance {e['in_context/chance']:.1f}%"))
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import ml_collections
 
 from configs.errors import ConfigError
-from input_pipeline import acceptability_text, child_text, preference_text, text_sources
+from input_pipeline import acceptability_text, child_text, icl_tasks, preference_text, text_sources
 from input_pipeline.curriculum import CurriculumSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.preference_text import PHF_DATASETS
@@ -152,8 +152,10 @@ def corpus(source) -> Iterator[str]:
 
 
 def tokenizer_symbols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """Control tokens (PHF's) or words (PCP's label words) the run's own tokenizer trains in as single pieces."""
-    return METHODS.get(config.objective, TextMethod()).symbols
+    """Control tokens (PHF's) or words (PCP's label words, the in-context tasks' words) the run's own tokenizer
+    trains in as single pieces."""
+    data = icl_tasks.SYMBOLS if config.data.name == icl_tasks.ICL_DATASET else ()
+    return METHODS.get(config.objective, TextMethod()).symbols + data
 
 
 def make_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer):
@@ -175,6 +177,16 @@ class TextMethod(NamedTuple):
     symbols: tuple[str, ...] = ()  # held as single pieces by a tokenizer trained for the run
 
 
+def _mend_source(config: ml_collections.ConfigDict) -> text_sources.EmbeddedSource:
+    """The in-context tasks with their parts (demonstrations, query, answer) apart."""
+    return text_sources.EmbeddedSource(icl_tasks.record, config.data.train_size)
+
+
+def _mend_transform(config: ml_collections.ConfigDict, tokenizer: Tokenizer) -> icl_tasks.MendTransform:
+    m = config.mend
+    return icl_tasks.MendTransform(tokenizer, config.model.decoder.max_len, m.distiller.max_len, m.virtual_tokens)
+
+
 # objective -> its hooks; the other text methods (SimCSE, MultiCSR, CCP, SPACE-2, the language models) read
 # config.data's records with TextTransform.
 METHODS = {
@@ -185,6 +197,7 @@ METHODS = {
             tokenizer, config.model.text.max_len, tuple(config.climb.pos_classes)
         ),
     ),
+    "mend": TextMethod(source=_mend_source, transform=_mend_transform),
     "pcp": TextMethod(
         source=_pcp_source,
         transform=lambda config, tokenizer: (  # the label slot's position

@@ -21,6 +21,7 @@ from evaluation.eval_types import validate_evals
 from input_pipeline import shape_video
 from input_pipeline.acceptability_text import ACCEPTABILITY_DATASET
 from input_pipeline.child_text import CHILD_DATASET
+from input_pipeline.icl_tasks import ICL_DATASET
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.quality_text import QUALITY_DATASETS
@@ -58,7 +59,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
     "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
-    "model.kind": ("model kind", ["two_tower", "decoder", "captioner"]),
+    "model.kind": ("model kind", ["two_tower", "decoder", "captioner", "mend"]),
     "generation.strategy": ("decoding strategy", list(STRATEGIES)),
     "model.decoder.norm": ("decoder norm", list(NORMS)),
     "model.decoder.position": ("decoder position encoding", list(POSITIONS)),
@@ -146,7 +147,7 @@ def _check_ranges(flat: dict) -> None:
 # generated in-process: no data.path
 EMBEDDED_DATASETS = (
     "shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text", "preference_text",
-    *QUALITY_DATASETS, CHILD_DATASET, ACCEPTABILITY_DATASET,
+    *QUALITY_DATASETS, CHILD_DATASET, ACCEPTABILITY_DATASET, ICL_DATASET,
 )  # fmt: skip
 
 
@@ -154,6 +155,13 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
     """A language objective trains the decoder on text; the decoder trains only under one; its context fits."""
     if c.objective in CAPTION_OBJECTIVES or c.model.kind == "captioner":
         return  # a captioner's language model: check_captioner
+    if (c.objective == "mend") != (c.model.kind == "mend"):
+        raise ConfigError(
+            "MEND's objective trains MEND's model and no other: set config.objective and config.model.kind both to "
+            "'mend' (configs/mend.py), or neither."
+        )
+    if c.model.kind == "mend":
+        return  # its frozen language model: training/method_validation.py check_mend
     language, decoder = c.objective in LANGUAGE_OBJECTIVES, c.model.kind == "decoder"
     if language != decoder:
         raise ConfigError(
@@ -183,11 +191,11 @@ def _check_language_model(c: ml_collections.ConfigDict) -> None:
             f"Rotary positions turn pairs of dimensions, and the decoder's heads are {d.width // d.heads} wide; "
             "choose config.model.decoder.heads so that width / heads is even."
         )
-    if decoder and c.data.name not in ("lm_text", "sentences", *PHF_DATASETS, *QUALITY_DATASETS):
+    if decoder and c.data.name not in ("lm_text", "sentences", ICL_DATASET, *PHF_DATASETS, *QUALITY_DATASETS):
         raise ConfigError(
             f"A language model trains on text, not config.data.name={c.data.name!r}; use 'lm_text' (embedded) or "
             "'sentences' (your .txt or .jsonl file in config.data.path), or for PHF 'preference_text' or "
-            "'scored_documents', or for 1.5-Pints 'expository_text' or 'web_text'."
+            "'scored_documents', for 1.5-Pints 'expository_text' or 'web_text', or for MEND 'icl_tasks'."
         )
     if decoder and c.generation.max_new_tokens >= d.max_len:
         raise ConfigError(
