@@ -315,3 +315,27 @@ def test_a_comparison_of_mend_runs_shows_its_accuracies():
     assert header.split("|")[4:8] == [" MEND % ", " in-context % ", " zero-shot % ", " agreement % "]
     assert "45.0 ± 7.1" in mend_row and "100.0 ± 0.0" in mend_row
     assert icl_row.split("|")[4].strip() == "—" and "99.0" in icl_row
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
+def test_mend_steps_on_8_devices_equal_one_device():
+    """The distiller trains over a data x fsdp mesh as on one device (the frozen language model does not move)."""
+    from tiny_training import assert_same_params, run_steps, tiny_decoder_on_a_mesh
+
+    from training.mesh import make_mesh
+
+    config = tiny_decoder_on_a_mesh(mend.get_config())
+    config.mend.virtual_tokens = 2
+    config.mend.distiller.update(width=32, depth=1, heads=2, max_len=12)
+    rng = np.random.default_rng(0)
+    batches = [_batch(rng, demo_lengths=tuple(rng.integers(3, 8, size=16))) for _ in range(2)]
+    for b in batches:  # the tiny sizes: demos of 12 slots, queries of 11, texts of 13
+        b["demos"], b["query"], b["text"] = b["demos"][:, :12], b["query"][:, :11], b["text"][:, :13]
+    ref_params, ref_metrics = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches)
+    params, metrics = run_steps(config, make_mesh({"data": 4, "fsdp": 2}), batches)
+    for m, r in zip(metrics, ref_metrics, strict=True):
+        np.testing.assert_allclose([m["loss"], m["kd_loss"]], [r["loss"], r["kd_loss"]], rtol=1e-5)
+    assert_same_params(params, ref_params)
+    first = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches[:0])[0]
+    jax.tree.map(np.testing.assert_array_equal, params["lm"], first["lm"])  # frozen
+    assert not np.allclose(params["project"]["kernel"], first["project"]["kernel"])
