@@ -78,7 +78,10 @@ class InContextEvaluator:
         if isinstance(model, MendModel):
 
             def mend_scores(params, demos, lengths, tokens, mask):
-                out, _ = model.apply({"params": params}, demos, lengths, tokens[:, :-1])
+                # S_D once per task, then read before each of its candidates (rows are task-major).
+                summary = model.apply({"params": params}, demos, lengths, method=model.summarise)
+                prefix = jnp.repeat(summary, self.choices, axis=0)
+                out, _ = lm.apply({"params": params["lm"]}, tokens[:, :-1], prefix=prefix)
                 return _scores(out["logits"], tokens, mask)
 
             self._mend_scores = jax.jit(mend_scores)
@@ -98,9 +101,9 @@ class InContextEvaluator:
         if mend:
             tokens, mask = self.query
 
-            def score_rows(lo, hi):
-                task = np.arange(lo, hi) // self.choices
-                return self._mend_scores(params, self.demos[task], self.demo_length[task], tokens[lo:hi], mask[lo:hi])
+            def score_rows(lo, hi):  # lo, hi: multiples of the choices (whole tasks)
+                tasks = slice(lo // self.choices, hi // self.choices)
+                return self._mend_scores(params, self.demos[tasks], self.demo_length[tasks], tokens[lo:hi], mask[lo:hi])
 
             picks["mend"] = self._choose(score_rows)
         metrics = {name: 100.0 * float(np.mean(p == self.truth)) for name, p in picks.items()}

@@ -339,3 +339,26 @@ def test_mend_steps_on_8_devices_equal_one_device():
     first = run_steps(config, make_mesh({"data": 1}, jax.devices()[:1]), batches[:0])[0]
     jax.tree.map(np.testing.assert_array_equal, params["lm"], first["lm"])  # frozen
     assert not np.allclose(params["project"]["kernel"], first["project"]["kernel"])
+
+
+def test_in_context_evaluator_reads_each_task_s_vectors_before_each_candidate(tokenizer):
+    """The evaluator's MEND accuracy equals the whole model's, run row by row on each task's demonstrations."""
+    vocab = tokenizer.vocab_size
+    lm = DecoderLM(vocab_size=vocab, width=16, depth=1, heads=2, max_len=48)
+    model = MendModel(lm, lm.clone(vocab_size=vocab + 2, parent=None), 2)
+    evaluator = InContextEvaluator(model, tokenizer, num_examples=12, batch_size=5, demo_len=48)
+    demos = jnp.zeros((1, 48), jnp.int32)
+    params = model.init(jax.random.PRNGKey(3), demos, jnp.zeros((1,), jnp.int32), jnp.zeros((1, 46), jnp.int32))
+    metrics = evaluator.evaluate(params["params"])
+    tokens, mask = evaluator.query
+    want = []
+    for task in range(12):
+        rows = slice(8 * task, 8 * task + 8)
+        out = model.apply(params, jnp.repeat(evaluator.demos[task : task + 1], 8, axis=0),
+                          jnp.repeat(evaluator.demo_length[task : task + 1], 8), tokens[rows, :-1])[0]  # fmt: skip
+        want.append(np.asarray(_scores(out["logits"], jnp.asarray(tokens[rows]), jnp.asarray(mask[rows]))))
+    got = evaluator._mend_scores(params["params"], evaluator.demos, evaluator.demo_length, tokens, mask)
+    np.testing.assert_allclose(np.asarray(got), np.concatenate(want), rtol=1e-5, atol=1e-5)
+    picks = np.concatenate(want).reshape(12, 8).argmax(-1)
+    assert metrics["mend"] == pytest.approx(100 * np.mean(picks == evaluator.truth))
+    assert metrics["mend_tokens"] == 2 + 3
