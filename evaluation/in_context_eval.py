@@ -8,7 +8,8 @@ its pieces. Metrics (percent right, and the tokens the language model reads per 
 - `zero_shot` / `zero_shot_tokens`: [BOS, x] alone (a model that learnt the tasks' prior, and no more);
 - `mend` / `mend_tokens` (a MEND run): [S_D, BOS, x], S_D the distiller's k vectors; `agreement`: % of tasks
   where MEND's choice is in-context learning's;
-- `chance`: 100 / 8.
+- `chance`: 100 / 8; `frequent_output`: the demonstrations' most frequent output, ties split (what a reader of
+  the outputs alone, who never binds one to its input, gets right).
 On a language-model run the params are the model's; on a MEND run (models/mend.py) the language model's are
 params["lm"] and the whole tree feeds the distiller.
 """
@@ -73,6 +74,7 @@ class InContextEvaluator:
                 self.demos[i, : len(d)] = d
             self.demo_length = np.array([len(d) for d in demos], np.int32)
             self.tokens["mend_tokens"] = k + self.tokens["zero_shot_tokens"]
+        self.frequent_output = 100.0 * float(np.mean([icl_tasks.frequent_output_accuracy(r) for r in records]))
         self.description = f"{num_examples} held-out in-context tasks (input_pipeline/icl_tasks.py)"
         self._lm_scores = jax.jit(lambda p, t, m: _scores(lm.apply({"params": p}, t[:, :-1])[0]["logits"], t, m))
         if isinstance(model, MendModel):
@@ -109,4 +111,7 @@ class InContextEvaluator:
         metrics = {name: 100.0 * float(np.mean(p == self.truth)) for name, p in picks.items()}
         if mend:
             metrics["agreement"] = 100.0 * float(np.mean(picks["mend"] == picks["full"]))
-        return {**metrics, **{k: float(v) for k, v in self.tokens.items()}, "chance": 100.0 / self.choices}
+        return {
+            **metrics, **{k: float(v) for k, v in self.tokens.items()}, "chance": 100.0 / self.choices,
+            "frequent_output": self.frequent_output,
+        }  # fmt: skip

@@ -58,6 +58,15 @@ def record(seed: int, split: str, index: int) -> dict:
             "choices": outputs}  # fmt: skip
 
 
+def frequent_output_accuracy(record: dict) -> float:
+    """The chance (0..1) that the demonstrations' most frequent output, ties drawn uniformly, is the answer: the
+    best a reader of the outputs alone does, without binding each to its input."""
+    outputs = [pair.split()[1] for pair in record["demos"].split(f" {SEPARATOR} ")]
+    counts = {word: outputs.count(word) for word in outputs}
+    top = [word for word, count in counts.items() if count == max(counts.values())]
+    return (record["answer"] in top) / len(top)
+
+
 def text_record(seed: int, split: str, index: int) -> dict:
     """{"text"} alone: the language model's training record."""
     return {"text": record(seed, split, index)["text"]}

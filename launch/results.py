@@ -93,12 +93,14 @@ PROMPT_COLUMNS = {
 # percent, over all of them and over the earlier experiences'.
 INCREMENTAL_COLUMNS = {"seen classes %": ("incremental/accuracy", 1, 1), "earlier classes %": ("incremental/old", 1, 1)}
 # MEND runs (evaluation/in_context_eval.py): held-out in-context tasks answered right, in percent, from MEND's
-# vectors, from the demonstrations and from nothing, and how often MEND chooses as in-context learning does.
+# vectors, from the demonstrations and from nothing, how often MEND chooses as in-context learning does, and the
+# demonstrations' most frequent output (answering without binding outputs to inputs).
 IN_CONTEXT_COLUMNS = {
     "MEND %": ("in_context/mend", 1, 1),
     "in-context %": ("in_context/full", 1, 1),
     "zero-shot %": ("in_context/zero_shot", 1, 1),
     "agreement %": ("in_context/agreement", 1, 1),
+    "frequent output %": ("in_context/frequent_output", 1, 1),
 }
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 

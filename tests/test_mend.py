@@ -53,6 +53,11 @@ def test_a_task_is_answered_by_its_demonstrations_alone():
     assert icl_tasks.record(0, "train", 3) != icl_tasks.record(0, "test", 3)
     answers = {icl_tasks.record(0, "train", i)["answer"] for i in range(200)}
     assert len(answers) == 16  # every colour and shape answers some task
+    r = {"demos": "red star and blue ring and pink star and cyan bar", "answer": "star"}
+    assert icl_tasks.frequent_output_accuracy(r) == 1.0
+    assert icl_tasks.frequent_output_accuracy({**r, "answer": "ring"}) == 0.0
+    tie = {"demos": "red star and blue ring", "answer": "ring"}
+    assert icl_tasks.frequent_output_accuracy(tie) == 0.5
 
 
 def test_the_layout_lines_up_the_pieces_of_every_field(tokenizer):

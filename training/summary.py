@@ -86,7 +86,8 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
         ways = [("demonstrations", "full"), ("MEND vectors", "mend"), ("nothing", "zero_shot")]
         each = ", ".join(f"from {label} {e[f'in_context/{k}']:.1f}% ({e[f'in_context/{k}_tokens']:.0f} tokens)"
                          for label, k in ways if f"in_context/{k}" in e)  # fmt: skip
-        rows.append(("in-context tasks", f"{each}; chance {e['in_context/chance']:.1f}%"))
+        rows.append(("in-context tasks", f"{each}; chance {e['in_context/chance']:.1f}%, the demos' most frequent "
+                     f"output {e['in_context/frequent_output']:.1f}%"))  # fmt: skip
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:
