@@ -36,6 +36,12 @@ def is_captioner(config: ml_collections.ConfigDict) -> bool:
     return config.model.kind == "captioner"
 
 
+def reads_language_model(config: ml_collections.ConfigDict) -> bool:
+    """The model holds a trained language model's params under "lm", read from config.<objective>.lm_workdir with
+    its tokenizer: a captioner's, or MEND's (models/mend.py)."""
+    return is_captioner(config) or config.model.kind == "mend"
+
+
 def lm_workdir(config: ml_collections.ConfigDict) -> str:
     return config[config.objective].lm_workdir
 

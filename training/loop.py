@@ -108,7 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, data_state = checkpointer.restore(jax.tree.map(_abstract, state))
         data_iter.set_state(data_state)
         logging.info("Resumed from step %d in %s", int(state.step), checkpointer.directory)
-    elif caption_task.is_captioner(config) or config.model.kind == "mend":
+    elif caption_task.reads_language_model(config):
         # the trained language model (a captioner's CLIP run stays outside the params)
         state = caption_task.with_language_model(config, state)
         if config.model.kind == "mend" and config.mend.distiller_init == "lm":
@@ -199,7 +199,7 @@ def _tokenizer_source(config: ml_collections.ConfigDict) -> str:
     """The run whose tokenizer this one reads text with ('' for its own): a run initialised from another reads its
     token ids; a captioner's and MEND's text is their language model's, and SALT's the small model's it distils
     from."""
-    if caption_task.is_captioner(config) or config.model.kind == "mend":
+    if caption_task.reads_language_model(config):
         return caption_task.lm_workdir(config)
     if config.objective == "salt":
         return config.salt.teacher_workdir
