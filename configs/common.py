@@ -37,6 +37,7 @@ DATASETS = ("shapes", *REAL_DATASETS)
 # Clips (X-CLIP): the embedded ones (input_pipeline/shape_video.py) or yours (input_pipeline/video_folders.py).
 VIDEO_DATASETS = ("shapes_video", "video_folders")
 DATASETS += VIDEO_DATASETS
+DATASETS += ("shape_edits",)  # image-editing pairs (SuperEdit: input_pipeline/shape_edits.py)
 # Text-only data (SimCSE, MultiCSR, CCP, SPACE-2; training/text_task.py, input_pipeline/text_sources.py).
 DATASETS += ("shape_sentences", "shape_documents", "shape_commands", "sentences", "nli", "documents", "dialogs")
 DATASETS += ("lm_text", "preference_text", "scored_documents")  # language models (PHF: the last two)

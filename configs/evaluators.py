@@ -31,6 +31,7 @@ EVAL_TYPES: dict[str, dict] = {
     "class_incremental": {},
     "captioning": {},
     "in_context": {},
+    "edits": {"sample_steps": 20},
 }  # fmt: skip
 
 

@@ -22,7 +22,8 @@ DESCRIPTIONS = {
     "`lm_text`, `preference_text` (PHF), `expository_text`, `web_text` (1.5-Pints), `icl_tasks` (MEND) (embedded), "
     "`sentences`, "
     "`scored_documents` (PHF) (docs/language.md); clips: "
-    "`shapes_video` (embedded), `video_folders` (docs/video.md).",
+    "`shapes_video` (embedded), `video_folders` (docs/video.md); editing pairs: `shape_edits` (embedded; SuperEdit, "
+    "docs/editing.md).",
     "data.train_size": "Number of distinct shapes training examples (real data uses every example).",
     "data.image_size": "Image side in pixels.",
     "data.cache_dir": "Where rendered shapes splits are cached; `''` keeps them in memory only.",
@@ -94,7 +95,8 @@ DESCRIPTIONS = {
     "`captioner` (that "
     "language model reading a prefix mapped from a frozen CLIP run's embedding, models/captioner.py: "
     "`configs/limber.py`, `configs/close.py`) or `mend` (that language model reading k vectors a distiller writes "
-    "from the demonstrations, models/mend.py: `configs/mend.py`).",
+    "from the demonstrations, models/mend.py: `configs/mend.py`) or `denoiser` (SuperEdit's instruction-conditioned "
+    "editing denoiser on pixels, models/denoiser.py: `configs/superedit.py`; docs/editing.md).",
     "model.decoder.width": "`decoder`: the language model's width.",
     "model.decoder.depth": "`decoder`: its number of transformer blocks.",
     "model.decoder.heads": "`decoder`: its attention heads.",

@@ -50,6 +50,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
 - `captioning` (captioners, config.model.kind 'captioner': LiMBeR, CLOSE): captions generated for held-out shapes
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
+- `edits` (SuperEdit's editing denoiser, config.model.kind 'denoiser'): held-out shapes edits sampled by DDIM
+  (`sample_steps`) and scored by the pixels the edit changes; the same with a wrong instruction; the share of
+  held-out pairs whose wrong instruction predicts the noise worse (evaluation/edit_eval.py).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """
@@ -76,7 +79,7 @@ CAPTION_TYPES = ("captioning",)  # the evaluator of a captioner (LiMBeR, CLOSE)
 # evaluator type -> the config.model.kinds it scores; every other type scores the two-tower model.
 MODEL_KINDS = {
     **dict.fromkeys(LANGUAGE_TYPES, ("decoder",)), **dict.fromkeys(CAPTION_TYPES, ("captioner",)),
-    "in_context": ("decoder", "mend"),
+    "in_context": ("decoder", "mend"), "edits": ("denoiser",),
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from configs.errors import ConfigError
 from evaluation import eval_types
 from evaluation.captioning_eval import CaptioningEvaluator
 from evaluation.dialog_eval import DialogEvaluator
+from evaluation.edit_eval import EditEvaluator
 from evaluation.fact_probe import FactProbeEvaluator
 from evaluation.in_context_eval import InContextEvaluator
 from evaluation.incremental_eval import IncrementalEvaluator
@@ -34,6 +35,7 @@ from input_pipeline import acceptability_text, child_text, icl_tasks, lm_text, s
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.preference_files import read_scored_documents
 from input_pipeline.quality_text import QUALITY_DATASETS, expository
+from input_pipeline.shape_edits import EDIT_DATASET
 from input_pipeline.sources import expand_paths, open_raw_source, usable_examples
 from input_pipeline.text_sources import read_sentences
 from input_pipeline.tokenizer import Tokenizer
@@ -191,6 +193,11 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
     if entry.type == "in_context":
         demo_len = config.mend.distiller.max_len if config.model.kind == "mend" else 0
         return InContextEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, demo_len=demo_len)
+    if entry.type == "edits":
+        steps = eval_types.entry_options(entry)["sample_steps"]
+        edits = EditEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
+                              max_len=max_len, sample_steps=steps)  # fmt: skip
+        return _Call(edits.evaluate, edits.description)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,
                                    batch_size=batch_size, cache_dir=config.data.cache_dir)  # fmt: skip
@@ -285,7 +292,7 @@ class Evaluators:
         # (clips: the video evaluator's embedded test clips are all there is; docs/video.md)
         embedded = ("shapes", "shape_commands", "lm_text", "preference_text", *QUALITY_DATASETS, *VIDEO_DATASETS,
                     child_text.CHILD_DATASET, acceptability_text.ACCEPTABILITY_DATASET,
-                    icl_tasks.ICL_DATASET)  # fmt: skip
+                    icl_tasks.ICL_DATASET, EDIT_DATASET)  # fmt: skip
         if config.data.name not in embedded and not files and "sts" not in kinds:
             held_out = next((n for n in self.off), "heldout")
             text += (f"; none of it is your data ({config.data.name}): name a held-out split with "

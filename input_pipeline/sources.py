@@ -9,6 +9,7 @@ are what `TrainTransform` consumes: {"image": uint8 [S, S, 3], "caption", "rewri
 from __future__ import annotations
 
 import collections
+import functools
 import glob
 import os
 from collections.abc import Iterator
@@ -17,11 +18,13 @@ import ml_collections
 
 from configs.common import REAL_DATASETS
 from configs.errors import ConfigError
-from input_pipeline import segmentation, shape_video, shapes
+from input_pipeline import segmentation, shape_edits, shape_video, shapes
 from input_pipeline.array_record import ArrayRecordSource
 from input_pipeline.decoded_source import DecodedSource
 from input_pipeline.jsonl import JsonlSource
+from input_pipeline.shape_edits import EDIT_DATASET
 from input_pipeline.tabular import CsvSource, DataFileError
+from input_pipeline.text_sources import EmbeddedSource
 from input_pipeline.tfds_source import TfdsSource
 from input_pipeline.video_folders import VideoFolderSource
 from input_pipeline.webdataset import WebDatasetSource
@@ -86,6 +89,10 @@ def make_source(config: ml_collections.ConfigDict):
     if data.name in ("shapes", "shapes_video"):
         kind = shapes.ShapesSource if data.name == "shapes" else shape_video.ShapesVideoSource
         return kind("train", data.train_size, seed=0, image_size=data.image_size, cache_dir=data.cache_dir)
+    if data.name == EDIT_DATASET:  # before-after pairs; SuperEdit's unrectified share of wrong instructions
+        wrong_rate = config.superedit.wrong_instruction_rate if "superedit" in config else 0.0
+        edits = functools.partial(shape_edits.record, image_size=data.image_size, wrong_rate=wrong_rate)
+        return EmbeddedSource(edits, data.train_size)
     if data.name == "video_folders":
         if not os.path.isdir(os.path.expanduser(data.path)):
             raise ConfigError(

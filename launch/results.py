@@ -102,6 +102,19 @@ IN_CONTEXT_COLUMNS = {
     "agreement %": ("in_context/agreement", 1, 1),
     "frequent output %": ("in_context/frequent_output", 1, 1),
 }
+# SuperEdit runs (evaluation/edit_eval.py): held-out edits right, in percent, overall, by kind and with a wrong
+# instruction, the changed pixels' IoU, and the share of held-out pairs whose wrong instruction predicts the noise
+# worse than the right one.
+EDIT_COLUMNS = {
+    "edits right %": ("edits/accuracy", 1, 1),
+    "recolour %": ("edits/accuracy_recolour", 1, 1),
+    "move %": ("edits/accuracy_move", 1, 1),
+    "add %": ("edits/accuracy_add", 1, 1),
+    "IoU %": ("edits/iou", 1, 1),
+    "kept %": ("edits/kept", 1, 1),
+    "wrong-instruction edits %": ("edits/wrong_instruction_accuracy", 1, 1),
+    "prefers right %": ("edits/preference", 1, 1),
+}
 LOSS_COLUMN = {"final loss": ("final_loss", 1, 3)}
 
 
@@ -158,7 +171,7 @@ def mean_std_cell(values: list[float], decimals: int) -> str:
 
 def _task_columns(results: dict[str, list[dict]]) -> dict:
     """The image columns, the text ones, or both, or a language, captioning, dialog, PHF, 1.5-Pints, CLIMB, PCP,
-    COCONUT or MEND run's: those of the tasks the runs were evaluated on."""
+    COCONUT, MEND or SuperEdit run's: those of the tasks the runs were evaluated on."""
     keys = {key for summaries in results.values() for s in summaries if s for key in s["eval"]}
     has = lambda columns: any(key in keys for key, _, _ in columns.values())  # noqa: E731
     if has(LANGUAGE_COLUMNS):  # only the evaluations the runs made (a SALT run measures perplexity alone)
@@ -177,6 +190,8 @@ def _task_columns(results: dict[str, list[dict]]) -> dict:
         return PROMPT_COLUMNS
     if has(INCREMENTAL_COLUMNS):
         return INCREMENTAL_COLUMNS
+    if has(EDIT_COLUMNS):
+        return EDIT_COLUMNS
     if has(IN_CONTEXT_COLUMNS):  # only those the runs made (a language model alone has no MEND columns)
         return {name: column for name, column in IN_CONTEXT_COLUMNS.items() if column[0] in keys}
     text = has(TEXT_COLUMNS)

@@ -63,6 +63,7 @@ from losses import (
     salt,
     simcse,
     space2,
+    superedit,
     uclip,
     xclip,
 )
@@ -359,6 +360,17 @@ OBJECTIVES: dict[str, Objective] = {
     # MEND (models/mend.py): a distiller for a frozen language model, per-sequence terms as well.
     "mend": Objective(
         loss=mend.mend_loss, validate=mend.validate, implementations=("dense",), dense_only=mend.no_batch_term
+    ),
+    # An editing denoiser's per-example noise errors (models/denoiser.py): no term across the batch either.
+    "superedit": Objective(
+        loss=superedit.superedit_loss,
+        init_extra=superedit.init_extra,
+        update_extra=superedit.update_extra,
+        batch_fields=superedit.batch_fields,
+        validate=superedit.validate,
+        record_fields=("target", "hard_negatives"),
+        implementations=("dense",),
+        dense_only=superedit.no_batch_term,
     ),
     # Captioners (models/captioner.py) through a frozen CLIP run's embeddings: per-sequence terms as well.
     **{

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from models.captioner import PrefixCaptioner
+from models.denoiser import EditDenoiser
 from models.dense_heads import GAMMA_INIT, ContextDecoder, DenseSettings, SegmentationHead, score_map
 from models.heads import MlpHead
 from models.language_model import DecoderLM, build_language_model
@@ -304,8 +305,9 @@ class TwoTower(nn.Module):
 
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower | DecoderLM | PrefixCaptioner:
-    """The model of config.model.kind: the TwoTower, the decoder language model (models/language_model.py), or
-    that decoder reading a prefix mapped from one embedding per example (models/captioner.py: LiMBeR, CLOSE)."""
+    """The model of config.model.kind: the TwoTower, the decoder language model (models/language_model.py),
+    that decoder reading a prefix mapped from one embedding per example (models/captioner.py: LiMBeR, CLOSE), MEND
+    (models/mend.py), or SuperEdit's editing denoiser (models/denoiser.py)."""
     m = config.model
     if m.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
@@ -321,6 +323,8 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> TwoTower 
         distiller = lm.clone(vocab_size=lm.vocab_size + k, width=d.width, depth=d.depth, heads=d.heads,
                              max_len=d.max_len, parent=None)  # fmt: skip
         return MendModel(lm, distiller, k)
+    if m.kind == "denoiser":  # SuperEdit's editing model, its instruction read by a text tower of config.model.text
+        return EditDenoiser(m.text, vocab_size, config.superedit.width)
     if m.kind == "captioner":
         options = config[config.objective]
         dropout = options.get("dropout", 0.0)  # LiMBeR's on the prefix; CLOSE's regulariser is its noise

@@ -168,6 +168,12 @@ RULES = (
         "the curricula that change the loss, trained end to end by tests/test_climb.py (the baseline and the data "
         "curriculum commands run here): flags and config checked only",
     ),
+    Rule(
+        r"python main\.py --config=configs/superedit\.py(:arm=ip2p | .*wrong_instruction_rate)",
+        VALIDATE,
+        "SuperEdit's arms (no triplet; wrong training instructions) change one option of the run the command above "
+        "trains here, and tests/test_superedit.py checks both in the loss and the data: flags and config checked only",
+    ),
     Rule(r"python main\.py ", RUN, "trains at a tiny size", r"\nSummary\n"),
     Rule(
         r"python -m input_pipeline\.convert ",
@@ -256,6 +262,12 @@ RULES = (
         "MEND's three losses at 3 seeds from one language model (the doc's main.py commands train the language "
         "model and MEND at the tiny size; tests/test_mend.py trains both stages): every config loads and passes "
         "validate_config",
+    ),
+    Rule(
+        r"python benchmarks/compare_methods\.py --configs=configs/superedit\.py",
+        CHECK,
+        "SuperEdit and InstructPix2Pix at 3 seeds (the doc trains both at the tiny size; tests/test_superedit.py "
+        "trains SuperEdit end to end): every config loads and passes validate_config",
     ),
     Rule(
         r"python benchmarks/compare_methods\.py --configs=configs/phf\.py",

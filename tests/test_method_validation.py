@@ -41,6 +41,7 @@ BAD_VALUES = {
     "simcse": ("mode", "semi", "Unknown config.simcse.mode 'semi'; use one of ['unsup', 'sup']"),
     "simctg": ("margin", 3.0, "config.simctg.margin=3.0 is outside [0, 2]"),
     "space2": ("temperature", 0.0, "config.space2.temperature must be positive, not 0.0"),
+    "superedit": ("conditioning_dropout", 0.5, "config.superedit.conditioning_dropout (0.5) is each of three shares"),
     "uclip": ("temperature", 0.0, "config.uclip.temperature must be positive, not 0.0"),
     "xclip": ("prompt_weight", -1.0, "config.xclip.prompt_weight must be at least 0, not -1.0"),
 }

@@ -24,7 +24,8 @@ import numpy as np
 
 from configs.common import VIDEO_DATASETS
 from configs.errors import ConfigError
-from input_pipeline import shapes
+from input_pipeline import shape_edits, shapes
+from input_pipeline.shape_edits import EDIT_DATASET
 from losses.objectives import get_objective
 from models.two_tower import build_model
 from training import mesh as mesh_lib
@@ -74,7 +75,10 @@ def abstract_batch(config: ml_collections.ConfigDict, mesh, objective=None) -> d
     make_fields = batch_fields(config) if objective is not None else None
     if make_fields is not None:
         # At the run's image size: a field may be per pixel (DenseCLIP's segmentation).
-        record = shapes.make_example(config.seed, "train", 0, image_size=side)
+        if config.data.name == EDIT_DATASET:  # an editing pair: its edited image and wrong instructions
+            record = shape_edits.record(config.seed, "train", 0, image_size=side)
+        else:
+            record = shapes.make_example(config.seed, "train", 0, image_size=side)
         encode = lambda texts: np.zeros((len(texts), config.model.text.max_len), np.int32)  # noqa: E731
         fields = make_fields(record, np.random.default_rng(0), encode)
         for key, value in fields.items():

@@ -25,6 +25,11 @@ def export_run(config: ml_collections.ConfigDict, workdir: str, folder: str = ""
     transformers class, the checkpoint's step). The format's requirements are checked before anything loads."""
     if config.model.kind == "captioner":
         raise ConfigError("A captioner reads a frozen CLIP run; export that run, or its language model's run.")
+    if config.model.kind in ("mend", "denoiser"):
+        raise ConfigError(
+            f"A {config.model.kind} run has no Hugging Face format to export to; load its checkpoints from "
+            "<workdir>/checkpoints with training/trained_runs.load_trained_run instead."
+        )
     kind, check = (
         ("LlamaForCausalLM", llama_weights.check_exportable) if config.model.kind == "decoder" else
         ("SiglipModel", siglip_weights.check_exportable) if config.objective == "siglip" else

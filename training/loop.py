@@ -281,6 +281,6 @@ def _short(metrics: dict[str, float]) -> str:
         "captioning/colour_shape", "captioning/text_colour_shape", "captioning/clip_score", "language/perplexity",
         "preference/misaligned_rate", "preference/adversarial_rate", "preference/aligned_loss",
         "fact_probe/accuracy", "fact_probe/clean_loss", "minimal_pairs/accuracy", "minimal_pairs/pseudo_perplexity",
-        "prompt/accuracy", "incremental/accuracy", "incremental/old",
+        "prompt/accuracy", "incremental/accuracy", "incremental/old", "edits/accuracy", "edits/iou", "edits/preference",
     )  # fmt: skip
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys if k in metrics)

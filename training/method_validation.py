@@ -31,6 +31,7 @@ from configs import (
     simcse,
     simctg,
     space2,
+    superedit,
     uclip,
     xclip,
 )
@@ -43,6 +44,7 @@ from input_pipeline.cleaning import METHOD_TEXT_FIELDS
 from input_pipeline.icl_tasks import ICL_DATASET
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.segmentation import check_class_names
+from input_pipeline.shape_edits import EDIT_DATASET
 from input_pipeline.shapes import TEXT_FIELDS
 from losses.objectives import OBJECTIVES
 from models.two_tower import pos_task
@@ -53,13 +55,15 @@ from training.trained_runs import check_language_model_run, run_config
 METHOD_CONFIGS = {
     module.__name__.rsplit(".", 1)[1]: module
     for module in (alip, ccp, climb, clip_hard_negatives, clip_refine, close, cloc, coconut, degla, denseclip, dreamlip,
-                   limber, mend, multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, uclip, xclip)
+                   limber, mend, multicsr, pcp, phf, proclip, protoclip, salt, simcse, simctg, space2, superedit, uclip,
+                   xclip)
 }  # fmt: skip
 # data.name -> the fields its records hold (besides the image); text-only data is the text objectives' own check.
 RECORD_FIELDS = {
     "shapes": (*TEXT_FIELDS, "boxes", "object_mask"),
     **dict.fromkeys(VIDEO_DATASETS, shape_video.TEXT_FIELDS),
     **dict.fromkeys(REAL_DATASETS, ("caption", "rewrites")),
+    EDIT_DATASET: ("caption", "target", "hard_negatives"),
     # each sample's json (input_pipeline/webdataset.py)
     "webdataset": ("caption", "rewrites", *METHOD_TEXT_FIELDS, "boxes", "region_captions"),
 }

@@ -46,6 +46,8 @@ def _init_params(config: ml_collections.ConfigDict, model, rng: jax.Array):
     image_size, max_len = config.data.image_size, config.model.text.max_len
     images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     tokens = jnp.zeros((1, max_len), jnp.int32)
+    if config.model.kind == "denoiser":  # a noisy image, the source image, the step and the instruction
+        return model.init(rng, images, images, jnp.zeros((1,), jnp.int32), tokens)["params"]
     return model.init(rng, images, tokens)["params"]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from input_pipeline.binding import KINDS
 from input_pipeline.child_text import PHENOMENA
 from input_pipeline.lm_text import QUESTION_ATTRIBUTES
+from input_pipeline.shape_edits import EDITS
 
 
 def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
@@ -88,6 +89,12 @@ def format_summary(config: ml_collections.ConfigDict, summary: dict) -> str:
                          for label, k in ways if f"in_context/{k}" in e)  # fmt: skip
         rows.append(("in-context tasks", f"{each}; chance {e['in_context/chance']:.1f}%, the demos' most frequent "
                      f"output {e['in_context/frequent_output']:.1f}%"))  # fmt: skip
+    if "edits/accuracy" in e:  # SuperEdit (evaluation/edit_eval.py)
+        kinds = ", ".join(f"{k} {e[f'edits/accuracy_{k}']:.1f}" for k in EDITS)
+        rows.append(("held-out edits", f"{e['edits/accuracy']:.1f}% right ({kinds}); changed pixels' IoU "
+                     f"{e['edits/iou']:.1f}%, kept {e['edits/kept']:.1f}%"))  # fmt: skip
+        rows.append(("instructions", f"{e['edits/wrong_instruction_accuracy']:.1f}% right from a wrong one; the right "
+                     f"one predicts the noise better in {e['edits/preference']:.1f}%"))  # fmt: skip
     if "conflict_qa/mixed/greedy" in e:
         rows += _conflict_rows(e)
     if "captioning/colour_shape" in e:

@@ -16,6 +16,7 @@ from configs.errors import ConfigError
 from input_pipeline import segmentation
 from input_pipeline.class_incremental import ClassIncrementalSource
 from input_pipeline.pipeline import TrainTransform, VideoTrainTransform
+from input_pipeline.shape_edits import EDIT_DATASET
 from input_pipeline.sources import make_source, train_texts
 from input_pipeline.tokenizer import Tokenizer
 from losses.objectives import get_objective
@@ -85,7 +86,7 @@ def transform_for(config: ml_collections.ConfigDict) -> Callable[[Tokenizer], Tr
 def _check_record_fields(config: ml_collections.ConfigDict, source) -> None:
     """Your files hold the texts the objective reads (a WebDataset's json fields), seen on the first usable record."""
     needed = get_objective(config.objective).record_fields
-    if not needed or config.data.name in ("shapes", *VIDEO_DATASETS):
+    if not needed or config.data.name in ("shapes", EDIT_DATASET, *VIDEO_DATASETS):
         return
     first = next((r for r in map(source.texts, range(min(len(source), 100))) if "skipped" not in r), {})
     absent = [field for field in needed if not first.get(field)]

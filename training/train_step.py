@@ -49,7 +49,7 @@ def train_step(
     A step whose loss or any gradient is non-finite (or whose gradient norm overflows) is skipped: params,
     opt_state and extra stay as they were (step and rng still advance, so the next batch and key are fresh)
     and `skipped` is 1."""
-    for key in ("image", "video"):
+    for key in ("image", "video", "target"):  # "target": an editing pair's edited image (SuperEdit)
         if key in batch and batch[key].dtype == jnp.uint8:  # pipeline batches; tests may pass floats
             batch = dict(batch, **{key: normalize_pixels(batch[key])})
     rng, step_rng = jax.random.split(state.rng)

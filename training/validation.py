@@ -25,6 +25,7 @@ from input_pipeline.icl_tasks import ICL_DATASET
 from input_pipeline.pipeline import TEXT_AUGMENTATIONS
 from input_pipeline.preference_text import PHF_DATASETS
 from input_pipeline.quality_text import QUALITY_DATASETS
+from input_pipeline.shape_edits import EDIT_DATASET
 from input_pipeline.text_sources import TEXT_DATASETS
 from input_pipeline.tokenizer import TOKENIZERS
 from losses.captioning import CAPTION_OBJECTIVES
@@ -59,7 +60,7 @@ CHOICES: dict[str, tuple[str, list[str]]] = {
     "text.tokenizer": ("tokenizer", list(TOKENIZERS)),
     "model.text_mlp_head": ("text MLP head setting", ["none", "train", "always"]),
     "distributed.initialize": ("distributed setting", ["auto", "on", "off"]),
-    "model.kind": ("model kind", ["two_tower", "decoder", "captioner", "mend"]),
+    "model.kind": ("model kind", ["two_tower", "decoder", "captioner", "mend", "denoiser"]),
     "generation.strategy": ("decoding strategy", list(STRATEGIES)),
     "model.decoder.norm": ("decoder norm", list(NORMS)),
     "model.decoder.position": ("decoder position encoding", list(POSITIONS)),
@@ -147,7 +148,7 @@ def _check_ranges(flat: dict) -> None:
 # generated in-process: no data.path
 EMBEDDED_DATASETS = (
     "shapes", "shape_sentences", "shape_documents", "shape_commands", "shapes_video", "lm_text", "preference_text",
-    *QUALITY_DATASETS, CHILD_DATASET, ACCEPTABILITY_DATASET, ICL_DATASET,
+    *QUALITY_DATASETS, CHILD_DATASET, ACCEPTABILITY_DATASET, ICL_DATASET, EDIT_DATASET,
 )  # fmt: skip
 
 
@@ -214,6 +215,23 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
             f"config.model.scan_layers scans the two-tower model's towers, and config.model.kind is {c.model.kind!r}; "
             "set config.model.scan_layers=False."
         )
+    editing = (c.objective == "superedit", c.model.kind == "denoiser", c.data.name == EDIT_DATASET)
+    if any(editing) and not all(editing):
+        raise ConfigError(
+            "SuperEdit's objective trains the editing denoiser on the editing pairs, and nothing else trains or reads "
+            "them: set config.objective='superedit', config.model.kind='denoiser' and config.data.name='shape_edits' "
+            "together (configs/superedit.py), or none of them."
+        )
+    if c.data.name == EDIT_DATASET and c.data.text_augmentation != "none":
+        raise ConfigError(
+            "The editing pairs have one instruction each and no rewrites to sample; set "
+            "config.data.text_augmentation='none'."
+        )
+    if c.data.name == EDIT_DATASET and tuple(c.data.crop_scale) != (1.0, 1.0):
+        raise ConfigError(
+            f"A random crop of the source alone would misalign it with its edited image; set "
+            f"config.data.crop_scale=(1.0, 1.0), not {tuple(c.data.crop_scale)}."
+        )
     _check_language_model(c)
     if c.loss.implementation == FUSED and c.loss.tile_size & (c.loss.tile_size - 1):
         raise ConfigError(
@@ -261,7 +279,8 @@ def _check_relations(c: ml_collections.ConfigDict) -> None:
     image, patch, stem = c.data.image_size, c.model.image.patch_size, c.model.image.conv_stem_depth
     # Without a conv stem the patch convolution drops the pixels beyond the last whole patch, as CLIP's
     # and SigLIP's do (SigLIP So400m/14 runs at 384 px); a stem's stride-2 convolutions need the multiple.
-    if (stem and image % patch) or patch % 2**stem or image < patch:
+    vit = c.model.kind != "denoiser"  # SuperEdit's denoiser convolves the pixels: no image tower, no patches
+    if vit and ((stem and image % patch) or patch % 2**stem or image < patch):
         raise ConfigError(
             f"config.data.image_size ({image}) must be a multiple of config.model.image.patch_size ({patch}) "
             f"(at least the patch without a conv stem), itself a multiple of 2**config.model.image.conv_stem_depth "
