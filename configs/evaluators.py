@@ -31,7 +31,7 @@ EVAL_TYPES: dict[str, dict] = {
     "class_incremental": {},
     "captioning": {},
     "in_context": {},
-    "edits": {"sample_steps": 20},
+    "edits": {"sample_steps": 20, "text_guidance": 1.0},
 }  # fmt: skip
 
 

@@ -3,9 +3,10 @@ held-out instructions on held-out shapes scenes (input_pipeline/shape_edits.py, 
 pixels the edit should change.
 
 Each pair's edit is sampled by DDIM (`sample_steps` steps, η = 0) from fixed noise, reading the source and the
-instruction, and compared with the true edited image pixel by pixel: a pixel is changed where its largest channel
-difference from the source exceeds shape_edits.CHANGE_THRESHOLD, and right where its difference from the target
-does not. Metrics (percent):
+instruction (with `text_guidance` s ≠ 1, InstructPix2Pix's classifier-free guidance on the instruction, its image
+scale 1: ε̂ = ε(source, ∅) + s (ε(source, c) − ε(source, ∅))), and compared with the true edited image pixel
+by pixel: a pixel is changed where its largest channel difference from the source exceeds
+shape_edits.CHANGE_THRESHOLD, and right where its difference from the target does not. Metrics (percent):
 - `iou`: the intersection over union of the changed pixels with those the edit changes (a move or an add is
   placed right, a recolour covers its object), mean over pairs;
 - `changed_right`: of the pixels the edit changes, those that come out right (the new colour, the moved object);
@@ -44,6 +45,15 @@ def edit_scores(edited: np.ndarray, source: np.ndarray, target: np.ndarray) -> d
     return {"iou": iou, "changed_right": changed_right, "kept": kept, "correct": (iou >= 0.5) & (changed_right >= 0.5)}
 
 
+def guided_noise(predict, z, t, tokens, scale: float):
+    """ε̂ of `predict(z, t, tokens, dropped)` guided towards the instruction by `scale` (1: the conditional one)."""
+    eps = predict(z, t, tokens, None)
+    if scale == 1.0:
+        return eps
+    null = predict(z, t, tokens, jnp.ones(tokens.shape[:1], bool))
+    return null + scale * (eps - null)
+
+
 def to_pixels(images: np.ndarray) -> np.ndarray:
     """Normalised images (transforms.normalize_image's) -> float32 0..255."""
     return np.clip((np.asarray(images) * transforms.IMAGE_STD + transforms.IMAGE_MEAN) * 255.0, 0, 255)
@@ -53,7 +63,7 @@ class EditEvaluator:
     """`evaluate(params)` on `num_examples` held-out pairs of `image_size` px; `model` an EditDenoiser."""
 
     def __init__(self, model, tokenizer, *, num_examples: int, batch_size: int, image_size: int, max_len: int,
-                 sample_steps: int) -> None:  # fmt: skip
+                 sample_steps: int, text_guidance: float = 1.0) -> None:  # fmt: skip
         records = [shape_edits.record(0, "test", i, image_size) for i in range(num_examples)]
         self.source = np.stack([r["image"] for r in records])
         self.target = np.stack([r["target"] for r in records])
@@ -61,13 +71,16 @@ class EditEvaluator:
         self.right = tokenizer.encode([r["caption"] for r in records], max_len)
         self.wrong = tokenizer.encode([r["hard_negatives"][0] for r in records], max_len)
         self.batch_size = batch_size
-        self.description = f"{num_examples} held-out shapes editing pairs, {sample_steps} DDIM steps"
+        guided = f", instruction guidance {text_guidance:g}" if text_guidance != 1.0 else ""
+        self.description = f"{num_examples} held-out shapes editing pairs, {sample_steps} DDIM steps{guided}"
         low = jnp.asarray(transforms.normalize_image(np.zeros((1, 1, 1, 3), np.uint8)))
         high = jnp.asarray(transforms.normalize_image(np.full((1, 1, 1, 3), 255, np.uint8)))
         apply = lambda params, *inputs: model.apply({"params": params}, *inputs)  # noqa: E731
 
         def sample(params, source, tokens, noise):
-            return ddim_sample(lambda z, t: apply(params, z, source, t, tokens), noise, sample_steps, (low, high))
+            predict = lambda z, t, tokens, dropped: apply(params, z, source, t, tokens, dropped)  # noqa: E731
+            step = lambda z, t: guided_noise(predict, z, t, tokens, text_guidance)  # noqa: E731
+            return ddim_sample(step, noise, sample_steps, (low, high))
 
         def errors(params, source, target, right, wrong, noise, t):
             z = add_noise(target, noise, t)

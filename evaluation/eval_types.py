@@ -51,8 +51,9 @@ and defaults is configs/evaluators.py's EVAL_TYPES, re-exported here; its `evalu
   images from the frozen CLIP run's image embeddings; colour and shape words right, CLIP-S, and the same from the
   captions' text embeddings; chance and the modality gap beside (evaluation/captioning_eval.py).
 - `edits` (SuperEdit's editing denoiser, config.model.kind 'denoiser'): held-out shapes edits sampled by DDIM
-  (`sample_steps`) and scored by the pixels the edit changes; the same with a wrong instruction; the share of
-  held-out pairs whose wrong instruction predicts the noise worse (evaluation/edit_eval.py).
+  (`sample_steps`; `text_guidance`, classifier-free guidance on the instruction, 1 = none) and scored by the
+  pixels the edit changes; the same with a wrong instruction; the share of held-out pairs whose wrong instruction
+  predicts the noise worse (evaluation/edit_eval.py).
 Every entry's metrics are logged as eval/<prefix><metric>; `prefix` defaults to '<entry name>/' and the
 built-in entries set it to '' so their metrics keep the names the summary and the README tables read.
 """

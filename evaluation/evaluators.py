@@ -194,9 +194,10 @@ def build_evaluator(config: ml_collections.ConfigDict, name: str, model, tokeniz
         demo_len = config.mend.distiller.max_len if config.model.kind == "mend" else 0
         return InContextEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, demo_len=demo_len)
     if entry.type == "edits":
-        steps = eval_types.entry_options(entry)["sample_steps"]
+        options = eval_types.entry_options(entry)
         edits = EditEvaluator(model, tokenizer, num_examples=n, batch_size=batch_size, image_size=image_size,
-                              max_len=max_len, sample_steps=steps)  # fmt: skip
+                              max_len=max_len, sample_steps=options["sample_steps"],
+                              text_guidance=options["text_guidance"])  # fmt: skip
         return _Call(edits.evaluate, edits.description)
     if entry.type == "captioning":
         return CaptioningEvaluator(model, tokenizer, config.init_from.workdir, config.generation, num_examples=n,

@@ -12,7 +12,7 @@ import pytest
 
 from configs import superedit
 from configs.errors import ConfigError
-from evaluation.edit_eval import EditEvaluator, edit_scores, to_pixels
+from evaluation.edit_eval import EditEvaluator, edit_scores, guided_noise, to_pixels
 from input_pipeline import shape_edits, transforms
 from input_pipeline.shape_drawing import COLOUR_RGB, COLOURS
 from input_pipeline.shapes import POSITIONS
@@ -222,6 +222,17 @@ def test_edit_scores_by_hand():
     assert perfect["iou"][0] == 1 and perfect["changed_right"][0] == 1 and perfect["correct"][0]
 
 
+def test_guidance_moves_the_noise_away_from_the_null_instruction():
+    """ε(c) = 1 and ε(∅) = 0.25 everywhere: scale s gives 0.25 + 0.75 s; 1 reads the instruction alone."""
+
+    def predict(z, t, tokens, dropped):
+        return jnp.full(z.shape, 0.25 if dropped is not None else 1.0)
+
+    z, t, tokens = jnp.zeros((2, 4, 4, 3)), jnp.zeros((2,), jnp.int32), jnp.ones((2, 3), jnp.int32)
+    for scale, expected in ((1.0, 1.0), (3.0, 2.5), (0.0, 0.25)):
+        np.testing.assert_allclose(np.asarray(guided_noise(predict, z, t, tokens, scale)), expected)
+
+
 class _LookupModel:
     """The denoiser of a perfect (or copying) editor: the noise that takes z_t to the pair's target (or source),
     found by matching the source among the held-out ones (params)."""
@@ -242,11 +253,11 @@ class _Tokens:
         return np.array([[hash(t) % 97 + 1] * max_len for t in texts], np.int32)
 
 
-@pytest.mark.parametrize("copy", [False, True])
-def test_evaluator_scores_a_perfect_editor_and_a_copier(copy):
+@pytest.mark.parametrize("copy, guidance", [(False, 1.0), (True, 1.0), (False, 3.0)])
+def test_evaluator_scores_a_perfect_editor_and_a_copier(copy, guidance):
     n = 30
     evaluator = EditEvaluator(_LookupModel(copy), _Tokens(), num_examples=n, batch_size=12, image_size=16, max_len=4,
-                              sample_steps=4)  # fmt: skip
+                              sample_steps=4, text_guidance=guidance)  # fmt: skip
     records = [shape_edits.record(0, "test", i, 16) for i in range(n)]
     norm = lambda key: transforms.normalize_image(np.stack([r[key] for r in records]))  # noqa: E731
     got = evaluator.evaluate({"sources": jnp.asarray(norm("image")), "targets": jnp.asarray(norm("target"))})
