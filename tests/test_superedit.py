@@ -344,3 +344,16 @@ def test_superedit_steps_on_8_devices_equal_one_device():
         # the hinge is a difference of two near-equal errors (~1e-3): summation order moves it by ~1e-7
         np.testing.assert_allclose(m["triplet"], r["triplet"], atol=1e-6)
     assert_same_params(params, ref_params)
+
+
+def test_a_comparison_of_superedit_runs_pairs_its_edit_columns():
+    from launch.results import paired_table, results_table
+
+    run = lambda acc, pref: {"wall_time_s": 60.0, "eval": {"edits/accuracy": acc, "edits/preference": pref}}  # noqa: E731
+    results = {"superedit": [run(10.0, 80.0), run(12.0, 81.0)], "ip2p": [run(9.0, 70.0), run(10.0, 72.0)]}
+    header = results_table(results).splitlines()[0]
+    assert header.split("|")[4:6] == [" edits right % ", " recolour % "]
+    paired = paired_table(results, "superedit", [0, 1]).splitlines()
+    assert "edits right %" in paired[1] and "prefers right %" in paired[1]
+    cells = paired[3].split("|")
+    assert cells[1].strip() == "ip2p" and cells[2].strip().startswith("-1.5") and cells[-2].strip().startswith("-9.5")
